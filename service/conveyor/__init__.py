@@ -1,0 +1,51 @@
+"""Conveyor: background jobs and schedules for Python services on PostgreSQL alone.
+
+Declare tasks with :func:`task`, enqueue with :class:`Conveyor` (async) or
+:class:`SyncConveyor`, run them with :class:`Worker` (or ``conveyor worker``).
+"""
+
+from .backoff import Backoff
+from .clock import Clock, DatabaseClock, FrozenClock
+from .errors import (
+    ArgumentsError,
+    ConfigurationError,
+    ConveyorError,
+    InvalidOptionError,
+    NotFoundError,
+    TaskImportError,
+    UnknownQueueError,
+    UnknownTaskError,
+)
+from .queue.client import Conveyor, QueueStats
+from .queue.context import JobContext
+from .queue.enqueue import JobRequest
+from .queue.sync_client import SyncConveyor
+from .queue.worker import Worker, WorkerConfig
+from .tasks import PRIORITIES, Registry, Task, default_registry, task
+
+__all__ = [
+    "PRIORITIES",
+    "ArgumentsError",
+    "Backoff",
+    "Clock",
+    "ConfigurationError",
+    "Conveyor",
+    "ConveyorError",
+    "DatabaseClock",
+    "FrozenClock",
+    "InvalidOptionError",
+    "JobContext",
+    "JobRequest",
+    "NotFoundError",
+    "QueueStats",
+    "Registry",
+    "SyncConveyor",
+    "Task",
+    "TaskImportError",
+    "UnknownQueueError",
+    "UnknownTaskError",
+    "Worker",
+    "WorkerConfig",
+    "default_registry",
+    "task",
+]

@@ -1,0 +1,540 @@
+"""The ``conveyor`` command.
+
+User mistakes (bad JSON, unknown task or queue, no database) print one line starting
+``conveyor: error:`` and exit 1; usage errors exit 2. Tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.util
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import psycopg
+
+from .db import embedded, migrations
+from .errors import ConfigurationError, ConveyorError
+from .queue.client import Conveyor
+from .queue.worker import Worker, WorkerConfig
+from .settings import Settings
+from .tasks import default_registry
+
+T = TypeVar("T")
+log = logging.getLogger("conveyor")
+
+DEFAULT_DATA_DIR = ".conveyor"
+
+
+class Context:
+    def __init__(self, database_url: str | None, schema: str | None, data_dir: str) -> None:
+        self.settings = Settings.from_env(database_url, schema)
+        self.data_dir = Path(data_dir)
+
+    @property
+    def schema(self) -> str:
+        return self.settings.schema
+
+    def database_url(self) -> str:
+        """The configured database, else the embedded one `conveyor dev` left running here."""
+        if self.settings.database_url:
+            return self.settings.database_url
+        url = embedded.running_url(self.data_dir / "pgdata")
+        if url is None:
+            raise ConfigurationError(
+                "no database: set DATABASE_URL (or CONVEYOR_DATABASE_URL), "
+                f"or start `conveyor dev` in this folder (it keeps its database in {self.data_dir}/)"
+            )
+        return url
+
+    def client(self) -> Conveyor:
+        return Conveyor(self.database_url(), schema=self.schema)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"conveyor: error: {message}", err=True)
+    sys.exit(1)
+
+
+def handle_errors(func: Callable[..., T]) -> Callable[..., T]:
+    """Turn the errors a user can cause into one clear line and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return func(*args, **kwargs)
+        except ConveyorError as exc:
+            _fail(str(exc))
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _fail(f"cannot reach the database: {first}")
+        except psycopg.Error as exc:
+            diag = getattr(exc, "diag", None)
+            _fail(str(getattr(diag, "message_primary", None) or exc).removeprefix("conveyor."))
+
+    return wrapper
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def _with_client(ctx: Context, action: Callable[[Conveyor], Coroutine[Any, Any, T]]) -> T:
+    async with ctx.client() as client:
+        return await action(client)
+
+
+def _load_tasks(modules: str | None, *, explicit: bool) -> None:
+    """Import task modules; the default `tasks` may be absent, a named module may not."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    names = [m.strip() for m in (modules or "").split(",") if m.strip()]
+    if not explicit and names == ["tasks"] and importlib.util.find_spec("tasks") is None:
+        log.warning("no task module `tasks` here; pass --tasks or set CONVEYOR_TASKS")
+        return
+    default_registry.import_modules(names)
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S%z")
+    if isinstance(value, timedelta):
+        return str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# -- the command group -----------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--database-url", envvar="CONVEYOR_DATABASE_URL", help="PostgreSQL URL (else DATABASE_URL).")
+@click.option("--schema", envvar="CONVEYOR_SCHEMA", default="conveyor", show_default=True)
+@click.option(
+    "--data-dir",
+    envvar="CONVEYOR_DATA_DIR",
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    help="Where `conveyor dev` keeps the embedded database.",
+)
+@click.pass_context
+def main(click_ctx: click.Context, database_url: str | None, schema: str, data_dir: str) -> None:
+    """Conveyor: background jobs and schedules on PostgreSQL."""
+    try:
+        click_ctx.obj = Context(database_url, schema, data_dir)
+    except ConveyorError as exc:
+        _fail(str(exc))
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Upgrade to this revision.")
+@click.option(
+    "--downgrade", "down_to", metavar="REVISION", help="Downgrade to this revision (base: remove all)."
+)
+@click.option("--show", is_flag=True, help="Print the current revision and exit.")
+@click.pass_obj
+@handle_errors
+def migrate(ctx: Context, revision: str, down_to: str | None, show: bool) -> None:
+    """Install or upgrade Conveyor's schema."""
+    url = ctx.database_url()
+    if show:
+        click.echo(migrations.current(url, ctx.schema) or "none")
+        return
+    if down_to:
+        migrations.downgrade(url, ctx.schema, down_to)
+        click.echo(f"schema {ctx.schema!r} downgraded to {down_to}")
+        return
+    migrations.upgrade(url, ctx.schema, revision)
+    click.echo(f"schema {ctx.schema!r} at {migrations.current(url, ctx.schema)}")
+
+
+def _worker_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--queues", "-q", help="Comma-separated queues (default: those the tasks declare, and default)."
+        ),
+        click.option("--concurrency", "-c", type=click.IntRange(min=1), default=10, show_default=True),
+        click.option(
+            "--tasks",
+            "tasks_modules",
+            envvar="CONVEYOR_TASKS",
+            default="tasks",
+            show_default=True,
+            help="Comma-separated task modules to import.",
+        ),
+        click.option(
+            "--lease", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Lease seconds."
+        ),
+        click.option(
+            "--grace",
+            type=click.FloatRange(min=0),
+            default=25.0,
+            show_default=True,
+            help="Seconds running jobs get to finish on stop.",
+        ),
+        click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True),
+        click.option("--verbose", "-v", is_flag=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _worker_config(
+    queues: str | None, concurrency: int, lease: float, grace: float, poll_interval: float
+) -> WorkerConfig:
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    return WorkerConfig(
+        queues=names, concurrency=concurrency, lease=lease, grace=grace, poll_interval=poll_interval
+    )
+
+
+@main.command()
+@_worker_options
+@click.pass_obj
+@handle_errors
+def worker(
+    ctx: Context,
+    queues: str | None,
+    concurrency: int,
+    tasks_modules: str,
+    lease: float,
+    grace: float,
+    poll_interval: float,
+    verbose: bool,
+) -> None:
+    """Run jobs until SIGTERM or Ctrl-C (then finish running jobs within --grace)."""
+    _setup_logging(verbose)
+    explicit = (
+        click.get_current_context().get_parameter_source("tasks_modules")
+        != click.core.ParameterSource.DEFAULT
+    )
+    _load_tasks(tasks_modules, explicit=explicit)
+    url = ctx.database_url()
+    _require_schema(url, ctx.schema)
+    config = _worker_config(queues, concurrency, lease, grace, poll_interval)
+    _run(_serve(Worker(url, schema=ctx.schema, config=config)))
+
+
+def _require_schema(url: str, schema: str) -> None:
+    at = migrations.current(url, schema)
+    if at is None:
+        raise ConfigurationError(f"Conveyor is not installed in schema {schema!r}: run `conveyor migrate`")
+    if at != migrations.head():
+        raise ConfigurationError(
+            f"schema {schema!r} is at revision {at}, this Conveyor needs {migrations.head()}: "
+            "run `conveyor migrate`"
+        )
+
+
+async def _serve(worker: Worker) -> None:
+    """Run a worker; the first SIGTERM/SIGINT stops it gracefully, a second one at once."""
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        name = signal.Signals(signum).name
+        if signals == 1:
+            log.info("%s: stopping (running jobs get %gs to finish)", name, worker.config.grace)
+            worker.stop()
+        else:
+            log.warning("%s again: handing running jobs back now", name)
+            worker.stop(force=True)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await worker.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("worker %s stopped", worker.id)
+
+
+@main.command()
+@_worker_options
+@click.pass_obj
+@handle_errors
+def dev(
+    ctx: Context,
+    queues: str | None,
+    concurrency: int,
+    tasks_modules: str,
+    lease: float,
+    grace: float,
+    poll_interval: float,
+    verbose: bool,
+) -> None:
+    """Run Conveyor locally: the embedded PostgreSQL (unless DATABASE_URL is set), migrated, and a worker."""
+    _setup_logging(verbose)
+    if ctx.settings.database_url:
+        url = ctx.settings.database_url
+        click.echo(f"Conveyor dev: using DATABASE_URL, schema {ctx.schema!r}")
+    else:
+        pgdata = ctx.data_dir / "pgdata"
+        click.echo(f"Conveyor dev: starting the embedded PostgreSQL in {pgdata}/ ...")
+        url = embedded.start(pgdata)
+        click.echo(f"Conveyor dev: database {url}")
+        click.echo(f"Conveyor dev: inspect it with: psql '{url}' (try the view {ctx.schema}.queue_stats)")
+    migrations.upgrade(url, ctx.schema)
+    explicit = (
+        click.get_current_context().get_parameter_source("tasks_modules")
+        != click.core.ParameterSource.DEFAULT
+    )
+    _load_tasks(tasks_modules, explicit=explicit)
+    config = _worker_config(queues, concurrency, lease, grace, poll_interval)
+    click.echo(f"Conveyor dev: {len(default_registry)} tasks loaded; Ctrl-C to stop")
+    _run(_serve(Worker(url, schema=ctx.schema, config=config)))
+
+
+@main.command()
+@click.argument("task")
+@click.option("--args", "args_json", default="{}", show_default=True, help="Arguments as a JSON object.")
+@click.option("--queue", "-q")
+@click.option("--priority", "-p", help="critical, high, normal, low or 0-3.")
+@click.option("--delay", type=click.FloatRange(min=0), help="Seconds to wait before the job may run.")
+@click.option(
+    "--run-at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"]),
+    help="ISO time with offset.",
+)
+@click.option("--unique-key")
+@click.option("--max-attempts", type=click.IntRange(min=1))
+@click.option("--tasks", "tasks_modules", envvar="CONVEYOR_TASKS", default="tasks", show_default=True)
+@click.pass_obj
+@handle_errors
+def enqueue(
+    ctx: Context,
+    task: str,
+    args_json: str,
+    queue: str | None,
+    priority: str | None,
+    delay: float | None,
+    run_at: datetime | None,
+    unique_key: str | None,
+    max_attempts: int | None,
+    tasks_modules: str,
+) -> None:
+    """Enqueue one job of TASK; prints its id."""
+    try:
+        args = json.loads(args_json)
+    except json.JSONDecodeError as exc:
+        raise ConveyorError(
+            f"--args is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(args, dict):
+        raise ConveyorError(
+            f'--args must be a JSON object like \'{{"to": "a@b.c"}}\', got {type(args).__name__}'
+        )
+    explicit = (
+        click.get_current_context().get_parameter_source("tasks_modules")
+        != click.core.ParameterSource.DEFAULT
+    )
+    _load_tasks(tasks_modules, explicit=explicit)
+
+    async def go(client: Conveyor) -> int:
+        return await client.enqueue(
+            task,
+            args,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            unique_key=unique_key,
+            max_attempts=max_attempts,
+        )
+
+    click.echo(_run(_with_client(ctx, go)))
+
+
+@main.command()
+@click.pass_obj
+@handle_errors
+def status(ctx: Context) -> None:
+    """Per queue: waiting, scheduled, running, completed (24 h), dead, oldest waiting."""
+    stats = _run(_with_client(ctx, lambda c: c.queue_stats()))
+    headers = [
+        "queue",
+        "paused",
+        "waiting",
+        "scheduled",
+        "running",
+        "completed_24h",
+        "dead",
+        "oldest_waiting",
+    ]
+    rows = [
+        [s.queue, s.paused, s.waiting, s.scheduled, s.running, s.completed_24h, s.dead, s.oldest_waiting_age]
+        for s in stats
+    ]
+    click.echo(_table(rows, headers))
+
+
+@main.group()
+def queues() -> None:
+    """List and create queues."""
+
+
+@queues.command("list")
+@click.pass_obj
+@handle_errors
+def queues_list(ctx: Context) -> None:
+    stats = _run(_with_client(ctx, lambda c: c.queue_stats()))
+    click.echo(_table([[s.queue, s.paused] for s in stats], ["queue", "paused"]))
+
+
+@queues.command("create")
+@click.argument("name")
+@click.pass_obj
+@handle_errors
+def queues_create(ctx: Context, name: str) -> None:
+    _run(_with_client(ctx, lambda c: c.create_queue(name)))
+    click.echo(f"queue {name!r} exists")
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect, retry and purge dead jobs (the dead-letter queue)."""
+
+
+@dlq.command("list")
+@click.option("--queue", "-q")
+@click.option("--task")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.pass_obj
+@handle_errors
+def dlq_list(ctx: Context, queue: str | None, task: str | None, limit: int) -> None:
+    rows = _run(_with_client(ctx, lambda c: c.dead_jobs(queue=queue, task=task, limit=limit)))
+    headers = ["id", "queue", "task", "attempts", "died_at", "last_error"]
+    click.echo(
+        _table(
+            [
+                [
+                    r["id"],
+                    r["queue"],
+                    r["task"],
+                    f"{r['attempt']}/{r['max_attempts']}",
+                    r["died_at"],
+                    r["last_error"],
+                ]
+                for r in rows
+            ],
+            headers,
+        )
+    )
+
+
+@dlq.command("show")
+@click.argument("job_id", type=int)
+@click.pass_obj
+@handle_errors
+def dlq_show(ctx: Context, job_id: int) -> None:
+    job = _run(_with_client(ctx, lambda c: c.dead_job(job_id)))
+    for key in (
+        "id",
+        "queue",
+        "task",
+        "priority",
+        "attempt",
+        "max_attempts",
+        "enqueued_at",
+        "died_at",
+        "unique_key",
+    ):
+        click.echo(f"{key + ':':14}{_cell(job[key])}")
+    click.echo(f"{'args:':14}{json.dumps(job['args'])}")
+    for error in job["errors"]:
+        click.echo(f"\n-- attempt {error.get('attempt')} at {error.get('at')}: {error.get('error')}")
+        if error.get("traceback"):
+            click.echo(error["traceback"].rstrip())
+
+
+def _ids_or_all(ids: Sequence[int], all_: bool, what: str) -> None:
+    if not ids and not all_:
+        raise ConveyorError(
+            f"name the dead jobs to {what} by id, or pass --all (with --queue/--task to narrow it)"
+        )
+    if ids and all_:
+        raise ConveyorError("give ids or --all, not both")
+
+
+@dlq.command("retry")
+@click.argument("job_ids", type=int, nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every dead job (matching --queue/--task).")
+@click.option("--queue", "-q")
+@click.option("--task")
+@click.pass_obj
+@handle_errors
+def dlq_retry(
+    ctx: Context, job_ids: tuple[int, ...], all_: bool, queue: str | None, task: str | None
+) -> None:
+    """Put dead jobs back in their queue with a fresh attempt budget."""
+    _ids_or_all(job_ids, all_, "retry")
+
+    async def go(client: Conveyor) -> list[int]:
+        if all_:
+            return await client.retry_dead_matching(queue=queue, task=task)
+        return [await client.retry_dead(i) for i in job_ids]
+
+    retried = _run(_with_client(ctx, go))
+    click.echo(f"retried {len(retried)} job(s)" + (": " + ", ".join(map(str, retried)) if retried else ""))
+
+
+@dlq.command("purge")
+@click.argument("job_ids", type=int, nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every dead job (matching the filters).")
+@click.option("--queue", "-q")
+@click.option("--task")
+@click.option(
+    "--older-than", type=click.FloatRange(min=0), help="Only jobs dead for more than this many hours."
+)
+@click.pass_obj
+@handle_errors
+def dlq_purge(
+    ctx: Context,
+    job_ids: tuple[int, ...],
+    all_: bool,
+    queue: str | None,
+    task: str | None,
+    older_than: float | None,
+) -> None:
+    """Delete dead jobs for good."""
+    _ids_or_all(job_ids, all_, "purge")
+    age = timedelta(hours=older_than) if older_than is not None else None
+    count = _run(
+        _with_client(
+            ctx, lambda c: c.purge_dead(ids=list(job_ids) or None, queue=queue, task=task, older_than=age)
+        )
+    )
+    click.echo(f"purged {count} dead job(s)")

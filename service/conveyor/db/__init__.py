@@ -1,0 +1,1 @@
+"""The database seam: named queries, connections, migrations, the embedded server."""

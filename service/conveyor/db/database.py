@@ -1,0 +1,302 @@
+"""The one database seam: every statement Conveyor runs on its own connections.
+
+Methods are named after the queries in ``sql/queries`` they run. Callers above this module
+never see SQL; the queue engine speaks in job ids, attempts and outcomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from .connections import pool
+from .queries import Queries, for_schema
+from .steps import Flow, run_async
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    queue: str
+    task: str
+    args: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    priority: int
+    enqueued_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A claim: the fencing token every write to a running job must present."""
+
+    id: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """What a batch of finished executions did, as written by record_outcomes."""
+
+    completed: Sequence[tuple[int, int, str | None]] = ()  # id, attempt, result JSON
+    retried: Sequence[tuple[int, int, float, str]] = ()  # id, attempt, delay s, error JSON
+    buried: Sequence[tuple[int, int, str]] = ()  # id, attempt, error JSON
+
+
+@dataclass(frozen=True)
+class Recorded:
+    completed: frozenset[int]
+    retried: frozenset[int]
+    buried: frozenset[int]
+
+
+class Database:
+    """A pool of connections to one Conveyor schema."""
+
+    def __init__(self, conninfo: str, schema: str, *, min_size: int = 1, max_size: int = 4) -> None:
+        self.conninfo = conninfo
+        self.schema = schema
+        self.queries: Queries = for_schema(schema)
+        self.pool: AsyncConnectionPool[Any] = pool(conninfo, min_size=min_size, max_size=max_size)
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- generic -----------------------------------------------------------------------
+
+    async def run(self, flow: Flow[T], *, atomic: bool = False) -> T:
+        """Run a multi-step conversation on a pooled connection."""
+        async with self.pool.connection() as conn:
+            if not atomic:
+                return await run_async(conn, self.queries, flow)
+            async with conn.transaction():
+                return await run_async(conn, self.queries, flow)
+
+    async def fetch(self, name: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        async with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(self.queries[name], params or {})
+            return await cur.fetchall() if cur.description else []
+
+    async def fetch_dicts(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(self.queries[name], params or {})
+            return await cur.fetchall() if cur.description else []
+
+    # -- the hot path ------------------------------------------------------------------
+
+    async def claim_jobs(
+        self,
+        *,
+        worker_id: UUID,
+        queues: Sequence[str],
+        limits: Sequence[int],
+        limit: int,
+        lease: timedelta,
+        now: datetime | None,
+    ) -> list[ClaimedJob]:
+        rows = await self.fetch(
+            "claim_jobs",
+            {
+                "now": now,
+                "queues": list(queues),
+                "limits": list(limits),
+                "limit": limit,
+                "worker_id": worker_id,
+                "lease": lease,
+            },
+        )
+        return [ClaimedJob(*row) for row in rows]
+
+    async def record_outcomes(
+        self,
+        outcomes: Outcomes,
+        *,
+        worker_id: UUID,
+        now: datetime | None,
+        children: Callable[[frozenset[int]], Flow[Any] | None] | None = None,
+    ) -> Recorded:
+        """Write a batch of outcomes in one transaction. Only jobs this worker still holds
+        change; ``children(completed_ids)`` may enqueue follow-up jobs in that transaction."""
+        queries = self.queries
+        completed: frozenset[int] = frozenset()
+        retried: frozenset[int] = frozenset()
+        buried: frozenset[int] = frozenset()
+        async with self.pool.connection() as conn, conn.transaction():
+            async with conn.cursor(row_factory=tuple_row) as cur:
+                if outcomes.completed:
+                    ids, attempts, results = zip(*outcomes.completed, strict=True)
+                    await cur.execute(
+                        queries["complete_jobs"],
+                        {
+                            "ids": list(ids),
+                            "attempts": list(attempts),
+                            "results": list(results),
+                            "worker_id": worker_id,
+                            "now": now,
+                        },
+                    )
+                    completed = frozenset(row[0] for row in await cur.fetchall())
+                if outcomes.retried:
+                    ids, attempts, delays, errors = zip(*outcomes.retried, strict=True)
+                    await cur.execute(
+                        queries["retry_jobs"],
+                        {
+                            "ids": list(ids),
+                            "attempts": list(attempts),
+                            "delays": list(delays),
+                            "errors": list(errors),
+                            "worker_id": worker_id,
+                            "now": now,
+                            "channel": queries.channel,
+                        },
+                    )
+                    retried = frozenset(row[0] for row in await cur.fetchall())
+                if outcomes.buried:
+                    ids, attempts, errors = zip(*outcomes.buried, strict=True)
+                    await cur.execute(
+                        queries["bury_jobs"],
+                        {
+                            "ids": list(ids),
+                            "attempts": list(attempts),
+                            "errors": list(errors),
+                            "worker_id": worker_id,
+                            "now": now,
+                        },
+                    )
+                    buried = frozenset(row[0] for row in await cur.fetchall())
+            follow_up = children(completed) if children is not None and completed else None
+            if follow_up is not None:
+                await run_async(conn, queries, follow_up)
+        return Recorded(completed, retried, buried)
+
+    async def release_jobs(self, held: Sequence[Held], *, worker_id: UUID, now: datetime | None) -> set[int]:
+        if not held:
+            return set()
+        rows = await self.fetch(
+            "release_jobs",
+            {
+                "ids": [h.id for h in held],
+                "attempts": [h.attempt for h in held],
+                "worker_id": worker_id,
+                "now": now,
+                "channel": self.queries.channel,
+            },
+        )
+        return {row[0] for row in rows}
+
+    async def extend_leases(
+        self, held: Sequence[Held], *, worker_id: UUID, lease: timedelta, now: datetime | None
+    ) -> set[int]:
+        if not held:
+            return set()
+        rows = await self.fetch(
+            "extend_leases",
+            {
+                "ids": [h.id for h in held],
+                "attempts": [h.attempt for h in held],
+                "worker_id": worker_id,
+                "lease": lease,
+                "now": now,
+            },
+        )
+        return {row[0] for row in rows}
+
+    async def set_progress(
+        self, held: Held, *, worker_id: UUID, progress: int | None, message: str | None
+    ) -> None:
+        await self.fetch(
+            "set_progress",
+            {
+                "id": held.id,
+                "attempt": held.attempt,
+                "worker_id": worker_id,
+                "progress": progress,
+                "message": message,
+            },
+        )
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    async def promote_due_jobs(self, *, now: datetime | None, limit: int = 5000) -> int:
+        rows = await self.fetch(
+            "promote_due_jobs", {"now": now, "limit": limit, "channel": self.queries.channel}
+        )
+        return sum(int(row[1]) for row in rows)
+
+    async def next_scheduled_at(self) -> datetime | None:
+        rows = await self.fetch("next_scheduled_at")
+        return rows[0][0] if rows else None
+
+    async def rescue_expired_jobs(
+        self, *, now: datetime | None, limit: int = 1000
+    ) -> tuple[list[int], list[int]]:
+        """Returns (ids put back in the queue, ids moved to the dead-letter table)."""
+        rows = await self.fetch(
+            "rescue_expired_jobs", {"now": now, "limit": limit, "channel": self.queries.channel}
+        )
+        return [r[1] for r in rows if r[0] == "retried"], [r[1] for r in rows if r[0] == "dead"]
+
+    async def register_worker(
+        self,
+        *,
+        worker_id: UUID,
+        hostname: str,
+        pid: int,
+        queues: Sequence[str],
+        concurrency: int,
+        now: datetime | None,
+    ) -> None:
+        await self.fetch(
+            "register_worker",
+            {
+                "id": worker_id,
+                "hostname": hostname,
+                "pid": pid,
+                "queues": list(queues),
+                "concurrency": concurrency,
+                "now": now,
+            },
+        )
+
+    async def heartbeat_worker(self, worker_id: UUID, *, now: datetime | None) -> None:
+        await self.fetch("heartbeat_worker", {"id": worker_id, "now": now})
+
+    async def unregister_worker(self, worker_id: UUID) -> None:
+        await self.fetch("unregister_worker", {"id": worker_id})
+
+    async def prune_workers(self, *, silent_for: timedelta, now: datetime | None) -> None:
+        await self.fetch("prune_workers", {"silent_for": silent_for, "now": now})
+
+    async def sync_tasks(self, tasks: Sequence[tuple[str, str, int, int, float | None]]) -> None:
+        """Record (name, queue, priority, max_attempts, timeout) for each task."""
+        if not tasks:
+            return
+        names, queues, priorities, attempts, timeouts = zip(*tasks, strict=True)
+        await self.fetch(
+            "sync_tasks",
+            {
+                "names": list(names),
+                "queues": list(queues),
+                "priorities": list(priorities),
+                "max_attempts": list(attempts),
+                "timeouts": list(timeouts),
+            },
+        )
+
+    async def create_queues(self, names: Sequence[str]) -> None:
+        await self.fetch("create_queues", {"names": list(names)})
+
+    async def ensure_history_partitions(self, *, days_ahead: int = 7, now: datetime | None = None) -> int:
+        rows = await self.fetch("ensure_history_partitions", {"days_ahead": days_ahead, "now": now})
+        return int(rows[0][0])

@@ -1,0 +1,71 @@
+"""The named runtime queries in ``sql/queries/*.sql``.
+
+Each block starts with ``-- name: NAME`` and a comment line saying what it does. The text
+is typed ``LiteralString``: queries come from these files only, never from f-strings. The
+schema name enters through ``psycopg.sql.Identifier`` when a :class:`Queries` is made for it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import LiteralString, cast
+
+from psycopg import sql
+
+from ..paths import sql_dir
+
+_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def parse(text: str) -> dict[str, str]:
+    """Split a .sql file into {name: statement}; comments before the first name are dropped."""
+    parts = _HEADER.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [line for line in body.strip().splitlines() if not line.startswith("--")]
+        statement = "\n".join(lines).strip().rstrip(";")
+        if name in queries:
+            raise ValueError(f"query {name!r} is defined twice")
+        queries[name] = statement
+    return queries
+
+
+@cache
+def load(directory: Path | None = None) -> Mapping[str, LiteralString]:
+    """Every named query in the directory (by default the packaged sql/queries)."""
+    folder = directory or sql_dir() / "queries"
+    queries: dict[str, LiteralString] = {}
+    for path in sorted(folder.glob("*.sql")):
+        for name, statement in parse(path.read_text()).items():
+            if name in queries:
+                raise ValueError(f"query {name!r} is defined in two files")
+            # The text is read from files shipped with Conveyor, never built from input.
+            queries[name] = cast(LiteralString, statement)
+    return queries
+
+
+class Queries:
+    """The queries for one schema, composed once, ready to execute."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.channel = schema
+        identifier = sql.Identifier(schema)
+        self._composed = {
+            name: sql.SQL(text).format(schema=identifier).as_bytes(None) for name, text in load().items()
+        }
+        self.jobs_table = sql.SQL("{}.jobs").format(identifier).as_string(None)
+
+    def __getitem__(self, name: str) -> bytes:
+        return self._composed[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._composed
+
+
+@cache
+def for_schema(schema: str) -> Queries:
+    return Queries(schema)

@@ -1,0 +1,73 @@
+"""Database conversations written once, run on async or sync connections.
+
+An operation that needs several statements (enqueue: insert, then on a unique-key clash
+look up the holder) is a generator that yields :class:`Query` or :class:`Copy` steps and
+receives their rows. :func:`run_async` and :func:`run_sync` drive it on a psycopg
+connection; this is the whole of Conveyor's sync layer for talking to the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from .queries import Queries
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Copy:
+    name: str
+    rows: Sequence[Sequence[Any]]
+
+
+Step = Query | Copy
+Rows = list[tuple[Any, ...]]
+Flow = Generator[Step, Rows, T]
+
+
+async def run_async(conn: psycopg.AsyncConnection[Any], queries: Queries, flow: Flow[T]) -> T:
+    rows: Rows | None = None
+    async with conn.cursor(row_factory=tuple_row) as cursor:
+        while True:
+            try:
+                step = flow.send(rows) if rows is not None else next(flow)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if isinstance(step, Copy):
+                async with cursor.copy(queries[step.name]) as copy:
+                    for row in step.rows:
+                        await copy.write_row(row)
+                rows = []
+            else:
+                await cursor.execute(queries[step.name], step.params)
+                rows = await cursor.fetchall() if cursor.description else []
+
+
+def run_sync(conn: psycopg.Connection[Any], queries: Queries, flow: Flow[T]) -> T:
+    rows: Rows | None = None
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        while True:
+            try:
+                step = flow.send(rows) if rows is not None else next(flow)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if isinstance(step, Copy):
+                with cursor.copy(queries[step.name]) as copy:
+                    for row in step.rows:
+                        copy.write_row(row)
+                rows = []
+            else:
+                cursor.execute(queries[step.name], step.params)
+                rows = cursor.fetchall() if cursor.description else []

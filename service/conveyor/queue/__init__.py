@@ -1,0 +1,1 @@
+"""The queue engine: enqueue, claim, run, record, and the housekeeping around them."""

@@ -1,0 +1,202 @@
+"""The async client: enqueue jobs and operate on queues and the dead-letter queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import psycopg
+
+from ..clock import Clock, DatabaseClock
+from ..db.connections import caller_async_connection
+from ..db.database import Database
+from ..db.queries import Queries, for_schema
+from ..db.steps import run_async
+from ..errors import ConfigurationError, ConveyorError, NotFoundError
+from ..settings import Settings
+from ..tasks import Registry, default_registry
+from .enqueue import JobRequest, TaskRef, check_queue_name, enqueue_many, enqueue_one, prepare
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    paused: bool
+    waiting: int
+    scheduled: int
+    running: int
+    completed_24h: int
+    dead: int
+    oldest_waiting_age: timedelta | None
+
+
+class Conveyor:
+    """Enqueue jobs on Conveyor's own pool or inside the caller's transaction.
+
+    ``conn`` may be a psycopg ``AsyncConnection`` or a SQLAlchemy ``AsyncSession`` /
+    ``AsyncConnection`` (psycopg dialect): the job then commits or rolls back with the
+    caller's transaction, and workers see it only after commit.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        schema: str | None = None,
+        registry: Registry | None = None,
+        clock: Clock | None = None,
+        pool_size: int = 4,
+    ) -> None:
+        self.settings = Settings.from_env(database_url, schema)
+        self.registry = registry if registry is not None else default_registry
+        self.clock: Clock = clock or DatabaseClock()
+        self._pool_size = pool_size
+        self._db: Database | None = None
+
+    async def open(self) -> Conveyor:
+        if self._db is None:
+            if self.settings.database_url is None:
+                raise ConfigurationError(
+                    "no database: set DATABASE_URL (or CONVEYOR_DATABASE_URL) or pass database_url"
+                )
+            db = Database(self.settings.database_url, self.settings.schema, max_size=self._pool_size)
+            await db.open()
+            self._db = db
+        return self
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def __aenter__(self) -> Conveyor:
+        return await self.open()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise ConfigurationError("this Conveyor client is not open: use `async with Conveyor(...)`")
+        return self._db
+
+    # -- enqueue -----------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        task: TaskRef,
+        args: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | str | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        unique_key: str | None = None,
+        max_attempts: int | None = None,
+        conn: Any = None,
+    ) -> int:
+        """Enqueue one job; returns its id (or that of the live job holding ``unique_key``)."""
+        job = prepare(
+            self.registry,
+            JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts),
+        )
+        queries = self._queries()
+        flow = enqueue_one(job, channel=queries.channel, now=self.clock.now())
+        if conn is not None:
+            return await run_async(await caller_async_connection(conn), queries, flow)
+        return await self.db.run(flow)
+
+    async def enqueue_many(self, jobs: Iterable[JobRequest], *, conn: Any = None) -> list[int]:
+        """Enqueue many jobs in one transaction (COPY); returns their ids in order.
+
+        All are checked before any is written: one bad request enqueues none.
+        """
+        prepared = [prepare(self.registry, job) for job in jobs]
+        queries = self._queries()
+        flow = enqueue_many(
+            prepared, channel=queries.channel, jobs_table=queries.jobs_table, now=self.clock.now()
+        )
+        if conn is not None:
+            raw = await caller_async_connection(conn)
+            async with raw.transaction():
+                return await run_async(raw, queries, flow)
+        return await self.db.run(flow, atomic=True)
+
+    def _queries(self) -> Queries:
+        return for_schema(self.settings.schema)
+
+    # -- queues ------------------------------------------------------------------------
+
+    async def queue_stats(self) -> list[QueueStats]:
+        return [QueueStats(**row) for row in await self.db.fetch_dicts("queue_stats")]
+
+    async def create_queue(self, name: str) -> None:
+        await self.db.create_queues([check_queue_name(name)])
+
+    # -- jobs --------------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> dict[str, Any]:
+        """A job wherever it is: live, finished (with its result) or dead (with its errors)."""
+        for query in ("get_live_job", "get_finished_job", "get_dead_job"):
+            rows = await self.db.fetch_dicts(query, {"id": job_id})
+            if rows:
+                row = rows[0]
+                if query == "get_dead_job":
+                    row["state"] = "dead"
+                return row
+        raise NotFoundError(f"no job with id {job_id}")
+
+    # -- dead-letter queue -------------------------------------------------------------
+
+    async def dead_jobs(
+        self, *, queue: str | None = None, task: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        return await self.db.fetch_dicts("list_dead_jobs", {"queue": queue, "task": task, "limit": limit})
+
+    async def dead_job(self, job_id: int) -> dict[str, Any]:
+        rows = await self.db.fetch_dicts("get_dead_job", {"id": job_id})
+        if not rows:
+            raise NotFoundError(f"no dead job with id {job_id}")
+        return rows[0]
+
+    async def retry_dead(self, job_id: int) -> int:
+        """Put a dead job back with a fresh attempt budget."""
+        return int((await self._call("retry_dead_job", {"id": job_id}))[0][0])
+
+    async def retry_dead_matching(self, *, queue: str | None = None, task: str | None = None) -> list[int]:
+        rows = await self._call("retry_dead_jobs", {"queue": queue, "task": task})
+        return [int(row[0]) for row in rows]
+
+    async def purge_dead(
+        self,
+        *,
+        ids: list[int] | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        older_than: timedelta | None = None,
+    ) -> int:
+        rows = await self._call(
+            "purge_dead_jobs", {"ids": ids, "queue": queue, "task": task, "older_than": older_than}
+        )
+        return int(rows[0][0])
+
+    async def _call(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run a query that calls a Conveyor SQL function; its refusals become ConveyorErrors."""
+        try:
+            return await self.db.fetch(name, params)
+        except psycopg.errors.NoDataFound as exc:
+            raise NotFoundError(_sql_message(exc)) from None
+        except (psycopg.errors.UniqueViolation, psycopg.errors.InvalidParameterValue) as exc:
+            raise ConveyorError(_sql_message(exc)) from None
+
+
+def _sql_message(exc: Exception) -> str:
+    diag = getattr(exc, "diag", None)
+    message = getattr(diag, "message_primary", None) or str(exc)
+    return str(message).removeprefix("conveyor.")

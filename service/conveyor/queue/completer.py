@@ -1,0 +1,140 @@
+"""Recording outcomes in batches.
+
+Outcomes are buffered and written by one loop: while a write is in flight the next batch
+gathers, so an idle worker records a job at once and a busy one records hundreds per
+statement. A write is one transaction (completions, retries, burials and the follow-up
+jobs of completed ones). Writes are fenced, so an outcome for a job this worker no longer
+holds changes nothing; it is logged and dropped.
+
+If the database is unreachable the batch is kept and retried with backoff; the jobs stay
+leased meanwhile, and if the outage outlasts their leases they are rescued and run again
+(at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from ..clock import Clock
+from ..db.database import Database, Outcomes, Recorded
+from ..db.steps import Flow
+from .enqueue import enqueue_many
+from .executor import Bury, Completed, Outcome, Retry
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Completer:
+    def __init__(self, db: Database, worker_id: UUID, clock: Clock, *, max_batch: int = 1000) -> None:
+        self._db = db
+        self._worker_id = worker_id
+        self._clock = clock
+        self._max_batch = max_batch
+        self._buffer: list[Outcome] = []
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.recorded = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def submit(self, outcome: Outcome) -> None:
+        self._buffer.append(outcome)
+        self._idle.clear()
+        self._ready.set()
+
+    async def run(self) -> None:
+        """Write outcomes as they come, until cancelled."""
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._buffer:
+                batch = self._buffer[: self._max_batch]
+                del self._buffer[: self._max_batch]
+                await self._write_with_retry(batch)
+            if not self._buffer:
+                self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is written."""
+        await self._idle.wait()
+
+    async def _write_with_retry(self, batch: list[Outcome]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self._write(batch)
+                return
+            except psycopg.OperationalError as exc:
+                log.warning("recording %d outcomes failed (%s); retrying in %.1fs", len(batch), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except psycopg.Error:
+                if len(batch) == 1:
+                    log.exception(
+                        "could not record the outcome of job %d; it stays leased and will be rescued",
+                        batch[0].job.id,
+                    )
+                    return
+                # One bad outcome (say, a follow-up job the database refuses) must not sink
+                # the others: write them one by one.
+                for outcome in batch:
+                    await self._write_with_retry([outcome])
+                return
+
+    async def _write(self, batch: Sequence[Outcome]) -> None:
+        completed: list[tuple[int, int, str | None]] = []
+        retried: list[tuple[int, int, float, str]] = []
+        buried: list[tuple[int, int, str]] = []
+        children: dict[int, Completed] = {}
+        for outcome in batch:
+            job = outcome.job
+            if isinstance(outcome, Completed):
+                completed.append((job.id, job.attempt, outcome.result_json))
+                if outcome.children:
+                    children[job.id] = outcome
+            elif isinstance(outcome, Retry):
+                retried.append((job.id, job.attempt, outcome.delay, outcome.error_json))
+            elif isinstance(outcome, Bury):
+                buried.append((job.id, job.attempt, outcome.error_json))
+
+        def follow_ups(done: frozenset[int]) -> Flow[Any] | None:
+            jobs = [child for job_id in sorted(done & children.keys()) for child in children[job_id].children]
+            if not jobs:
+                return None
+            return enqueue_many(
+                jobs,
+                channel=self._db.queries.channel,
+                jobs_table=self._db.queries.jobs_table,
+                now=self._clock.now(),
+            )
+
+        recorded = await self._db.record_outcomes(
+            Outcomes(completed, retried, buried),
+            worker_id=self._worker_id,
+            now=self._clock.now(),
+            children=follow_ups if children else None,
+        )
+        self.recorded += len(recorded.completed) + len(recorded.retried) + len(recorded.buried)
+        _log_fenced(batch, recorded)
+
+
+def _log_fenced(batch: Sequence[Outcome], recorded: Recorded) -> None:
+    written = recorded.completed | recorded.retried | recorded.buried
+    for outcome in batch:
+        if outcome.job.id not in written:
+            log.warning(
+                "job %d attempt %d: this worker no longer holds it (lease expired and the job was "
+                "rescued); its %s was not recorded",
+                outcome.job.id,
+                outcome.job.attempt,
+                type(outcome).__name__.lower(),
+            )

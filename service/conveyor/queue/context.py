@@ -1,0 +1,62 @@
+"""What a running job can see and do: its identity, follow-up jobs, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..db.database import ClaimedJob
+from ..tasks import Registry
+from .enqueue import JobRequest, PreparedJob, TaskRef, prepare
+
+ProgressSink = Callable[[int | None, str | None], None]
+
+
+class JobContext:
+    """Passed to a task that asks for it (a parameter annotated ``JobContext`` or named ``ctx``)."""
+
+    def __init__(self, job: ClaimedJob, registry: Registry, progress: ProgressSink) -> None:
+        self.job_id = job.id
+        self.task = job.task
+        self.queue = job.queue
+        self.attempt = job.attempt
+        self.max_attempts = job.max_attempts
+        self.enqueued_at = job.enqueued_at
+        self._registry = registry
+        self._progress = progress
+        self._children: list[PreparedJob] = []
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    def enqueue(
+        self,
+        task: TaskRef,
+        args: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | str | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        unique_key: str | None = None,
+        max_attempts: int | None = None,
+    ) -> None:
+        """Enqueue a follow-up job when this one completes.
+
+        The job is checked now (bad arguments raise here) and written in the same
+        transaction that records this job as completed: if this job fails, or its lease
+        was lost to another worker, the follow-up is not enqueued.
+        """
+        request = JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts)
+        self._children.append(prepare(self._registry, request))
+
+    def progress(self, percent: int | None, message: str | None = None) -> None:
+        """Record progress (0-100) and a message; written in the background, never blocks."""
+        if percent is not None and not 0 <= percent <= 100:
+            raise ValueError(f"progress must be between 0 and 100, got {percent}")
+        self._progress(percent, message)
+
+    def children(self) -> list[PreparedJob]:
+        return list(self._children)

@@ -1,0 +1,248 @@
+"""Enqueueing: checking a request against its task, then writing it.
+
+:func:`prepare` turns what the caller asked for into a checked :class:`PreparedJob`;
+:func:`enqueue_one` and :func:`enqueue_many` are the database conversations that write
+prepared jobs (see ``db.steps``), the same for async and sync connections.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..db.steps import Copy, Flow, Query
+from ..errors import ConveyorError, InvalidOptionError, UnknownQueueError, UnknownTaskError
+from ..tasks import DEFAULT_QUEUE, Registry, Task, encode_args, parse_priority
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,126}$")
+MAX_UNIQUE_KEY = 512
+
+TaskRef = str | Task | Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job to enqueue: the task, its arguments and options that override the task's."""
+
+    task: TaskRef
+    args: Mapping[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int | str | None = None
+    delay: float | timedelta | None = None
+    run_at: datetime | None = None
+    unique_key: str | None = None
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A request checked against its task, with every default filled in."""
+
+    task: str
+    args_json: str
+    queue: str
+    declared_queue: bool
+    priority: int
+    max_attempts: int
+    run_at: datetime | None
+    delay: timedelta
+    unique_key: str | None
+
+
+def prepare(registry: Registry, request: JobRequest) -> PreparedJob:
+    """Check a request; raise a ConveyorError that names the task and the problem."""
+    task = registry.resolve(request.task)
+    if task is None:
+        raise UnknownTaskError(_unknown_task_message(registry, request.task))
+    task.check_args(request.args)
+    args_json = encode_args(task.name, request.args)
+
+    queue = request.queue if request.queue is not None else task.queue
+    check_queue_name(queue)
+    priority = task.priority if request.priority is None else parse_priority(request.priority)
+    max_attempts = task.max_attempts if request.max_attempts is None else request.max_attempts
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise InvalidOptionError(f"task {task.name!r}: max_attempts must be a whole number >= 1")
+    if request.run_at is not None and request.delay is not None:
+        raise InvalidOptionError(f"task {task.name!r}: give run_at or delay, not both")
+    if request.run_at is not None and request.run_at.tzinfo is None:
+        raise InvalidOptionError(
+            f"task {task.name!r}: run_at must carry a time zone (got naive {request.run_at.isoformat()})"
+        )
+    delay = _as_timedelta(request.delay)
+    if delay < timedelta(0):
+        raise InvalidOptionError(f"task {task.name!r}: delay must not be negative")
+    unique_key = request.unique_key
+    if unique_key is not None and not (0 < len(unique_key) <= MAX_UNIQUE_KEY):
+        raise InvalidOptionError(f"task {task.name!r}: unique_key must be 1 to {MAX_UNIQUE_KEY} characters")
+    return PreparedJob(
+        task=task.name,
+        args_json=args_json,
+        queue=queue,
+        declared_queue=queue == DEFAULT_QUEUE or queue in registry.queues(),
+        priority=priority,
+        max_attempts=max_attempts,
+        run_at=request.run_at,
+        delay=delay,
+        unique_key=unique_key,
+    )
+
+
+def check_queue_name(queue: str) -> str:
+    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+        raise InvalidOptionError(
+            f"queue name {queue!r} is not allowed: use letters, digits and _ . : - "
+            "(at most 127, starting with a letter or digit)"
+        )
+    return queue
+
+
+def enqueue_one(job: PreparedJob, *, channel: str, now: datetime | None) -> Flow[int]:
+    """Insert one job; returns its id, or the id of the live job holding its unique key."""
+    params = {
+        "now": now,
+        "queue": job.queue,
+        "declared_queue": job.declared_queue,
+        "task": job.task,
+        "args": job.args_json,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts,
+        "unique_key": job.unique_key,
+        "run_at": job.run_at,
+        "delay": job.delay,
+        "channel": channel,
+    }
+    for _ in range(5):
+        rows = yield Query("enqueue_job", params)
+        if rows:
+            return int(rows[0][0])
+        if job.unique_key is not None:
+            rows = yield Query("find_unique_job", {"unique_key": job.unique_key})
+            if rows:
+                return int(rows[0][0])
+        rows = yield Query("queue_exists", {"queue": job.queue})
+        if not rows[0][0]:
+            raise UnknownQueueError(_unknown_queue_message([job.queue]))
+        # The job holding the unique key finished between the insert and the look-up: the
+        # key is free again, so insert once more.
+    raise ConveyorError(f"task {job.task!r}: unique key {job.unique_key!r} kept changing hands; try again")
+
+
+def enqueue_many(
+    jobs: Sequence[PreparedJob], *, channel: str, jobs_table: str, now: datetime | None
+) -> Flow[list[int]]:
+    """Insert many jobs in one go (COPY when no unique keys are involved); ids in order."""
+    if not jobs:
+        return []
+    declared: dict[str, bool] = {}
+    for job in jobs:
+        declared[job.queue] = declared.get(job.queue, False) or job.declared_queue
+    rows = yield Query("ensure_queues", {"names": list(declared), "declared": list(declared.values())})
+    unknown = sorted(set(declared) - {row[0] for row in rows})
+    if unknown:
+        raise UnknownQueueError(_unknown_queue_message(unknown))
+
+    rows = yield Query("prepare_bulk", {"now": now, "jobs_table": jobs_table, "count": len(jobs)})
+    clock_now: datetime = rows[0][0]
+    ids: list[int] = list(rows[0][1])
+    records = [_record(job_id, job, clock_now) for job_id, job in zip(ids, jobs, strict=True)]
+
+    if any(job.unique_key is not None for job in jobs):
+        ids = yield from _insert_unique(records, clock_now)
+    else:
+        yield Copy("copy_jobs", records)
+
+    waking = sorted({record[1] for record in records if record[4] == "available"})
+    if waking:
+        yield Query("notify_queues", {"channel": channel, "names": waking})
+    return ids
+
+
+# Column order of copy_jobs and insert_jobs.
+Record = tuple[int, str, str, str, str, int, datetime, int, str | None, datetime]
+
+
+def _record(job_id: int, job: PreparedJob, now: datetime) -> Record:
+    run_at = job.run_at if job.run_at is not None else now + job.delay
+    state = "available" if run_at <= now else "scheduled"
+    return (
+        job_id,
+        job.queue,
+        job.task,
+        job.args_json,
+        state,
+        job.priority,
+        run_at,
+        job.max_attempts,
+        job.unique_key,
+        now,
+    )
+
+
+def _insert_unique(records: list[Record], now: datetime) -> Flow[list[int]]:
+    columns = list(zip(*records, strict=True))
+    rows = yield Query(
+        "insert_jobs",
+        {
+            "now": now,
+            "ids": list(columns[0]),
+            "queues": list(columns[1]),
+            "tasks": list(columns[2]),
+            "args": list(columns[3]),
+            "states": list(columns[4]),
+            "priorities": list(columns[5]),
+            "run_ats": list(columns[6]),
+            "max_attempts": list(columns[7]),
+            "unique_keys": list(columns[8]),
+        },
+    )
+    inserted = {row[0] for row in rows}
+    clashing = sorted({r[8] for r in records if r[0] not in inserted and r[8] is not None})
+    holders: dict[str, int] = {}
+    if clashing:
+        rows = yield Query("find_unique_jobs", {"unique_keys": clashing})
+        holders = {row[0]: row[1] for row in rows}
+    ids: list[int] = []
+    for record in records:
+        if record[0] in inserted:
+            ids.append(record[0])
+        elif record[8] in holders:
+            ids.append(holders[record[8]])
+        else:
+            raise ConveyorError(
+                f"unique key {record[8]!r} was released while this batch was enqueued; try again"
+            )
+    return ids
+
+
+def _as_timedelta(delay: float | timedelta | None) -> timedelta:
+    if delay is None:
+        return timedelta(0)
+    if isinstance(delay, timedelta):
+        return delay
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise InvalidOptionError(f"delay must be seconds or a timedelta, got {delay!r}")
+    return timedelta(seconds=delay)
+
+
+def _unknown_task_message(registry: Registry, task: TaskRef) -> str:
+    name = (
+        task
+        if isinstance(task, str)
+        else getattr(task, "name", None) or getattr(task, "__name__", repr(task))
+    )
+    known = sorted(t.name for t in registry)
+    listing = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+    hint = f"registered: {listing}" if known else "no tasks are registered (import your task modules)"
+    return f"unknown task {name!r}; {hint}"
+
+
+def _unknown_queue_message(queues: Sequence[str]) -> str:
+    names = ", ".join(repr(q) for q in queues)
+    return (
+        f"unknown queue {names}: no registered task declares it and it does not exist; "
+        "create it (`conveyor queues create NAME` or SQL conveyor.create_queue) or start a worker for it"
+    )

@@ -1,0 +1,180 @@
+"""Running one claimed job: resolve its task, check its arguments, call it, judge the outcome.
+
+The executor never touches the database; it turns a claimed job into an :class:`Outcome`
+that the completer records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import json
+import random
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from ..clock import Clock
+from ..db.database import ClaimedJob
+from ..errors import ArgumentsError
+from ..settings import MAX_ARGS_BYTES
+from ..tasks import Registry, Task
+from .context import JobContext, ProgressSink
+from .enqueue import PreparedJob
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    job: ClaimedJob
+    result_json: str | None
+    children: list[PreparedJob] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    job: ClaimedJob
+    delay: float
+    error_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bury:
+    job: ClaimedJob
+    error_json: str
+
+
+Outcome = Completed | Retry | Bury
+
+
+@dataclass(slots=True)
+class Execution:
+    outcome: Outcome
+    # A sync handler that ran past its timeout keeps its thread until it returns; the slot
+    # stays taken until then so that no more threads run than the concurrency allows.
+    lingering: asyncio.Future[Any] | None = None
+
+
+class Executor:
+    def __init__(
+        self,
+        registry: Registry,
+        threads: ThreadPoolExecutor,
+        worker_id: UUID,
+        clock: Clock,
+        progress: Callable[[ClaimedJob], ProgressSink],
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._registry = registry
+        self._threads = threads
+        self._worker_id = str(worker_id)
+        self._clock = clock
+        self._progress = progress
+        self._rand = rand
+
+    async def execute(self, job: ClaimedJob) -> Execution:
+        task = self._registry.get(job.task)
+        if task is None:
+            return Execution(Bury(job, self._error(job, _unknown_task(job.task, self._registry))))
+        try:
+            task.check_args(job.args)
+        except ArgumentsError as exc:
+            message = f"{exc}; fix the arguments, then retry it from the dead-letter queue"
+            return Execution(Bury(job, self._error(job, message)))
+
+        ctx = JobContext(job, self._registry, self._progress(job)) if task.context_param else None
+        kwargs = dict(job.args)
+        if ctx is not None and task.context_param is not None:
+            kwargs[task.context_param] = ctx
+        lingering: asyncio.Future[Any] | None = None
+        try:
+            if task.is_async:
+                result = await self._run_async(task, kwargs)
+            else:
+                result, lingering = await self._run_sync(task, kwargs)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the worker is stopping this job
+            return Execution(self._failed(job, task, "CancelledError: the task cancelled itself", None))
+        except TimeoutError as exc:
+            if isinstance(exc, _Timeout):
+                return Execution(self._failed(job, task, str(exc), None), lingering=exc.lingering)
+            return Execution(self._failed(job, task, _describe(exc), exc))
+        except BaseException as exc:
+            return Execution(self._failed(job, task, _describe(exc), exc))
+        children = ctx.children() if ctx is not None else []
+        return Execution(Completed(job, _encode_result(result), children), lingering)
+
+    async def _run_async(self, task: Task, kwargs: dict[str, Any]) -> Any:
+        if task.timeout is None:
+            return await task.func(**kwargs)
+        try:
+            async with asyncio.timeout(task.timeout):
+                return await task.func(**kwargs)
+        except TimeoutError:
+            raise _Timeout(task.timeout, None) from None
+
+    async def _run_sync(self, task: Task, kwargs: dict[str, Any]) -> tuple[Any, None]:
+        call = functools.partial(contextvars.copy_context().run, task.func, **kwargs)
+        future = asyncio.wrap_future(self._threads.submit(call))
+        if task.timeout is None:
+            return await future, None
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), task.timeout), None
+        except TimeoutError:
+            raise _Timeout(task.timeout, future) from None
+
+    def _failed(self, job: ClaimedJob, task: Task, message: str, exc: BaseException | None) -> Outcome:
+        error = self._error(job, message, exc)
+        if job.attempt >= job.max_attempts:
+            return Bury(job, error)
+        return Retry(job, task.backoff.delay(job.attempt, self._rand), error)
+
+    def _error(self, job: ClaimedJob, message: str, exc: BaseException | None = None) -> str:
+        now = self._clock.now() or datetime.now(UTC)
+        entry: dict[str, Any] = {
+            "attempt": job.attempt,
+            "at": now.isoformat(),
+            "worker": self._worker_id,
+            "error": message,
+        }
+        if exc is not None:
+            entry["traceback"] = "".join(traceback.format_exception(exc))[-16000:]
+        return json.dumps(entry)
+
+
+class _Timeout(TimeoutError):
+    def __init__(self, seconds: float, lingering: asyncio.Future[Any] | None) -> None:
+        super().__init__(f"TimeoutError: the task ran longer than its {seconds:g} s timeout")
+        self.lingering = lingering
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _unknown_task(name: str, registry: Registry) -> str:
+    known = sorted(t.name for t in registry)
+    listing = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+    return (
+        f"unknown task {name!r}: this worker has no task of that name (it knows {listing or 'none'}); "
+        "load the module that defines it with --tasks, then retry the job from the dead-letter queue"
+    )
+
+
+def _encode_result(result: Any) -> str | None:
+    if result is None:
+        return None
+    try:
+        text = json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError):
+        text = json.dumps({"unserializable_result": repr(result)[:1000]})
+    if len(text) > MAX_ARGS_BYTES:
+        text = json.dumps({"truncated_result": text[:1000]})
+    return text

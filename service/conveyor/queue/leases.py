@@ -1,0 +1,88 @@
+"""Leases, heartbeats and fencing.
+
+Invariants
+----------
+1. A running job carries ``worker_id`` and ``attempt``; the pair is its fencing token.
+   ``attempt`` goes up by one on every claim, and a worker id (a fresh UUID per worker
+   process) never claims the same job twice at the same attempt. So a token names exactly
+   one execution.
+2. Every write to a running job (complete, retry, bury, release, extend, progress) is
+   ``WHERE id = ? AND attempt = ? AND worker_id = ? AND state = 'running'``. A worker that
+   lost its job (lease expired and the job was rescued, or it was handed back) matches
+   no row: its late ack changes nothing.
+3. A claim sets ``lease_expires_at = now + lease``. While the job runs, the worker's
+   heartbeat (every ``lease / 3``) pushes the lease back for jobs that have run a while;
+   jobs that finish within one heartbeat are never touched, so short jobs cost nothing.
+4. ``rescue_expired_jobs`` (run by every worker's maintenance loop, safe to run
+   concurrently: rows are taken with SKIP LOCKED) returns a job whose lease passed to
+   ``available`` if attempts remain, else to the dead-letter table, with an error saying
+   the lease expired. The expired attempt counts: a job that kills its worker every time
+   ends in the dead-letter table instead of looping forever.
+5. A graceful shutdown hands unfinished jobs back (``release_jobs``) with the attempt not
+   counted: ``attempt`` goes down by one and ``worker_id`` is cleared. The next claim is
+   by another worker id, so invariant 1 still holds; the releasing worker claims nothing
+   afterwards.
+
+Failure behaviour: if the database is unreachable, heartbeats fail and leases run out;
+when the database returns, some other worker may rescue and re-run those jobs while the
+original still runs them. Delivery is at-least-once; tasks must be idempotent. The only
+guarantee lost is "once": a lost job never is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from uuid import UUID
+
+import psycopg
+
+from ..clock import Clock
+from ..db.database import Database, Held
+
+log = logging.getLogger("conveyor.worker")
+
+
+class LeaseKeeper:
+    """The worker's heartbeat: keeps the worker row fresh and long jobs' leases alive."""
+
+    def __init__(
+        self,
+        db: Database,
+        worker_id: UUID,
+        clock: Clock,
+        *,
+        lease: float,
+        running: Callable[[], Sequence[tuple[Held, float]]],
+        on_lost: Callable[[Held], None],
+    ) -> None:
+        self._db = db
+        self._worker_id = worker_id
+        self._clock = clock
+        self._lease = timedelta(seconds=lease)
+        self.interval = lease / 3
+        self._running = running
+        self._on_lost = on_lost
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.beat()
+            except psycopg.Error as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    async def beat(self) -> None:
+        now = self._clock.now()
+        await self._db.heartbeat_worker(self._worker_id, now=now)
+        cutoff = time.monotonic() - self.interval
+        due = [held for held, started in self._running() if started <= cutoff]
+        if not due:
+            return
+        kept = await self._db.extend_leases(due, worker_id=self._worker_id, lease=self._lease, now=now)
+        for held in due:
+            if held.id not in kept:
+                self._on_lost(held)

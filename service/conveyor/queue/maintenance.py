@@ -1,0 +1,90 @@
+"""Housekeeping each worker runs beside its jobs.
+
+- Promote: scheduled jobs (delayed, or waiting out a retry backoff) become available when
+  due, and their queues' workers are woken. The loop sleeps until the earliest scheduled
+  job is due, at most ``stage_interval``, so a delay fires on time.
+- Rescue: jobs whose lease ran out go back to the queue (see ``leases``).
+- Upkeep: history partitions ahead of time; forget workers silent for an hour.
+
+Every statement is safe to run from many workers at once (SKIP LOCKED, conditional
+updates), so no leader is needed for correctness; running it everywhere means a delayed
+job fires on time as long as any worker is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from ..clock import Clock
+from ..db.database import Database
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Maintenance:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        stage_interval: float = 1.0,
+        rescue_interval: float = 5.0,
+        upkeep_interval: float = 3600.0,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._stage_interval = stage_interval
+        self._rescue_interval = rescue_interval
+        self._upkeep_interval = upkeep_interval
+        self._next_rescue = 0.0
+        self._next_upkeep = 0.0
+        self.wake = asyncio.Event()
+        self.passes = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                sleep_for = await self.run_once()
+            except psycopg.Error as exc:
+                log.warning("maintenance failed: %s", exc)
+                sleep_for = self._stage_interval
+            try:
+                async with asyncio.timeout(sleep_for):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
+            self.wake.clear()
+
+    async def run_once(self) -> float:
+        """One pass; returns how long to sleep before the next."""
+        now = self._clock.now()
+        while await self._db.promote_due_jobs(now=now) >= 5000:
+            pass  # a large backlog fell due at once: keep going in chunks
+        mono = time.monotonic()
+        if mono >= self._next_rescue:
+            self._next_rescue = mono + self._rescue_interval
+            retried, dead = await self._db.rescue_expired_jobs(now=now)
+            if retried or dead:
+                log.warning(
+                    "rescued %d jobs whose lease expired (%d back in the queue, %d to the dead-letter table)",
+                    len(retried) + len(dead),
+                    len(retried),
+                    len(dead),
+                )
+        if mono >= self._next_upkeep:
+            self._next_upkeep = mono + self._upkeep_interval
+            await self._db.ensure_history_partitions(now=now)
+            await self._db.prune_workers(silent_for=timedelta(hours=1), now=now)
+        self.passes += 1
+        return self._until_next_due(await self._db.next_scheduled_at(), now)
+
+    def _until_next_due(self, next_due: datetime | None, now: datetime | None) -> float:
+        if next_due is None:
+            return self._stage_interval
+        wait = (next_due - (now or datetime.now(UTC))).total_seconds()
+        return min(self._stage_interval, max(wait, 0.001))

@@ -1,0 +1,325 @@
+"""The worker: claim jobs, run them, record what happened.
+
+One job's path is a pipeline: the fetch loop *claims* as many jobs as there are free
+slots in one statement, the executor *runs* each one, the completer *records* outcomes in
+batches, and the slot is freed (*ack*). Beside it run the lease keeper (heartbeats), the
+maintenance loop (promote due jobs, rescue expired leases) and the notifier (LISTEN).
+
+Stopping: :meth:`Worker.stop` stops claiming, lets running jobs finish for up to
+``grace`` seconds, then cancels what is left and hands those jobs back to the queue
+without counting the attempt, records every outcome and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from ..clock import Clock, DatabaseClock
+from ..db.database import ClaimedJob, Database, Held
+from ..errors import ConfigurationError
+from ..settings import Settings
+from ..tasks import DEFAULT_QUEUE, Registry, default_registry
+from .completer import Completer
+from .context import ProgressSink
+from .enqueue import check_queue_name
+from .executor import Executor
+from .leases import LeaseKeeper
+from .maintenance import Maintenance
+from .notifier import Notifier
+
+log = logging.getLogger("conveyor.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How a worker runs. Times are in seconds."""
+
+    queues: Sequence[str] | None = None  # None: every queue its tasks declare, and "default"
+    concurrency: int = 10
+    lease: float = 30.0
+    poll_interval: float = 1.0
+    grace: float = 25.0
+    fetch_cooldown: float = 0.002
+    stage_interval: float = 1.0
+    max_batch: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        if self.lease < 1:
+            raise ConfigurationError("lease must be at least 1 second")
+        if self.grace < 0 or self.poll_interval <= 0:
+            raise ConfigurationError("grace must be >= 0 and poll interval > 0")
+        for queue in self.queues or ():
+            check_queue_name(queue)
+
+
+@dataclass
+class _Running:
+    job: ClaimedJob
+    task: asyncio.Task[None]
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        schema: str | None = None,
+        registry: Registry | None = None,
+        config: WorkerConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        settings = Settings.from_env(database_url, schema)
+        if settings.database_url is None:
+            raise ConfigurationError("no database: set DATABASE_URL or pass database_url")
+        self.config = config or WorkerConfig()
+        self.registry = registry if registry is not None else default_registry
+        self.clock: Clock = clock or DatabaseClock()
+        self.id: UUID = uuid4()
+        self.queues = list(self.config.queues or sorted(self.registry.queues() | {DEFAULT_QUEUE}))
+        self.db = Database(settings.database_url, settings.schema, min_size=2, max_size=4)
+        self._threads = ThreadPoolExecutor(
+            max_workers=self.config.concurrency, thread_name_prefix="conveyor-job"
+        )
+        self._running: dict[int, _Running] = {}
+        self._signal = asyncio.Event()  # something changed: re-check what to do
+        self._woken = False  # a notification or wake() since the last claim
+        self._stopping = asyncio.Event()
+        self._force = asyncio.Event()
+        self.started = asyncio.Event()
+        self.completer = Completer(self.db, self.id, self.clock, max_batch=self.config.max_batch)
+        self.maintenance = Maintenance(
+            self.db,
+            self.clock,
+            stage_interval=self.config.stage_interval,
+            rescue_interval=max(0.5, min(5.0, self.config.lease / 2)),
+        )
+        self.notifier = Notifier(
+            settings.database_url, self.db.queries.channel, self._on_notify, on_connect=self.wake
+        )
+        self._executor = Executor(self.registry, self._threads, self.id, self.clock, self._progress_sink)
+        self._leases = LeaseKeeper(
+            self.db,
+            self.id,
+            self.clock,
+            lease=self.config.lease,
+            running=self._held_with_start,
+            on_lost=self._on_lease_lost,
+        )
+        self._lease = timedelta(seconds=self.config.lease)
+        self._queue_set = set(self.queues)
+        self.claimed = 0
+        self.claim_rounds = 0
+
+    # -- control -----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Claim and run housekeeping now instead of waiting for a notification or a poll."""
+        self._woken = True
+        self._signal.set()
+        self.maintenance.wake.set()
+
+    def stop(self, *, force: bool = False) -> None:
+        """Stop claiming; finish running jobs within the grace period (none if ``force``)."""
+        if force:
+            self._force.set()
+        self._stopping.set()
+        self._signal.set()
+
+    @property
+    def running_jobs(self) -> list[int]:
+        return list(self._running)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` is called, then shut down gracefully."""
+        await self.db.open()
+        helpers: list[asyncio.Task[Any]] = []
+        try:
+            await self._register()
+            completer = asyncio.create_task(self.completer.run(), name="conveyor-completer")
+            helpers = [
+                asyncio.create_task(self.notifier.run(), name="conveyor-notifier"),
+                asyncio.create_task(self.maintenance.run(), name="conveyor-maintenance"),
+                asyncio.create_task(self._leases.run(), name="conveyor-heartbeat"),
+            ]
+            log.info(
+                "worker %s serving %s with concurrency %d",
+                self.id,
+                ", ".join(self.queues),
+                self.config.concurrency,
+            )
+            self.started.set()
+            await self._fetch_loop()
+            await self._shutdown()
+            await self.completer.drain()
+            completer.cancel()
+            helpers.append(completer)
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            try:
+                await self.db.unregister_worker(self.id)
+            except Exception as exc:
+                log.warning("could not unregister worker %s: %s", self.id, exc)
+            finally:
+                await self.db.close()
+                self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _register(self) -> None:
+        await self.db.create_queues(self.queues)
+        await self.db.sync_tasks(
+            [(t.name, t.queue, t.priority, t.max_attempts, t.timeout) for t in self.registry]
+        )
+        await self.db.register_worker(
+            worker_id=self.id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.queues,
+            concurrency=self.config.concurrency,
+            now=self.clock.now(),
+        )
+        await self.db.ensure_history_partitions(now=self.clock.now())
+
+    # -- claim -------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        config = self.config
+        more_waiting = True  # at start, assume there is work
+        last_claim = 0.0
+        while not self._stopping.is_set():
+            free = config.concurrency - len(self._running)
+            backlogged = self.completer.pending >= 10 * config.concurrency
+            if free > 0 and not backlogged and (more_waiting or self._woken):
+                cooldown = last_claim + config.fetch_cooldown - time.monotonic()
+                if cooldown > 0:
+                    await asyncio.sleep(cooldown)
+                    free = config.concurrency - len(self._running)
+                self._woken = False
+                last_claim = time.monotonic()
+                jobs = await self._claim(free)
+                more_waiting = len(jobs) == free
+                for job in jobs:
+                    self._start(job)
+                continue
+            # Nothing to do until a notification, a freed slot, stop, or the poll interval.
+            self._signal.clear()
+            try:
+                async with asyncio.timeout(config.poll_interval):
+                    await self._signal.wait()
+            except TimeoutError:
+                more_waiting = True  # poll: notifications are hints, not promises
+
+    async def _claim(self, free: int) -> list[ClaimedJob]:
+        try:
+            jobs = await self.db.claim_jobs(
+                worker_id=self.id,
+                queues=self.queues,
+                limits=[free] * len(self.queues),
+                limit=free,
+                lease=self._lease,
+                now=self.clock.now(),
+            )
+        except Exception as exc:
+            log.warning("claim failed: %s", exc)
+            await _first_of([self._stopping.wait()], within=self.config.poll_interval)
+            return []
+        self.claimed += len(jobs)
+        self.claim_rounds += 1
+        return jobs
+
+    def _start(self, job: ClaimedJob) -> None:
+        task = asyncio.create_task(self._run_job(job), name=f"conveyor-job-{job.id}")
+        self._running[job.id] = _Running(job, task)
+
+    async def _run_job(self, job: ClaimedJob) -> None:
+        try:
+            execution = await self._executor.execute(job)
+            self.completer.submit(execution.outcome)
+            if execution.lingering is not None:
+                await asyncio.gather(execution.lingering, return_exceptions=True)
+        finally:
+            self._running.pop(job.id, None)
+            self._signal.set()
+
+    # -- stop --------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        if self._running and not self._force.is_set():
+            log.info("stopping: waiting up to %gs for %d running jobs", self.config.grace, len(self._running))
+            tasks = [r.task for r in self._running.values()]
+            await _first_of([asyncio.wait(tasks), self._force.wait()], within=self.config.grace)
+        left = list(self._running.values())
+        if not left:
+            return
+        for running in left:
+            running.task.cancel()
+        await asyncio.gather(*(r.task for r in left), return_exceptions=True)
+        await self.completer.drain()
+        held = [Held(r.job.id, r.job.attempt) for r in left]
+        released = await self.db.release_jobs(held, worker_id=self.id, now=self.clock.now())
+        log.warning(
+            "handed %d unfinished jobs back to the queue: %s",
+            len(released),
+            ", ".join(str(i) for i in sorted(released)),
+        )
+
+    # -- callbacks ---------------------------------------------------------------------
+
+    def _on_notify(self, queue: str) -> None:
+        if queue in self._queue_set:
+            self._woken = True
+            self._signal.set()
+
+    def _held_with_start(self) -> list[tuple[Held, float]]:
+        return [(Held(r.job.id, r.job.attempt), r.started) for r in self._running.values()]
+
+    def _on_lease_lost(self, held: Held) -> None:
+        running = self._running.get(held.id)
+        if running is not None and running.job.attempt == held.attempt:
+            log.warning(
+                "job %d attempt %d: lease lost while running (another worker may run it again); "
+                "its outcome will not be recorded",
+                held.id,
+                held.attempt,
+            )
+
+    def _progress_sink(self, job: ClaimedJob) -> ProgressSink:
+        loop = asyncio.get_running_loop()
+        held = Held(job.id, job.attempt)
+
+        def write(percent: int | None, message: str | None) -> None:
+            async def store() -> None:
+                try:
+                    await self.db.set_progress(held, worker_id=self.id, progress=percent, message=message)
+                except Exception as exc:
+                    log.warning("job %d: progress not recorded: %s", job.id, exc)
+
+            asyncio.run_coroutine_threadsafe(store(), loop)
+
+        return write
+
+
+async def _first_of(waits: Sequence[Any], *, within: float | None) -> bool:
+    """Wait for the first awaitable to finish; False on timeout. The others are cancelled."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        return bool(done)
+    finally:
+        for task in tasks:
+            task.cancel()

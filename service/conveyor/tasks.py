@@ -1,0 +1,338 @@
+"""Tasks: the functions jobs run, registered with their options.
+
+A task is a plain function, async or sync, decorated with :func:`task`. Its keyword
+parameters are the job's arguments; one parameter annotated :class:`JobContext` (or named
+``ctx``) receives the running job's context instead. Arguments are JSON and are checked
+against the signature when the job is enqueued and again before it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import traceback
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from .backoff import Backoff
+from .errors import ArgumentsError, InvalidOptionError, TaskImportError
+from .settings import MAX_ARGS_BYTES
+
+PRIORITIES: Mapping[str, int] = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_QUEUE = "default"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def parse_priority(value: int | str) -> int:
+    """0 (critical) to 3 (low); names are accepted too."""
+    if isinstance(value, str):
+        if value.lower() in PRIORITIES:
+            return PRIORITIES[value.lower()]
+        if value.isdigit():
+            value = int(value)
+        else:
+            raise InvalidOptionError(f"unknown priority {value!r}: use critical, high, normal, low or 0-3")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3:
+        raise InvalidOptionError(
+            f"priority {value!r} is out of range: use 0 (critical), 1 (high), 2 (normal) or 3 (low)"
+        )
+    return value
+
+
+def encode_args(task_name: str, args: Mapping[str, Any]) -> str:
+    """The job's arguments as JSON text, refused if they are not JSON or too large."""
+    try:
+        text = json.dumps(args, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentsError(f"task {task_name!r}: arguments are not JSON: {exc}") from None
+    if len(text) > MAX_ARGS_BYTES:
+        raise ArgumentsError(
+            f"task {task_name!r}: arguments take {len(text)} bytes as JSON, "
+            f"more than the {MAX_ARGS_BYTES} byte limit; store large data elsewhere and pass a reference"
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class Task:
+    """A registered task: the function and the options its jobs get by default."""
+
+    name: str
+    func: Callable[..., Any]
+    queue: str = DEFAULT_QUEUE
+    priority: int = PRIORITIES["normal"]
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff: Backoff = field(default_factory=Backoff)
+    timeout: float | None = None
+    context_param: str | None = None
+    is_async: bool = False
+    _params: Mapping[str, inspect.Parameter] = field(default_factory=dict, repr=False)
+    _hints: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    _takes_any: bool = field(default=False, repr=False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function directly, in this process, without a job."""
+        return self.func(*args, **kwargs)
+
+    def check_args(self, args: Mapping[str, Any]) -> None:
+        """Raise ArgumentsError unless ``args`` can be passed to the function as keywords."""
+        if not isinstance(args, Mapping):
+            raise ArgumentsError(
+                f"task {self.name!r}: arguments must be a JSON object, got {type(args).__name__}"
+            )
+        unknown = [name for name in args if name not in self._params]
+        if unknown and not self._takes_any:
+            raise ArgumentsError(
+                f"task {self.name!r}: unexpected argument {_names(unknown)}"
+                f" (it takes {_names(self._params) or 'no arguments'})"
+            )
+        missing = [
+            name
+            for name, param in self._params.items()
+            if param.default is inspect.Parameter.empty and name not in args
+        ]
+        if missing:
+            raise ArgumentsError(f"task {self.name!r}: missing required argument {_names(missing)}")
+        for name, value in args.items():
+            hint = self._hints.get(name)
+            if hint is not None and not _fits(value, hint):
+                raise ArgumentsError(
+                    f"task {self.name!r}: argument {name!r} should be {_describe(hint)},"
+                    f" got {type(value).__name__} {_preview(value)}"
+                )
+
+
+class Registry:
+    """The tasks a process knows, by name."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+
+    @overload
+    def task(self, func: F, /) -> F: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int | str = "normal",
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def task(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int | str = "normal",
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+    ) -> F | Callable[[F], F]:
+        """Register a function as a task. The function itself is returned unchanged."""
+
+        def register(fn: F) -> F:
+            self.add(
+                build_task(
+                    fn,
+                    name=name,
+                    queue=queue,
+                    priority=priority,
+                    max_attempts=max_attempts,
+                    backoff=backoff,
+                    timeout=timeout,
+                )
+            )
+            return fn
+
+        return register(func) if func is not None else register
+
+    def add(self, task: Task) -> Task:
+        existing = self._tasks.get(task.name)
+        if existing is not None and existing.func is not task.func:
+            raise InvalidOptionError(
+                f"two tasks are named {task.name!r} ({_where(existing.func)} and {_where(task.func)});"
+                " pass name=... to one of them"
+            )
+        self._tasks[task.name] = task
+        return task
+
+    def get(self, name: str) -> Task | None:
+        return self._tasks.get(name)
+
+    def resolve(self, task: str | Task | Callable[..., Any]) -> Task | None:
+        """The registered task for a name, a Task or a decorated function."""
+        if isinstance(task, Task):
+            return self._tasks.get(task.name)
+        if isinstance(task, str):
+            return self._tasks.get(task)
+        for candidate in self._tasks.values():
+            if candidate.func is task:
+                return candidate
+        return None
+
+    def queues(self) -> set[str]:
+        """Every queue a registered task declares."""
+        return {t.queue for t in self._tasks.values()}
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(list(self._tasks.values()))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def import_modules(self, modules: Iterable[str]) -> None:
+        """Import task modules by dotted name; a module that fails says where and why."""
+        for module in modules:
+            module = module.strip()
+            if not module:
+                continue
+            try:
+                importlib.import_module(module)
+            except Exception as exc:
+                raise TaskImportError(
+                    f"cannot import task module {module!r}: {type(exc).__name__}: {exc}{_origin(exc)}"
+                ) from exc
+
+
+def build_task(
+    func: Callable[..., Any],
+    *,
+    name: str | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int | str = "normal",
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    backoff: Backoff | None = None,
+    timeout: float | None = None,
+) -> Task:
+    if not callable(func):
+        raise InvalidOptionError(f"a task must be a function, got {func!r}")
+    task_name = name or func.__name__
+    if max_attempts < 1:
+        raise InvalidOptionError(f"task {task_name!r}: max_attempts must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise InvalidOptionError(f"task {task_name!r}: timeout must be positive")
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:
+        hints = {}  # unresolvable annotations: check names only
+    signature = inspect.signature(func)
+    context_param = None
+    params: dict[str, inspect.Parameter] = {}
+    takes_any = False
+    for param in signature.parameters.values():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            takes_any = True
+            continue
+        if param.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL):
+            raise InvalidOptionError(
+                f"task {task_name!r}: parameter {param.name!r} cannot be passed by keyword;"
+                " job arguments are keywords"
+            )
+        if _is_context(param, hints.get(param.name)):
+            context_param = param.name
+            continue
+        params[param.name] = param
+    return Task(
+        name=task_name,
+        func=func,
+        queue=queue,
+        priority=parse_priority(priority),
+        max_attempts=max_attempts,
+        backoff=backoff or Backoff(),
+        timeout=timeout,
+        context_param=context_param,
+        is_async=inspect.iscoroutinefunction(func),
+        _params=params,
+        _hints={k: v for k, v in hints.items() if k in params},
+        _takes_any=takes_any,
+    )
+
+
+def _is_context(param: inspect.Parameter, hint: Any) -> bool:
+    # Matched by name: JobContext lives in the queue engine, which imports this module.
+    if getattr(hint, "__name__", None) == "JobContext" and str(getattr(hint, "__module__", "")).startswith(
+        "conveyor."
+    ):
+        return True
+    return param.name == "ctx"
+
+
+_JSON_SCALARS: tuple[type, ...] = (str, int, float, bool, type(None))
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a simple annotation; anything unusual is accepted."""
+    if hint is Any or hint is object:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin in (list, tuple, set, frozenset, Iterable, typing.Sequence):
+        return isinstance(value, list)
+    if origin in (dict, Mapping):
+        return isinstance(value, dict)
+    if hint is None or hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint in (str, list, dict):
+        return isinstance(value, hint)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _preview(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, _JSON_SCALARS) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _where(func: Callable[..., Any]) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')}"
+
+
+def _origin(exc: BaseException) -> str:
+    """' (file.py, line N)' for the innermost frame outside the import machinery."""
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if "importlib" not in f.filename and f.filename != __file__
+    ]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" ({exc.filename}, line {exc.lineno})"
+    if not frames:
+        return ""
+    return f" ({frames[-1].filename}, line {frames[-1].lineno})"
+
+
+default_registry = Registry()
+task = default_registry.task
+"""Register a function as a task in the default registry: ``@task`` or ``@task(queue=...)``."""

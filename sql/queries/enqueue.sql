@@ -1,0 +1,77 @@
+-- Runtime queries, loaded by conveyor.db.queries. Each block starts with "-- name: NAME"
+-- and a line saying what it does. {schema} is replaced by the quoted schema identifier;
+-- parameters are psycopg's %(name)s; time-dependent queries take %(now)s (NULL means the
+-- database clock), so tests pin time instead of sleeping.
+
+-- name: enqueue_job
+-- Insert one job. A queue declared by the task is created on first use; any other queue
+-- must exist (no row comes back otherwise). A unique key held by a live job gives no row.
+WITH clock AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS now
+), new_queue AS (
+    INSERT INTO {schema}.queues (name)
+    SELECT %(queue)s
+    WHERE %(declared_queue)s AND NOT EXISTS (SELECT FROM {schema}.queues WHERE name = %(queue)s)
+    ON CONFLICT DO NOTHING
+)
+INSERT INTO {schema}.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, unique_key, enqueued_at)
+SELECT %(queue)s, %(task)s, %(args)s::jsonb,
+       CASE WHEN due.at <= clock.now THEN 'available' ELSE 'scheduled' END,
+       %(priority)s, due.at, %(max_attempts)s, %(unique_key)s, clock.now
+FROM clock
+CROSS JOIN LATERAL (
+    SELECT coalesce(%(run_at)s::timestamptz, clock.now + %(delay)s::interval) AS at
+) AS due
+WHERE %(declared_queue)s OR EXISTS (SELECT FROM {schema}.queues WHERE name = %(queue)s)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NULL AS notified;
+
+-- name: find_unique_job
+-- The live job holding a unique key.
+SELECT id FROM {schema}.jobs WHERE unique_key = %(unique_key)s;
+
+-- name: queue_exists
+-- Whether a queue row exists.
+SELECT EXISTS (SELECT FROM {schema}.queues WHERE name = %(queue)s);
+
+-- name: ensure_queues
+-- Create the declared queues that are missing; return every name that can take jobs.
+WITH wanted AS (
+    SELECT * FROM unnest(%(names)s::text[], %(declared)s::boolean[]) AS w (name, declared)
+), added AS (
+    INSERT INTO {schema}.queues (name)
+    SELECT name FROM wanted WHERE declared
+    ON CONFLICT DO NOTHING
+)
+SELECT name FROM wanted
+WHERE declared OR EXISTS (SELECT FROM {schema}.queues q WHERE q.name = wanted.name);
+
+-- name: prepare_bulk
+-- The clock and n fresh job ids, for a bulk enqueue by COPY.
+SELECT coalesce(%(now)s::timestamptz, now()) AS now,
+       array(SELECT nextval(pg_get_serial_sequence(%(jobs_table)s, 'id')) FROM generate_series(1, %(count)s)) AS ids;
+
+-- name: copy_jobs
+-- COPY rows straight into the jobs table (bulk enqueue without unique keys).
+COPY {schema}.jobs (id, queue, task, args, state, priority, run_at, max_attempts, unique_key, enqueued_at)
+FROM STDIN;
+
+-- name: insert_jobs
+-- Bulk insert from arrays, skipping rows whose unique key a live job already holds.
+INSERT INTO {schema}.jobs AS j (id, queue, task, args, state, priority, run_at, max_attempts, unique_key, enqueued_at)
+SELECT r.id, r.queue, r.task, r.args::jsonb, r.state, r.priority, r.run_at, r.max_attempts, r.unique_key, %(now)s
+FROM unnest(%(ids)s::bigint[], %(queues)s::text[], %(tasks)s::text[], %(args)s::text[], %(states)s::text[],
+            %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(max_attempts)s::integer[],
+            %(unique_keys)s::text[])
+     AS r (id, queue, task, args, state, priority, run_at, max_attempts, unique_key)
+ORDER BY r.id
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+RETURNING j.id;
+
+-- name: find_unique_jobs
+-- The live jobs holding any of these unique keys.
+SELECT unique_key, id FROM {schema}.jobs WHERE unique_key = ANY (%(unique_keys)s::text[]);
+
+-- name: notify_queues
+-- Wake the workers of these queues (delivered when the transaction commits).
+SELECT pg_notify(%(channel)s, name) IS NULL FROM unnest(%(names)s::text[]) AS name;

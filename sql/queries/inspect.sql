@@ -1,0 +1,57 @@
+-- Reading and operating on jobs and queues: the CLI, and later the API and dashboard.
+
+-- name: queue_stats
+-- One row per queue from the queue_stats view.
+SELECT queue, paused, waiting, scheduled, running, completed_24h, dead, oldest_waiting_age
+FROM {schema}.queue_stats ORDER BY queue;
+
+-- name: get_job
+-- One job wherever it is (live, finished or dead).
+SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, started_at,
+       finished_at, progress, args, last_error
+FROM {schema}.job_list WHERE id = %(id)s;
+
+-- name: get_live_job
+-- One unfinished job with its lease and errors.
+SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, started_at,
+       lease_expires_at, worker_id, unique_key, progress, progress_message, args, errors
+FROM {schema}.jobs WHERE id = %(id)s;
+
+-- name: get_finished_job
+-- One finished job with its result.
+SELECT id, queue, task, state, attempt, max_attempts, enqueued_at, started_at, finished_at, worker_id,
+       args, result, errors
+FROM {schema}.job_history WHERE id = %(id)s;
+
+-- name: list_dead_jobs
+-- Dead jobs, newest first, filtered by queue and task when given.
+SELECT id, queue, task, attempt, max_attempts, died_at, errors -> -1 ->> 'error' AS last_error
+FROM {schema}.dead_jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+ORDER BY died_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: get_dead_job
+-- One dead job with every error.
+SELECT id, queue, task, priority, attempt, max_attempts, enqueued_at, started_at, died_at, unique_key,
+       args, errors
+FROM {schema}.dead_jobs WHERE id = %(id)s;
+
+-- name: retry_dead_job
+-- Put one dead job back with a fresh attempt budget.
+SELECT {schema}.retry_dead(%(id)s);
+
+-- name: retry_dead_jobs
+-- Put back every dead job matching the filters; returns their ids.
+SELECT {schema}.retry_dead(id) AS id
+FROM (
+    SELECT id FROM {schema}.dead_jobs
+    WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+      AND (%(task)s::text IS NULL OR task = %(task)s)
+    ORDER BY id
+) AS matching;
+
+-- name: purge_dead_jobs
+-- Delete dead jobs matching every filter given; returns how many.
+SELECT {schema}.purge_dead(%(ids)s::bigint[], %(queue)s::text, %(task)s::text, %(older_than)s::interval);

@@ -1,0 +1,108 @@
+-- Housekeeping. Every statement here is safe to run from many processes at once: rows are
+-- taken with SKIP LOCKED and every change is conditional on the row's current state.
+
+-- name: promote_due_jobs
+-- Make scheduled jobs whose time has come available, and wake their queues' workers.
+WITH clock AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS now
+), due AS (
+    SELECT j.id FROM {schema}.jobs j
+    WHERE j.state = 'scheduled' AND j.run_at <= (SELECT now FROM clock)
+    ORDER BY j.run_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), promoted AS (
+    UPDATE {schema}.jobs j SET state = 'available'
+    FROM due WHERE j.id = due.id
+    RETURNING j.queue
+)
+SELECT queue, count(*) AS jobs, pg_notify(%(channel)s, queue) IS NULL AS notified
+FROM promoted GROUP BY queue;
+
+-- name: next_scheduled_at
+-- When the earliest scheduled job falls due.
+SELECT min(run_at) FROM {schema}.jobs WHERE state = 'scheduled';
+
+-- name: rescue_expired_jobs
+-- Jobs whose lease ran out (their worker died or hung): back to the queue while attempts
+-- remain, to the dead-letter table otherwise. Returns (outcome, id) per job.
+WITH clock AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS now
+), expired AS (
+    SELECT j.id FROM {schema}.jobs j
+    WHERE j.state = 'running' AND j.lease_expires_at < (SELECT now FROM clock)
+    ORDER BY j.lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), retried AS (
+    UPDATE {schema}.jobs j
+    SET state = 'available',
+        run_at = clock.now,
+        worker_id = NULL,
+        lease_expires_at = NULL,
+        progress = NULL,
+        progress_message = NULL,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'at', clock.now, 'worker', j.worker_id,
+            'error', 'lease expired: the worker stopped sending heartbeats (killed, crashed or hung)'))
+    FROM expired, clock
+    WHERE j.id = expired.id AND j.attempt < j.max_attempts
+    RETURNING j.id, j.queue
+), gone AS (
+    DELETE FROM {schema}.jobs j
+    USING expired
+    WHERE j.id = expired.id AND j.attempt >= j.max_attempts
+    RETURNING j.*
+), buried AS (
+    INSERT INTO {schema}.dead_jobs
+        (id, run_at, enqueued_at, started_at, died_at, attempt, max_attempts, priority, queue, task,
+         unique_key, args, errors)
+    SELECT gone.id, gone.run_at, gone.enqueued_at, gone.started_at, clock.now, gone.attempt, gone.max_attempts,
+           gone.priority, gone.queue, gone.task, gone.unique_key, gone.args,
+           gone.errors || jsonb_build_array(jsonb_build_object(
+               'attempt', gone.attempt, 'at', clock.now, 'worker', gone.worker_id,
+               'error', 'lease expired: the worker stopped sending heartbeats (killed, crashed or hung)'))
+    FROM gone, clock
+    RETURNING id
+)
+SELECT 'retried' AS outcome, id, pg_notify(%(channel)s, queue) IS NULL AS notified FROM retried
+UNION ALL
+SELECT 'dead', id, true FROM buried;
+
+-- name: register_worker
+-- Record a worker process starting.
+INSERT INTO {schema}.workers (id, hostname, pid, queues, concurrency, started_at, heartbeat_at)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s,
+        coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()));
+
+-- name: heartbeat_worker
+-- Record that a worker is alive.
+UPDATE {schema}.workers SET heartbeat_at = coalesce(%(now)s::timestamptz, now()) WHERE id = %(id)s;
+
+-- name: unregister_worker
+-- Forget a worker that stopped cleanly.
+DELETE FROM {schema}.workers WHERE id = %(id)s;
+
+-- name: prune_workers
+-- Forget workers silent for longer than %(silent_for)s.
+DELETE FROM {schema}.workers
+WHERE heartbeat_at < coalesce(%(now)s::timestamptz, now()) - %(silent_for)s::interval;
+
+-- name: sync_tasks
+-- Record the tasks a worker knows, with their defaults, for enqueue() from SQL.
+INSERT INTO {schema}.tasks (name, queue, priority, max_attempts, timeout_seconds, updated_at)
+SELECT name, queue, priority, max_attempts, timeout_seconds, now()
+FROM unnest(%(names)s::text[], %(queues)s::text[], %(priorities)s::smallint[],
+            %(max_attempts)s::integer[], %(timeouts)s::double precision[])
+     AS t (name, queue, priority, max_attempts, timeout_seconds)
+ON CONFLICT (name) DO UPDATE
+SET queue = excluded.queue, priority = excluded.priority, max_attempts = excluded.max_attempts,
+    timeout_seconds = excluded.timeout_seconds, updated_at = excluded.updated_at;
+
+-- name: create_queues
+-- Create queues that do not exist yet.
+INSERT INTO {schema}.queues (name) SELECT unnest(%(names)s::text[]) ON CONFLICT DO NOTHING;
+
+-- name: ensure_history_partitions
+-- Create the daily history partitions around now that are missing.
+SELECT {schema}.ensure_history_partitions(%(days_ahead)s, coalesce(%(now)s::timestamptz, now()));

@@ -1,0 +1,116 @@
+"""Test fixtures.
+
+Every test that touches PostgreSQL gets its own migrated schema (so its NOTIFY channel is
+its own too) in a database made for this run. The server is the embedded PostgreSQL 18 by
+default, or the one named by CONVEYOR_TEST_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from conveyor import Conveyor, Registry, Worker, WorkerConfig
+from conveyor.clock import Clock
+from conveyor.db import embedded, migrations
+
+from .helpers import DB
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _with_database(url: str, database: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = database
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """An admin URL for the server the tests use."""
+    configured = os.environ.get("CONVEYOR_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with tempfile.TemporaryDirectory(prefix="conveyor-pg-") as folder:
+        url = embedded.start(Path(folder) / "pgdata", database="postgres")
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """A database made for this test run, dropped at its end."""
+    name = f"conveyor_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def schema(request: pytest.FixtureRequest, database_url: str) -> str:
+    """A freshly migrated Conveyor schema for this test."""
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:10]
+    name = f"t_{digest}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    migrations.upgrade(database_url, name)
+    return name
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry()
+
+
+@pytest.fixture
+async def client(database_url: str, schema: str, registry: Registry) -> AsyncIterator[Conveyor]:
+    async with Conveyor(database_url, schema=schema, registry=registry) as conveyor:
+        yield conveyor
+
+
+@pytest.fixture
+def db(database_url: str, schema: str) -> DB:
+    return DB(database_url, schema)
+
+
+@pytest.fixture
+def start_worker(database_url: str, schema: str, registry: Registry) -> Callable[..., Any]:
+    """``async with start_worker(concurrency=2, clock=...) as worker:`` runs an in-process worker."""
+
+    @asynccontextmanager
+    async def start(clock: Clock | None = None, **config: Any) -> AsyncIterator[Worker]:
+        config.setdefault("poll_interval", 0.2)
+        config.setdefault("grace", 5.0)
+        worker = Worker(
+            database_url, schema=schema, registry=registry, config=WorkerConfig(**config), clock=clock
+        )
+        running = asyncio.create_task(worker.run())
+        started = asyncio.create_task(worker.started.wait())
+        done, _ = await asyncio.wait({running, started}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        if running in done:
+            started.cancel()
+            running.result()  # raises why it stopped
+        assert started in done, "worker did not start in 10s"
+        await asyncio.wait_for(worker.notifier.listening.wait(), 10)
+        try:
+            yield worker
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+
+    return start

@@ -120,6 +120,8 @@ class Registry:
     @overload
     def task(
         self,
+        func: None = None,
+        /,
         *,
         name: str | None = None,
         queue: str = DEFAULT_QUEUE,
@@ -131,7 +133,7 @@ class Registry:
 
     def task(
         self,
-        func: F | None = None,
+        func: Callable[..., Any] | None = None,
         /,
         *,
         name: str | None = None,
@@ -140,7 +142,7 @@ class Registry:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff: Backoff | None = None,
         timeout: float | None = None,
-    ) -> F | Callable[[F], F]:
+    ) -> Any:
         """Register a function as a task. The function itself is returned unchanged."""
 
         def register(fn: F) -> F:

@@ -32,8 +32,9 @@ SET state = 'running',
     worker_id = %(worker_id)s,
     started_at = clock.now,
     lease_expires_at = clock.now + %(lease)s::interval
-FROM picked, clock
-WHERE j.id = picked.id
+FROM clock
+-- An array of ids is always probed through the primary key, whatever plan is cached.
+WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at;
 
 -- name: complete_jobs

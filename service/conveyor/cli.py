@@ -280,6 +280,13 @@ async def _serve(worker: Worker) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("worker %s stopped", worker.id)
+    if worker.busy_threads:
+        # Python cannot stop a thread; their jobs were handed back, so do not wait for them.
+        log.warning("leaving %d sync tasks still running in threads", worker.busy_threads)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @main.command()

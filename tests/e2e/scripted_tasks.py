@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import TextIO
 
@@ -47,3 +48,11 @@ async def hang_first_attempt(ctx: JobContext) -> str:
         await asyncio.sleep(3600)
     note("done", ctx)
     return f"finished on attempt {ctx.attempt}"
+
+
+@task(queue="slow")
+def blocking(seconds: float, ctx: JobContext) -> None:
+    """A sync task; Python cannot interrupt its thread."""
+    note("start", ctx)
+    time.sleep(0 if os.environ.get("CONVEYOR_TEST_FAST") else seconds)
+    note("done", ctx)

@@ -212,3 +212,16 @@ async def test_sigterm_past_grace_hands_jobs_back_uncounted_and_another_worker_f
     assert code == 0, output
     assert db.all("select attempt from {schema}.job_history") == [(1,), (1,), (1,)]
     assert db.one("select count(*) from {schema}.jobs") == 0
+
+
+async def test_sigterm_with_a_sync_task_stuck_in_its_thread_exits_0_and_hands_it_back(
+    database_url: str, schema: str, db: DB, workers: Workers
+) -> None:
+    [job_id] = await enqueue_many(database_url, schema, [JobRequest("blocking", {"seconds": 600})])
+    worker = workers.start("--queues", "slow", "--grace", "0.5")
+    wait_until_sync(lambda: ("start", job_id, 1, worker.pid) in ledger(workers.ledger_dir), within=20)
+
+    code, output = finish(worker, within=30)  # would wait 600 s for the thread without os._exit
+    assert code == 0, output
+    assert "leaving 1 sync tasks still running" in output
+    assert db.all("select state, attempt from {schema}.jobs where id = %s", [job_id]) == [("available", 0)]

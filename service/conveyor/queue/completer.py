@@ -63,9 +63,14 @@ class Completer:
             if not self._buffer:
                 self._idle.set()
 
-    async def drain(self) -> None:
-        """Wait until everything submitted so far is written."""
-        await self._idle.wait()
+    async def drain(self, within: float | None = None) -> bool:
+        """Wait until everything submitted so far is written; False if ``within`` ran out."""
+        try:
+            async with asyncio.timeout(within):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _write_with_retry(self, batch: list[Outcome]) -> None:
         delay = 0.05
@@ -77,7 +82,7 @@ class Completer:
                 log.warning("recording %d outcomes failed (%s); retrying in %.1fs", len(batch), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-            except psycopg.Error:
+            except Exception:  # a refused statement, or a bug: isolate it, keep the rest
                 if len(batch) == 1:
                     log.exception(
                         "could not record the outcome of job %d; it stays leased and will be rescued",

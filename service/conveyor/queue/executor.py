@@ -13,7 +13,7 @@ import json
 import random
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +75,11 @@ class Executor:
         self._clock = clock
         self._progress = progress
         self._rand = rand
+        self._in_threads: set[Future[Any]] = set()
+
+    @property
+    def busy_threads(self) -> int:
+        return len(self._in_threads)
 
     async def execute(self, job: ClaimedJob) -> Execution:
         task = self._registry.get(job.task)
@@ -121,7 +126,10 @@ class Executor:
 
     async def _run_sync(self, task: Task, kwargs: dict[str, Any]) -> tuple[Any, None]:
         call = functools.partial(contextvars.copy_context().run, task.func, **kwargs)
-        future = asyncio.wrap_future(self._threads.submit(call))
+        submitted = self._threads.submit(call)
+        self._in_threads.add(submitted)
+        submitted.add_done_callback(self._in_threads.discard)
+        future = asyncio.wrap_future(submitted)
         if task.timeout is None:
             return await future, None
         try:

@@ -39,6 +39,11 @@ from .notifier import Notifier
 
 log = logging.getLogger("conveyor.worker")
 
+JOB_THREAD_PREFIX = "conveyor-job"
+
+# How long a stopping worker keeps trying to write outcomes and hand jobs back.
+SHUTDOWN_WRITE_TIMEOUT = 10.0
+
 
 @dataclass(frozen=True)
 class WorkerConfig:
@@ -91,7 +96,7 @@ class Worker:
         self.queues = list(self.config.queues or sorted(self.registry.queues() | {DEFAULT_QUEUE}))
         self.db = Database(settings.database_url, settings.schema, min_size=2, max_size=4)
         self._threads = ThreadPoolExecutor(
-            max_workers=self.config.concurrency, thread_name_prefix="conveyor-job"
+            max_workers=self.config.concurrency, thread_name_prefix=JOB_THREAD_PREFIX
         )
         self._running: dict[int, _Running] = {}
         self._signal = asyncio.Event()  # something changed: re-check what to do
@@ -142,6 +147,11 @@ class Worker:
     def running_jobs(self) -> list[int]:
         return list(self._running)
 
+    @property
+    def busy_threads(self) -> int:
+        """Sync tasks still running in threads (past a timeout, or abandoned at shutdown)."""
+        return self._executor.busy_threads
+
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -165,7 +175,12 @@ class Worker:
             self.started.set()
             await self._fetch_loop()
             await self._shutdown()
-            await self.completer.drain()
+            if not await self.completer.drain(within=SHUTDOWN_WRITE_TIMEOUT):
+                log.error(
+                    "stopping without recording %d outcomes (database unreachable); "
+                    "those jobs will run again when their leases expire",
+                    self.completer.pending,
+                )
             completer.cancel()
             helpers.append(completer)
         finally:
@@ -269,9 +284,17 @@ class Worker:
         for running in left:
             running.task.cancel()
         await asyncio.gather(*(r.task for r in left), return_exceptions=True)
-        await self.completer.drain()
+        await self.completer.drain(within=SHUTDOWN_WRITE_TIMEOUT)
         held = [Held(r.job.id, r.job.attempt) for r in left]
-        released = await self.db.release_jobs(held, worker_id=self.id, now=self.clock.now())
+        try:
+            released = await self.db.release_jobs(held, worker_id=self.id, now=self.clock.now())
+        except Exception as exc:
+            log.error(
+                "could not hand %d jobs back (%s); they will be rescued when their leases expire",
+                len(held),
+                exc,
+            )
+            return
         log.warning(
             "handed %d unfinished jobs back to the queue: %s",
             len(released),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ class Backoff:
     jitter: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.base < 0 or self.cap < 0:
+        # Written as "not (ok)" so that NaN, which fails every comparison, is refused too.
+        if not (0 <= self.base < math.inf and 0 <= self.cap < math.inf):
             raise InvalidOptionError("backoff base and cap must not be negative")
-        if self.factor < 1:
+        if not (1 <= self.factor < math.inf):
             raise InvalidOptionError("backoff factor must be at least 1")
-        if not 0 <= self.jitter < 1:
+        if not (0 <= self.jitter < 1):
             raise InvalidOptionError("backoff jitter must be in [0, 1)")
 
     @classmethod
@@ -55,10 +57,10 @@ class Backoff:
     def _nominal(self, attempt: int) -> float:
         if attempt < 1:
             raise InvalidOptionError(f"attempt must be at least 1, got {attempt}")
-        # Cap the exponent too: factor ** attempt overflows a float long before any cap.
-        exponent = min(attempt - 1, 1000)
-        try:
-            raw = self.base * self.factor**exponent
-        except OverflowError:
-            raw = self.cap
-        return min(self.cap, raw)
+        if self.base == 0 or self.cap == 0:
+            return 0.0
+        # In logarithms: factor ** (attempt - 1) overflows a float long before any cap does.
+        log_raw = math.log(self.base) + (attempt - 1) * math.log(self.factor)
+        if log_raw >= math.log(self.cap):
+            return self.cap
+        return self.base * self.factor ** (attempt - 1)  # below the cap, so no overflow

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 from .errors import ConfigurationError
 
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MAX_ARGS_BYTES = 1024 * 1024
 
 
 def check_schema_name(schema: str) -> str:
     """Schema names are used as identifiers and as the NOTIFY channel: keep them plain."""
-    if not _SCHEMA_NAME.match(schema):
+    if not _SCHEMA_NAME.fullmatch(schema):
         raise ConfigurationError(
             f"schema name {schema!r} is not allowed: use lowercase letters, digits and _ "
             "(at most 63, not starting with a digit)"

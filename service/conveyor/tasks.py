@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import traceback
 import types
 import typing
@@ -34,7 +35,7 @@ def parse_priority(value: int | str) -> int:
     if isinstance(value, str):
         if value.lower() in PRIORITIES:
             return PRIORITIES[value.lower()]
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             value = int(value)
         else:
             raise InvalidOptionError(f"unknown priority {value!r}: use critical, high, normal, low or 0-3")
@@ -267,6 +268,10 @@ def build_task(
 
 
 def _is_context(param: inspect.Parameter, hint: Any) -> bool:
+    annotation = param.annotation
+    if isinstance(annotation, str) and annotation.rsplit(".", 1)[-1] == "JobContext":
+        # Unresolved (e.g. imported under TYPE_CHECKING): the name is what we have.
+        return True
     # Matched by name: JobContext lives in the queue engine, which imports this module.
     if getattr(hint, "__name__", None) == "JobContext" and str(getattr(hint, "__module__", "")).startswith(
         "conveyor."
@@ -286,7 +291,8 @@ def _fits(value: Any, hint: Any) -> bool:
     if origin in (typing.Union, types.UnionType):
         return any(_fits(value, arg) for arg in typing.get_args(hint))
     if origin is typing.Literal:
-        return value in typing.get_args(hint)
+        # == alone would let True through for 1 and 1.0 for 1.
+        return any(value == allowed and type(value) is type(allowed) for allowed in typing.get_args(hint))
     if origin in (list, tuple, set, frozenset, Iterable, typing.Sequence):
         return isinstance(value, list)
     if origin in (dict, Mapping):
@@ -305,7 +311,9 @@ def _fits(value: Any, hint: Any) -> bool:
 
 
 def _describe(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    if typing.get_origin(hint) is None and isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 def _preview(value: Any) -> str:
@@ -323,10 +331,11 @@ def _where(func: Callable[..., Any]) -> str:
 
 def _origin(exc: BaseException) -> str:
     """' (file.py, line N)' for the innermost frame outside the import machinery."""
+    machinery = os.path.dirname(importlib.__file__)
     frames = [
         f
         for f in traceback.extract_tb(exc.__traceback__)
-        if "importlib" not in f.filename and f.filename != __file__
+        if not f.filename.startswith(("<frozen importlib", machinery)) and f.filename != __file__
     ]
     if isinstance(exc, SyntaxError) and exc.filename:
         return f" ({exc.filename}, line {exc.lineno})"

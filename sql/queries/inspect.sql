@@ -5,12 +5,6 @@
 SELECT queue, paused, waiting, scheduled, running, completed_24h, dead, oldest_waiting_age
 FROM {schema}.queue_stats ORDER BY queue;
 
--- name: get_job
--- One job wherever it is (live, finished or dead).
-SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, started_at,
-       finished_at, progress, args, last_error
-FROM {schema}.job_list WHERE id = %(id)s;
-
 -- name: get_live_job
 -- One unfinished job with its lease and errors.
 SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, started_at,

@@ -17,7 +17,7 @@ from ..db.steps import Copy, Flow, Query
 from ..errors import ConveyorError, InvalidOptionError, UnknownQueueError, UnknownTaskError
 from ..tasks import DEFAULT_QUEUE, Registry, Task, encode_args, parse_priority
 
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,126}$")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,126}")
 MAX_UNIQUE_KEY = 512
 
 TaskRef = str | Task | Callable[..., Any]
@@ -92,7 +92,7 @@ def prepare(registry: Registry, request: JobRequest) -> PreparedJob:
 
 
 def check_queue_name(queue: str) -> str:
-    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
         raise InvalidOptionError(
             f"queue name {queue!r} is not allowed: use letters, digits and _ . : - "
             "(at most 127, starting with a letter or digit)"
@@ -225,7 +225,10 @@ def _as_timedelta(delay: float | timedelta | None) -> timedelta:
         return delay
     if isinstance(delay, bool) or not isinstance(delay, int | float):
         raise InvalidOptionError(f"delay must be seconds or a timedelta, got {delay!r}")
-    return timedelta(seconds=delay)
+    try:
+        return timedelta(seconds=delay)
+    except (ValueError, OverflowError):
+        raise InvalidOptionError(f"delay of {delay!r} seconds cannot be scheduled") from None
 
 
 def _unknown_task_message(registry: Registry, task: TaskRef) -> str:

@@ -1,0 +1,142 @@
+"""Unit tests for conveyor.settings: schema names and reading the environment."""
+
+import pytest
+
+from conveyor.errors import ConfigurationError
+from conveyor.settings import MAX_ARGS_BYTES, Settings, check_schema_name
+
+ENV_VARS = ("CONVEYOR_DATABASE_URL", "DATABASE_URL", "CONVEYOR_SCHEMA")
+EXPLICIT = "postgresql://explicit/db"
+CONVEYOR_URL = "postgresql://conveyor-env/db"
+PLAIN_URL = "postgresql://plain-env/db"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A clean environment: none of Conveyor's variables set."""
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+# -- check_schema_name --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["conveyor", "_private", "a", "jobs_2024", "t_0123abcd", "a" * 63, "_" * 63])
+def test_good_schema_names(name: str) -> None:
+    assert check_schema_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "1conveyor",
+        "Conveyor",
+        "CONVEYOR",
+        "my-schema",
+        "my schema",
+        "my.schema",
+        'quo"te',
+        "semi;colon",
+        "émile",
+        "a" * 64,
+        " conveyor",
+    ],
+)
+def test_bad_schema_names(name: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        check_schema_name(name)
+    assert str(info.value) == (
+        f"schema name {name!r} is not allowed: use lowercase letters, digits and _ "
+        "(at most 63, not starting with a digit)"
+    )
+
+
+def test_schema_name_with_a_trailing_newline_is_refused() -> None:
+    """``$`` in a Python regex also matches before a final newline."""
+    with pytest.raises(ConfigurationError):
+        check_schema_name("conveyor\n")
+
+
+# -- Settings ------------------------------------------------------------------------------
+
+
+def test_settings_defaults() -> None:
+    settings = Settings()
+    assert settings.database_url is None
+    assert settings.schema == "conveyor"
+
+
+def test_settings_check_the_schema() -> None:
+    with pytest.raises(ConfigurationError, match=r"^schema name 'Bad-Name' is not allowed"):
+        Settings(schema="Bad-Name")
+
+
+def test_settings_are_immutable() -> None:
+    settings = Settings(database_url=EXPLICIT)
+    with pytest.raises(AttributeError):
+        settings.schema = "other"  # type: ignore[misc]
+
+
+def test_args_limit_is_one_mebibyte() -> None:
+    assert MAX_ARGS_BYTES == 1_048_576
+
+
+# -- Settings.from_env precedence ----------------------------------------------------------------
+
+
+def test_from_env_with_nothing_set(env: pytest.MonkeyPatch) -> None:
+    assert Settings.from_env() == Settings(database_url=None, schema="conveyor")
+
+
+def test_explicit_url_wins_over_both_variables(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONVEYOR_DATABASE_URL", CONVEYOR_URL)
+    env.setenv("DATABASE_URL", PLAIN_URL)
+    assert Settings.from_env(database_url=EXPLICIT).database_url == EXPLICIT
+
+
+def test_conveyor_database_url_wins_over_database_url(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONVEYOR_DATABASE_URL", CONVEYOR_URL)
+    env.setenv("DATABASE_URL", PLAIN_URL)
+    assert Settings.from_env().database_url == CONVEYOR_URL
+
+
+def test_database_url_is_the_last_resort(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", PLAIN_URL)
+    assert Settings.from_env().database_url == PLAIN_URL
+
+
+def test_conveyor_database_url_alone(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONVEYOR_DATABASE_URL", CONVEYOR_URL)
+    assert Settings.from_env().database_url == CONVEYOR_URL
+
+
+def test_empty_values_count_as_unset(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONVEYOR_DATABASE_URL", "")
+    env.setenv("DATABASE_URL", PLAIN_URL)
+    assert Settings.from_env(database_url="").database_url == PLAIN_URL
+    env.setenv("DATABASE_URL", "")
+    assert Settings.from_env().database_url is None
+
+
+def test_schema_precedence(env: pytest.MonkeyPatch) -> None:
+    assert Settings.from_env().schema == "conveyor"
+    env.setenv("CONVEYOR_SCHEMA", "jobs_env")
+    assert Settings.from_env().schema == "jobs_env"
+    assert Settings.from_env(schema="jobs_explicit").schema == "jobs_explicit"
+
+
+def test_bad_schema_from_the_environment_is_refused(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONVEYOR_SCHEMA", "Not-Valid")
+    with pytest.raises(ConfigurationError, match=r"^schema name 'Not-Valid' is not allowed"):
+        Settings.from_env()
+    # An explicit, valid schema overrides the bad variable.
+    assert Settings.from_env(schema="fine").schema == "fine"
+
+
+def test_from_env_reads_at_call_time(env: pytest.MonkeyPatch) -> None:
+    first = Settings.from_env()
+    env.setenv("DATABASE_URL", PLAIN_URL)
+    second = Settings.from_env()
+    assert (first.database_url, second.database_url) == (None, PLAIN_URL)

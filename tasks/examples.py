@@ -1,6 +1,6 @@
 """A first task to try Conveyor with:
 
-    conveyor enqueue hello --args '{"name": "Ada"}'
+conveyor enqueue hello --args '{"name": "Ada"}'
 """
 
 from __future__ import annotations

@@ -410,7 +410,7 @@ def status(ctx: Context) -> None:
 
 @main.group()
 def queues() -> None:
-    """List and create queues."""
+    """List, create, pause and resume queues."""
 
 
 @queues.command("list")
@@ -428,6 +428,26 @@ def queues_list(ctx: Context) -> None:
 def queues_create(ctx: Context, name: str) -> None:
     _run(_with_client(ctx, lambda c: c.create_queue(name)))
     click.echo(f"queue {name!r} exists")
+
+
+@queues.command("pause")
+@click.argument("name")
+@click.pass_obj
+@handle_errors
+def queues_pause(ctx: Context, name: str) -> None:
+    """Stop workers claiming from a queue (running jobs finish)."""
+    _run(_with_client(ctx, lambda c: c.pause_queue(name)))
+    click.echo(f"queue {name!r} paused")
+
+
+@queues.command("resume")
+@click.argument("name")
+@click.pass_obj
+@handle_errors
+def queues_resume(ctx: Context, name: str) -> None:
+    """Let workers claim from a queue again."""
+    _run(_with_client(ctx, lambda c: c.resume_queue(name)))
+    click.echo(f"queue {name!r} resumed")
 
 
 @main.group()

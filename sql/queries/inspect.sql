@@ -49,3 +49,11 @@ FROM (
 -- name: purge_dead_jobs
 -- Delete dead jobs matching every filter given; returns how many.
 SELECT {schema}.purge_dead(%(ids)s::bigint[], %(queue)s::text, %(task)s::text, %(older_than)s::interval);
+
+-- name: pause_queue
+-- Stop workers claiming from a queue (creates it paused if it does not exist).
+SELECT {schema}.pause_queue(%(queue)s);
+
+-- name: resume_queue
+-- Let workers claim from a queue again, and wake them.
+SELECT {schema}.resume_queue(%(queue)s);

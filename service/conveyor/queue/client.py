@@ -15,7 +15,7 @@ from ..db.connections import caller_async_connection
 from ..db.database import Database
 from ..db.queries import Queries, for_schema
 from ..db.steps import run_async
-from ..errors import ConfigurationError, ConveyorError, NotFoundError
+from ..errors import ConfigurationError, ConveyorError, NotFoundError, UnknownQueueError
 from ..settings import Settings
 from ..tasks import Registry, default_registry
 from .enqueue import JobRequest, TaskRef, check_queue_name, enqueue_many, enqueue_one, prepare
@@ -138,6 +138,18 @@ class Conveyor:
 
     async def create_queue(self, name: str) -> None:
         await self.db.create_queues([check_queue_name(name)])
+
+    async def pause_queue(self, name: str) -> None:
+        """Workers stop claiming from the queue; running jobs finish, waiting ones wait."""
+        await self.db.fetch("pause_queue", {"queue": check_queue_name(name)})
+
+    async def resume_queue(self, name: str) -> None:
+        if not await self._queue_exists(name):
+            raise UnknownQueueError(f"no queue named {name!r}")
+        await self.db.fetch("resume_queue", {"queue": name})
+
+    async def _queue_exists(self, name: str) -> bool:
+        return bool((await self.db.fetch("queue_exists", {"queue": check_queue_name(name)}))[0][0])
 
     # -- jobs --------------------------------------------------------------------------
 

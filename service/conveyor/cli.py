@@ -22,9 +22,9 @@ from typing import Any, NoReturn, TypeVar
 import click
 import psycopg
 
-from .db import embedded, migrations
+from .db import embedded
 from .errors import ConfigurationError, ConveyorError
-from .queue.client import Conveyor
+from .queue.client import Conveyor, sql_error_message
 from .queue.worker import Worker, WorkerConfig
 from .settings import Settings
 from .tasks import default_registry
@@ -74,14 +74,28 @@ def handle_errors(func: Callable[..., T]) -> Callable[..., T]:
             return func(*args, **kwargs)
         except ConveyorError as exc:
             _fail(str(exc))
-        except psycopg.OperationalError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            _fail(f"cannot reach the database: {first}")
-        except psycopg.Error as exc:
-            diag = getattr(exc, "diag", None)
-            _fail(str(getattr(diag, "message_primary", None) or exc).removeprefix("conveyor."))
+        except Exception as exc:
+            error = _database_error(exc)
+            if error is None:
+                raise  # a bug: let its traceback show
+            if isinstance(error, psycopg.OperationalError):
+                text = str(error).strip()
+                _fail(f"cannot reach the database: {text.splitlines()[0] if text else type(error).__name__}")
+            if isinstance(error, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
+                schema = click.get_current_context().find_object(Context)
+                where = f"schema {schema.schema!r}" if schema else "this schema"
+                _fail(f"Conveyor is not installed in {where}: run `conveyor migrate`")
+            _fail(sql_error_message(error))
 
     return wrapper
+
+
+def _database_error(exc: BaseException) -> psycopg.Error | None:
+    """The psycopg error behind an exception (SQLAlchemy wraps them for Alembic)."""
+    if isinstance(exc, psycopg.Error):
+        return exc
+    original = getattr(exc, "orig", None)  # sqlalchemy.exc.DBAPIError
+    return original if isinstance(original, psycopg.Error) else None
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -131,6 +145,7 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 # -- the command group -----------------------------------------------------------------
@@ -165,6 +180,8 @@ def main(click_ctx: click.Context, database_url: str | None, schema: str, data_d
 @handle_errors
 def migrate(ctx: Context, revision: str, down_to: str | None, show: bool) -> None:
     """Install or upgrade Conveyor's schema."""
+    from .db import migrations  # Alembic and SQLAlchemy take a while to import
+
     url = ctx.database_url()
     if show:
         click.echo(migrations.current(url, ctx.schema) or "none")
@@ -246,6 +263,8 @@ def worker(
 
 
 def _require_schema(url: str, schema: str) -> None:
+    from .db import migrations  # Alembic and SQLAlchemy take a while to import
+
     at = migrations.current(url, schema)
     if at is None:
         raise ConfigurationError(f"Conveyor is not installed in schema {schema!r}: run `conveyor migrate`")
@@ -314,6 +333,8 @@ def dev(
         url = embedded.start(pgdata)
         click.echo(f"Conveyor dev: database {url}")
         click.echo(f"Conveyor dev: inspect it with: psql '{url}' (try the view {ctx.schema}.queue_stats)")
+    from .db import migrations  # Alembic and SQLAlchemy take a while to import
+
     migrations.upgrade(url, ctx.schema)
     explicit = (
         click.get_current_context().get_parameter_source("tasks_modules")

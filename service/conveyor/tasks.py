@@ -208,8 +208,12 @@ class Registry:
             try:
                 importlib.import_module(module)
             except Exception as exc:
+                if isinstance(exc, SyntaxError):  # its own str() has the file's base name only
+                    detail = f"{exc.msg} ({exc.filename}, line {exc.lineno})"
+                else:
+                    detail = f"{exc}{_origin(exc)}"
                 raise TaskImportError(
-                    f"cannot import task module {module!r}: {type(exc).__name__}: {exc}{_origin(exc)}"
+                    f"cannot import task module {module!r}: {type(exc).__name__}: {detail}"
                 ) from exc
 
 
@@ -337,8 +341,6 @@ def _origin(exc: BaseException) -> str:
         for f in traceback.extract_tb(exc.__traceback__)
         if not f.filename.startswith(("<frozen importlib", machinery)) and f.filename != __file__
     ]
-    if isinstance(exc, SyntaxError) and exc.filename:
-        return f" ({exc.filename}, line {exc.lineno})"
     if not frames:
         return ""
     return f" ({frames[-1].filename}, line {frames[-1].lineno})"

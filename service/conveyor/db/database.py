@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
+import psycopg
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -68,7 +69,11 @@ class Database:
         self.pool: AsyncConnectionPool[Any] = pool(conninfo, min_size=min_size, max_size=max_size)
 
     async def open(self) -> None:
-        await self.pool.open(wait=True)
+        # One direct connection first: if the database is unreachable this fails at once with
+        # the server's reason, where the pool would retry for its whole timeout.
+        probe = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, connect_timeout=10)
+        await probe.close()
+        await self.pool.open(wait=True, timeout=10)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -203,12 +204,16 @@ class Conveyor:
         try:
             return await self.db.fetch(name, params)
         except psycopg.errors.NoDataFound as exc:
-            raise NotFoundError(_sql_message(exc)) from None
+            raise NotFoundError(sql_error_message(exc)) from None
         except (psycopg.errors.UniqueViolation, psycopg.errors.InvalidParameterValue) as exc:
-            raise ConveyorError(_sql_message(exc)) from None
+            raise ConveyorError(sql_error_message(exc)) from None
 
 
-def _sql_message(exc: Exception) -> str:
+def sql_error_message(exc: Exception) -> str:
+    """The message of a refusal from a Conveyor SQL function, without its "conveyor.fn: " prefix."""
     diag = getattr(exc, "diag", None)
-    message = getattr(diag, "message_primary", None) or str(exc)
-    return str(message).removeprefix("conveyor.")
+    message = str(getattr(diag, "message_primary", None) or exc)
+    return _FUNCTION_PREFIX.sub("", message, count=1)
+
+
+_FUNCTION_PREFIX = re.compile(r"^conveyor\.\w+: ")

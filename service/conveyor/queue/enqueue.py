@@ -247,5 +247,6 @@ def _unknown_queue_message(queues: Sequence[str]) -> str:
     names = ", ".join(repr(q) for q in queues)
     return (
         f"unknown queue {names}: no registered task declares it and it does not exist; "
-        "create it (`conveyor queues create NAME` or SQL conveyor.create_queue) or start a worker for it"
+        "create it (`conveyor queues create NAME`, or SQL create_queue('NAME') in Conveyor's schema) "
+        "or start a worker for it"
     )

@@ -1,0 +1,725 @@
+"""The `conveyor` command run as a user runs it: real processes against real PostgreSQL.
+
+Every command runs as ``python -m conveyor ...`` in its own process. User mistakes must
+give exit status 1 and exactly one stderr line starting ``conveyor: error:`` (no
+traceback) and must write nothing; usage errors exit 2. A CLI process takes about a second
+to start (it imports SQLAlchemy and Alembic), so independent commands run concurrently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from conveyor.db import embedded, migrations
+
+from ..helpers import DB, REPO, subprocess_env, wait_until_sync
+
+pytestmark = pytest.mark.processes
+
+TASKS = "tests.e2e.cli_tasks"
+TASKS_FILE = REPO / "tests" / "e2e" / "cli_tasks.py"
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
+# Lines a worker may log to stderr besides its error: its own INFO/DEBUG logging.
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO) ")
+SETTINGS = ("CONVEYOR_DATABASE_URL", "DATABASE_URL", "CONVEYOR_SCHEMA", "CONVEYOR_DATA_DIR", "CONVEYOR_TASKS")
+
+
+# -- running the command -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished `conveyor` process."""
+
+    args: tuple[str, ...]
+    returncode: int | None  # None: killed after its timeout
+    stdout: str
+    stderr: str
+    seconds: float
+    timeout: float
+
+    def __str__(self) -> str:
+        if self.returncode is None:
+            status = f"killed after {self.timeout:g}s"
+        else:
+            status = f"exit {self.returncode} after {self.seconds:.1f}s"
+        return (
+            f"`conveyor {' '.join(self.args)}`: {status}\n"
+            f"--- stdout\n{_clip(self.stdout)}--- stderr\n{_clip(self.stderr)}---"
+        )
+
+
+def _clip(text: str, head: int = 6, tail: int = 14) -> str:
+    """Long output (a traceback) as its first and last lines."""
+    lines = text.splitlines(keepends=True)
+    if len(lines) <= head + tail + 1:
+        return text
+    return "".join([*lines[:head], f"[... {len(lines) - head - tail} lines ...]\n", *lines[-tail:]])
+
+
+def _text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def conveyor(*args: str, env: Mapping[str, str], cwd: Path, timeout: float = 30.0) -> Run:
+    """Run ``python -m conveyor ARGS`` to the end (or kill it after ``timeout`` seconds)."""
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "conveyor", *args],
+            env=dict(env),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return Run(args, None, _text(exc.stdout), _text(exc.stderr), time.monotonic() - started, timeout)
+    return Run(args, done.returncode, done.stdout, done.stderr, time.monotonic() - started, timeout)
+
+
+def conveyor_many(
+    calls: Sequence[Sequence[str]], *, env: Mapping[str, str], cwd: Path, timeout: float = 30.0
+) -> list[Run]:
+    """Run independent commands at the same time; results in the order given."""
+    with ThreadPoolExecutor(max_workers=min(4, len(calls))) as pool:
+        futures = [pool.submit(conveyor, *call, env=env, cwd=cwd, timeout=timeout) for call in calls]
+        return [future.result() for future in futures]
+
+
+def ok(run: Run) -> str:
+    """The stdout of a command that must succeed."""
+    assert run.returncode == 0, str(run)
+    assert "Traceback" not in run.stderr, str(run)
+    return run.stdout
+
+
+def error_problems(run: Run, start: str, *, logs: bool = False) -> list[str]:
+    """What keeps ``run`` from being exit 1 with the one line ``conveyor: error: START...``.
+
+    With ``logs``, the command's own INFO/DEBUG log lines may come before the error line.
+    """
+    problems = []
+    if run.returncode is None:
+        problems.append(f"did not finish within {run.timeout:g}s")
+    elif run.returncode != 1:
+        problems.append(f"exit status {run.returncode}, expected 1")
+    if "Traceback" in run.stderr or "Traceback" in run.stdout:
+        problems.append("printed a traceback")
+    lines = run.stderr.splitlines()
+    if logs:
+        lines = [line for line in lines if not LOG_LINE.match(line)]
+    if len(lines) != 1:
+        problems.append(f"printed {len(lines)} lines on stderr{' besides its logs' if logs else ''}, not 1")
+    expected = f"conveyor: error: {start}"
+    if not lines or not lines[-1].startswith(expected):
+        problems.append(f"last stderr line does not start with {expected!r}")
+    return problems
+
+
+def expect_error(run: Run, start: str, *, logs: bool = False) -> str:
+    """Assert a one-line user error; returns the line."""
+    problems = error_problems(run, start, logs=logs)
+    assert not problems, "; ".join(problems) + "\n" + str(run)
+    return run.stderr.splitlines()[-1]
+
+
+def expect_errors(runs: Sequence[Run], starts: Sequence[str], *, logs: bool = False) -> None:
+    """Assert a one-line user error for each run; reports every run that is wrong at once."""
+    failures = [
+        "; ".join(problems) + "\n" + str(run)
+        for run, start in zip(runs, starts, strict=True)
+        if (problems := error_problems(run, start, logs=logs))
+    ]
+    assert not failures, f"{len(failures)} of {len(runs)} commands failed badly:\n\n" + "\n\n".join(failures)
+
+
+@dataclass
+class Process:
+    """A long-running `conveyor` process whose output goes to files (no pipe to fill up)."""
+
+    popen: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def __str__(self) -> str:
+        status = "running" if self.popen.poll() is None else f"exit {self.popen.returncode}"
+        return (
+            f"`{' '.join(map(str, self.popen.args))}` ({status})\n"
+            f"--- stdout\n{_clip(self.stdout())}--- stderr\n{_clip(self.stderr())}---"
+        )
+
+    def alive(self) -> bool:
+        """True while running; fails the test at once (with the output) if the process died."""
+        assert self.popen.poll() is None, f"the process exited early:\n{self}"
+        return True
+
+    def stop(self, signum: int = signal.SIGTERM, *, within: float = 30.0) -> int:
+        self.popen.send_signal(signum)
+        try:
+            return self.popen.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"did not stop within {within}s of {signal.Signals(signum).name}:\n{self}"
+            ) from None
+
+
+@contextmanager
+def started(*args: str, env: Mapping[str, str], cwd: Path, name: str) -> Iterator[Process]:
+    """Start ``python -m conveyor ARGS``; it is killed on the way out if still running."""
+    stdout_path, stderr_path = cwd / f"{name}.stdout", cwd / f"{name}.stderr"
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", *args], env=dict(env), cwd=cwd, stdout=out, stderr=err
+        )
+    process = Process(popen, stdout_path, stderr_path)
+    try:
+        yield process
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait(timeout=10)
+
+
+def table(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    """A `conveyor status` table: its header and its rows by first cell."""
+    lines = text.rstrip("\n").splitlines()
+    header = lines[0].split()
+    rows = {}
+    for line in lines[1:]:
+        cells = line.split(None, len(header) - 1)
+        rows[cells[0]] = cells
+    return header, rows
+
+
+# -- environments ----------------------------------------------------------------------
+
+
+def _without_settings(env: dict[str, str]) -> dict[str, str]:
+    for key in SETTINGS:
+        env.pop(key, None)
+    return env
+
+
+def env_for(database_url: str, schema: str) -> dict[str, str]:
+    """Environment for a `conveyor` process using that database and schema, and nothing else."""
+    base = _without_settings(subprocess_env(database_url, schema))
+    return {**base, "CONVEYOR_DATABASE_URL": database_url, "CONVEYOR_SCHEMA": schema}
+
+
+@pytest.fixture
+def env(database_url: str, schema: str) -> dict[str, str]:
+    """Environment for a `conveyor` process using this test's schema."""
+    return env_for(database_url, schema)
+
+
+def env_without_database(**extra: str) -> dict[str, str]:
+    """Environment with no database configured at all (and the default schema)."""
+    return {**_without_settings(subprocess_env("", "conveyor")), **extra}
+
+
+def fresh_schema_name(database_url: str, base: str) -> str:
+    """A schema name of this test's own that does not exist yet."""
+    name = f"{base}_new"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    return name
+
+
+def line_of(path: Path, text: str) -> int:
+    """The 1-based number of the one line of ``path`` that contains ``text``."""
+    numbers = [i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line]
+    assert len(numbers) == 1, (path, text, numbers)
+    return numbers[0]
+
+
+def sql_enqueue(db: DB, task: str, args: dict[str, Any], options: str = "") -> int:
+    """Enqueue through the SQL function, as an application in any language would.
+
+    ``options`` is SQL for more named arguments, e.g. ``", queue => 'emails'"``.
+    """
+    return int(db.one(f"select {{schema}}.enqueue(%s, %s::jsonb{options})", [task, json.dumps(args)]))
+
+
+def insert_dead(
+    db: DB, job_id: int, queue: str, task: str, errors: list[dict[str, Any]], args: dict[str, Any]
+) -> None:
+    """A dead job, as a worker leaves one after its last attempt."""
+    db.all(
+        "insert into {schema}.dead_jobs (id, run_at, enqueued_at, started_at, died_at, attempt,"
+        " max_attempts, priority, queue, task, args, errors)"
+        " values (%s, now() - interval '2 minutes', now() - interval '3 minutes', now() - interval '1 minute',"
+        " now(), %s, %s, 2, %s, %s, %s::jsonb, %s::jsonb)",
+        [job_id, len(errors), len(errors), queue, task, json.dumps(args), json.dumps(errors)],
+    )
+
+
+# -- migrate ---------------------------------------------------------------------------
+
+
+def test_migrate_installs_a_fresh_schema_shows_it_and_can_run_twice(
+    database_url: str, schema: str, tmp_path: Path
+) -> None:
+    name = fresh_schema_name(database_url, schema)
+    env = env_for(database_url, name)
+    head = migrations.head()
+    assert head
+
+    assert ok(conveyor("migrate", "--show", env=env, cwd=tmp_path)) == "none\n"
+    assert ok(conveyor("migrate", env=env, cwd=tmp_path)) == f"schema {name!r} at {head}\n"
+    assert DB(database_url, name).one("select count(*) from {schema}.jobs") == 0
+
+    again, show = conveyor_many([["migrate"], ["migrate", "--show"]], env=env, cwd=tmp_path)
+    assert ok(again) == f"schema {name!r} at {head}\n"
+    assert ok(show) == f"{head}\n"
+
+
+# -- enqueue ---------------------------------------------------------------------------
+
+
+def test_enqueue_prints_the_id_and_writes_the_row_as_asked(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    full = [
+        "enqueue",
+        "add",
+        "--args",
+        '{"a": 1, "b": 2}',
+        "--queue",
+        "emails",
+        "--priority",
+        "low",
+        "--delay",
+        "600",
+        "--unique-key",
+        "sum-1-2",
+        "--max-attempts",
+        "3",
+        "--tasks",
+        TASKS,
+    ]
+    plain = ["enqueue", "send_email", "--args", '{"to": "a@example.com"}', "--tasks", TASKS]
+    first, defaults = conveyor_many([full, plain], env=env, cwd=tmp_path)
+
+    job_id = int(ok(first))
+    assert first.stdout == f"{job_id}\n"
+    row = db.one(
+        "select queue, task, args, priority, state, attempt, max_attempts, unique_key,"
+        " extract(epoch from run_at - enqueued_at) from {schema}.jobs where id = %s",
+        [job_id],
+    )
+    assert row[:8] == ("emails", "add", {"a": 1, "b": 2}, 3, "scheduled", 0, 3, "sum-1-2")
+    assert 599 <= float(row[8]) <= 601
+
+    # Task defaults: send_email is declared with queue "emails" and priority "high".
+    plain_id = int(ok(defaults))
+    assert db.one(
+        "select queue, priority, state, max_attempts, args from {schema}.jobs where id = %s", [plain_id]
+    ) == ("emails", 1, "available", 5, {"to": "a@example.com"})
+
+    # The same unique key names the same live job: no second row.
+    repeat = conveyor(*full, env=env, cwd=tmp_path)
+    assert ok(repeat) == f"{job_id}\n"
+    assert db.one("select count(*) from {schema}.jobs") == 2
+
+
+BAD_ENQUEUES: list[tuple[list[str], str]] = [
+    (["add", "--args", '{"a": 1'], "--args is not valid JSON: "),
+    (["add", "--args", "[1, 2]"], "--args must be a JSON object"),
+    (["add", "--args", '"a"'], "--args must be a JSON object"),
+    (["no_such_task", "--args", "{}"], "unknown task 'no_such_task'"),
+    (["add", "--args", '{"a": 1, "c": 2}'], "task 'add': unexpected argument 'c'"),
+    (["add", "--args", '{"b": 2}'], "task 'add': missing required argument 'a'"),
+    (["add", "--args", '{"a": "one"}'], "task 'add': argument 'a' should be int"),
+    (["add", "--args", '{"a": 1}', "--queue", "nowhere"], "unknown queue 'nowhere'"),
+    (["add", "--args", '{"a": 1}', "--priority", "7"], "priority 7 is out of range"),
+    (["add", "--args", '{"a": 1}', "--priority", "urgent"], "unknown priority 'urgent'"),
+]
+
+
+def test_enqueue_rejects_bad_input_with_one_line_and_writes_nothing(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    queues_before = db.all("select name from {schema}.queues order by name")
+    calls = [["enqueue", *args, "--tasks", TASKS] for args, _ in BAD_ENQUEUES]
+    calls.append(["enqueue", "--args", "{}", "--tasks", TASKS])  # no TASK: a usage error
+    *runs, usage = conveyor_many(calls, env=env, cwd=tmp_path)
+
+    expect_errors(runs, [start for _, start in BAD_ENQUEUES])
+    assert usage.returncode == 2, str(usage)
+    assert "Missing argument 'TASK'" in usage.stderr, str(usage)
+    assert "Traceback" not in usage.stderr, str(usage)
+
+    assert db.all("select id, task, queue, args from {schema}.jobs") == []
+    assert db.all("select name from {schema}.queues order by name") == queues_before
+
+
+# -- configuration errors --------------------------------------------------------------
+
+
+def test_commands_without_any_database_say_to_set_database_url(tmp_path: Path) -> None:
+    env = env_without_database()
+    calls = [
+        ["migrate"],
+        ["worker", "--tasks", TASKS],
+        ["enqueue", "add", "--args", '{"a": 1}', "--tasks", TASKS],
+        ["status"],
+        ["dlq", "list"],
+    ]
+    runs = conveyor_many(calls, env=env, cwd=tmp_path)
+    expect_errors(runs, ["no database: set DATABASE_URL"] * len(calls), logs=True)
+    assert not (tmp_path / ".conveyor").exists()
+
+
+def test_migrate_and_worker_on_an_unreachable_database_say_cannot_reach_it(tmp_path: Path) -> None:
+    env = env_without_database(CONVEYOR_DATABASE_URL=UNREACHABLE)
+    runs = conveyor_many([["migrate"], ["worker", "--tasks", TASKS]], env=env, cwd=tmp_path, timeout=10)
+    expect_errors(runs, ["cannot reach the database"] * 2, logs=True)
+
+
+def test_client_commands_on_an_unreachable_database_say_cannot_reach_it_at_once(tmp_path: Path) -> None:
+    env = env_without_database(CONVEYOR_DATABASE_URL=UNREACHABLE)
+    calls = [["enqueue", "add", "--args", '{"a": 1}', "--tasks", TASKS], ["status"]]
+    runs = conveyor_many(calls, env=env, cwd=tmp_path, timeout=10)
+    expect_errors(runs, ["cannot reach the database"] * 2)
+
+
+def test_worker_on_a_schema_never_migrated_says_to_run_migrate(
+    database_url: str, schema: str, tmp_path: Path
+) -> None:
+    name = fresh_schema_name(database_url, schema)
+    env = env_for(database_url, name)
+    run = conveyor("worker", "--tasks", TASKS, env=env, cwd=tmp_path)
+    line = expect_error(run, f"Conveyor is not installed in schema {name!r}", logs=True)
+    assert line.endswith("run `conveyor migrate`"), str(run)
+
+
+def test_client_commands_on_a_schema_never_migrated_say_to_run_migrate(
+    database_url: str, schema: str, tmp_path: Path
+) -> None:
+    name = fresh_schema_name(database_url, schema)
+    env = env_for(database_url, name)
+    calls = [["status"], ["enqueue", "add", "--args", '{"a": 1}', "--tasks", TASKS], ["dlq", "list"]]
+    runs = conveyor_many(calls, env=env, cwd=tmp_path)
+    expect_errors(runs, [""] * len(calls))
+    unclear = [run for run in runs if "conveyor migrate" not in run.stderr]
+    assert not unclear, "these do not tell to run `conveyor migrate`:\n\n" + "\n\n".join(map(str, unclear))
+
+
+# -- worker ----------------------------------------------------------------------------
+
+
+BROKEN_MODULE = '''"""Tasks of a project, with a bug at import time."""
+
+from conveyor import task
+
+
+@task
+def greet(name: str) -> str:
+    return f"hello {name}"
+
+
+RATIO = 1 / 0
+'''
+
+
+def test_worker_with_a_task_module_that_raises_on_import_loses_no_job(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    module = tmp_path / "project_tasks.py"
+    module.write_text(BROKEN_MODULE)
+    env = {
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    job_id = sql_enqueue(db, "greet", {"name": "Ada"})
+
+    run = conveyor("worker", "--tasks", "project_tasks", env=env, cwd=tmp_path, timeout=20)
+    line = expect_error(run, "cannot import task module 'project_tasks': ZeroDivisionError: division by zero")
+    assert line.endswith(f"({module}, line {line_of(module, 'RATIO = 1 / 0')})"), str(run)
+    assert run.seconds < 10, str(run)
+    assert db.one("select state, attempt from {schema}.jobs where id = %s", [job_id]) == ("available", 0)
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+
+    module.write_text(BROKEN_MODULE.replace("RATIO = 1 / 0", "RATIO = 1 / 2"))
+    worker_args = ["worker", "--tasks", "project_tasks", "--poll-interval", "0.2", "--grace", "5"]
+    with started(*worker_args, env=env, cwd=tmp_path, name="worker") as worker:
+        wait_until_sync(
+            lambda: (
+                worker.alive()
+                and db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1
+            ),
+            within=30,
+        )
+        assert worker.stop(signal.SIGTERM) == 0, str(worker)
+    assert "Traceback" not in worker.stderr(), str(worker)
+    assert db.one("select state, attempt, result from {schema}.job_history where id = %s", [job_id]) == (
+        "completed",
+        1,
+        "hello Ada",
+    )
+    assert db.one("select count(*) from {schema}.jobs") == 0
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+def test_status_prints_one_line_per_queue_with_its_counts(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    for queue in ("emails", "reports", "idle"):
+        db.all("select {schema}.create_queue(%s)", [queue])
+    db.all("select {schema}.pause_queue('idle')")
+    past, later = ", run_at => now() - interval '5 minutes'", ", run_at => now() + interval '1 hour'"
+    sql_enqueue(db, "add", {"a": 1}, past)
+    sql_enqueue(db, "add", {"a": 2})
+    sql_enqueue(db, "add", {"a": 3}, later)
+    sql_enqueue(db, "send_email", {"to": "a@b.c"}, ", queue => 'emails'")
+    running = sql_enqueue(db, "send_email", {"to": "d@e.f"}, ", queue => 'emails'")
+    db.all(
+        "update {schema}.jobs set state = 'running', attempt = 1, worker_id = gen_random_uuid(),"
+        " started_at = now(), lease_expires_at = now() + interval '1 minute' where id = %s",
+        [running],
+    )
+    for _ in range(2):
+        sql_enqueue(
+            db, "send_email", {"to": "g@h.i"}, ", queue => 'emails', run_at => now() + interval '1 day'"
+        )
+    for finished_ago, job_id in (("1 hour", 9001), ("2 days", 9002)):
+        db.all(
+            "insert into {schema}.job_history (id, run_at, enqueued_at, finished_at, attempt, max_attempts,"
+            " priority, state, queue, task, args, errors) values (%s, now() - %s::interval,"
+            " now() - %s::interval, now() - %s::interval, 1, 5, 2, 'completed', 'reports', 'export',"
+            " '{{}}', '[]')",
+            [job_id, finished_ago, finished_ago, finished_ago],
+        )
+    for job_id in (9003, 9004):
+        insert_dead(db, job_id, "reports", "export", [{"attempt": 1, "error": "boom"}], {})
+
+    header, rows = table(ok(conveyor("status", env=env, cwd=tmp_path)))
+
+    assert header == [
+        "queue",
+        "paused",
+        "waiting",
+        "scheduled",
+        "running",
+        "completed_24h",
+        "dead",
+        "oldest_waiting",
+    ]
+    assert sorted(rows) == ["default", "emails", "idle", "reports"]
+    assert rows["default"][:7] == ["default", "no", "2", "1", "0", "0", "0"]
+    assert rows["default"][7].startswith("0:05:"), rows["default"]
+    assert rows["emails"][:7] == ["emails", "no", "1", "2", "1", "0", "0"]
+    assert re.fullmatch(r"0:0\d:\d\d", rows["emails"][7]), rows["emails"]
+    assert rows["idle"] == ["idle", "yes", "0", "0", "0", "0", "0", "-"]
+    assert rows["reports"] == ["reports", "no", "0", "0", "0", "1", "2", "-"]
+
+
+# -- dead-letter queue -----------------------------------------------------------------
+
+DLQ_ROW = re.compile(r"^(\d+)\s+(\S+)\s+(\S+)\s+(\d+/\d+)\s+(\S+ \S+)\s+(.*)$")
+
+
+def test_dlq_list_show_retry_and_purge_jobs_a_worker_buried(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    db.all("select {schema}.create_queue('emails')")
+    first = sql_enqueue(db, "explode", {"message": "boom one"}, ", max_attempts => 1")
+    second = sql_enqueue(db, "explode", {"message": "boom two"}, ", queue => 'emails', max_attempts => 1")
+    worker_args = ["worker", "--tasks", TASKS, "--poll-interval", "0.2", "--grace", "5"]
+    with started(*worker_args, env=env, cwd=tmp_path, name="worker") as worker:
+        wait_until_sync(
+            lambda: worker.alive() and db.one("select count(*) from {schema}.dead_jobs") == 2, within=30
+        )
+        assert worker.stop(signal.SIGTERM) == 0, str(worker)
+    assert db.one("select count(*) from {schema}.jobs") == 0
+
+    listing, emails_only, show = conveyor_many(
+        [["dlq", "list"], ["dlq", "list", "--queue", "emails"], ["dlq", "show", str(first)]],
+        env=env,
+        cwd=tmp_path,
+    )
+    lines = ok(listing).splitlines()
+    assert lines[0].split() == ["id", "queue", "task", "attempts", "died_at", "last_error"]
+    rows = {int(m[1]): m.groups()[1:] for m in map(DLQ_ROW.match, lines[1:]) if m}
+    assert len(rows) == len(lines) - 1 == 2, listing
+    assert rows[first][:3] == ("default", "explode", "1/1")
+    assert rows[first][4] == "RuntimeError: boom one"
+    assert rows[second][:3] == ("emails", "explode", "1/1")
+    assert rows[second][4] == "RuntimeError: boom two"
+    assert [line.split()[0] for line in ok(emails_only).splitlines()] == ["id", str(second)]
+
+    shown = ok(show)
+    assert f"id:           {first}\n" in shown
+    assert "task:         explode\n" in shown
+    assert 'args:         {"message": "boom one"}\n' in shown
+    assert re.search(r"^-- attempt 1 at \S+: RuntimeError: boom one$", shown, re.M), shown
+    assert "Traceback (most recent call last):" in shown
+    raise_line = line_of(TASKS_FILE, "raise RuntimeError(message)")
+    assert f'File "{TASKS_FILE}", line {raise_line}, in explode' in shown
+    assert shown.rstrip().endswith("RuntimeError: boom one")
+
+    retry, purge = conveyor_many(
+        [["dlq", "retry", str(first)], ["dlq", "purge", str(second)]], env=env, cwd=tmp_path
+    )
+    assert ok(retry) == f"retried 1 job(s): {first}\n"
+    assert ok(purge) == "purged 1 dead job(s)\n"
+    assert db.one(
+        "select queue, task, state, attempt, max_attempts, jsonb_array_length(errors) from {schema}.jobs"
+        " where id = %s",
+        [first],
+    ) == ("default", "explode", "available", 0, 1, 1)
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+
+
+def _error(attempt: int, message: str) -> dict[str, Any]:
+    return {
+        "attempt": attempt,
+        "at": f"2026-01-01T00:0{attempt}:00+00:00",
+        "error": f"ValueError: {message}",
+        "traceback": (
+            f'Traceback (most recent call last):\n  File "reports.py", line {10 + attempt}, in export\n'
+            f"ValueError: {message}\n"
+        ),
+    }
+
+
+def test_dlq_show_prints_every_attempt_and_retry_all_and_purge_all_work_by_queue(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    insert_dead(db, 501, "reports", "export", [_error(1, "no disk"), _error(2, "still no disk")], {"id": 7})
+    insert_dead(db, 502, "reports", "export", [_error(1, "bad row")], {"id": 8})
+    insert_dead(db, 503, "default", "add", [_error(1, "nope")], {"a": 1})
+
+    shown = ok(conveyor("dlq", "show", "501", env=env, cwd=tmp_path))
+    assert "attempt:      2\n" in shown
+    for attempt, message in ((1, "no disk"), (2, "still no disk")):
+        assert f"-- attempt {attempt} at 2026-01-01T00:0{attempt}:00+00:00: ValueError: {message}\n" in shown
+        assert f'  File "reports.py", line {10 + attempt}, in export\nValueError: {message}' in shown
+    assert shown.index("no disk") < shown.index("still no disk")
+
+    assert ok(conveyor("dlq", "retry", "--all", "--queue", "reports", env=env, cwd=tmp_path)) == (
+        "retried 2 job(s): 501, 502\n"
+    )
+    assert db.all("select id, queue, state, attempt, args from {schema}.jobs order by id") == [
+        (501, "reports", "available", 0, {"id": 7}),
+        (502, "reports", "available", 0, {"id": 8}),
+    ]
+    assert db.all("select id from {schema}.dead_jobs") == [(503,)]
+
+    assert ok(conveyor("dlq", "purge", "--all", env=env, cwd=tmp_path)) == "purged 1 dead job(s)\n"
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+    assert db.one("select count(*) from {schema}.jobs") == 2
+
+
+def test_dlq_refuses_unknown_ids_and_commands_without_ids_or_all(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    insert_dead(db, 601, "default", "add", [_error(1, "nope")], {"a": 1})
+    calls = [
+        ["dlq", "show", "999999"],
+        ["dlq", "retry", "999999"],
+        ["dlq", "retry"],
+        ["dlq", "purge"],
+        ["dlq", "retry", "601", "--all"],
+    ]
+    runs = conveyor_many(calls, env=env, cwd=tmp_path)
+    expect_errors(
+        runs,
+        [
+            "no dead job with id 999999",
+            "no dead job with id 999999",
+            "name the dead jobs to retry by id, or pass --all",
+            "name the dead jobs to purge by id, or pass --all",
+            "give ids or --all, not both",
+        ],
+    )
+    assert db.all("select id from {schema}.dead_jobs") == [(601,)]
+    assert db.one("select count(*) from {schema}.jobs") == 0
+
+
+# -- dev -------------------------------------------------------------------------------
+
+
+def _stop_embedded(pgdata: Path) -> None:
+    """Stop an embedded server the dev process left behind (only if the test went wrong)."""
+    if embedded.running_url(pgdata) is None:
+        return
+    pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+    wait_until_sync(lambda: embedded.running_url(pgdata) is None, within=30)
+
+
+def test_dev_without_database_url_runs_an_embedded_postgres_that_other_commands_find(
+    tmp_path: Path,
+) -> None:
+    env = env_without_database(PYTHONUNBUFFERED="1")
+    pgdata = tmp_path / ".conveyor" / "pgdata"
+    dev_args = ["dev", "--tasks", TASKS, "--poll-interval", "0.2", "--grace", "5"]
+    try:
+        with started(*dev_args, env=env, cwd=tmp_path, name="dev") as dev:
+            wait_until_sync(lambda: dev.alive() and "tasks loaded; Ctrl-C to stop" in dev.stdout(), within=60)
+            found = re.search(r"^Conveyor dev: database (\S+)$", dev.stdout(), re.M)
+            assert found, str(dev)
+            url = found[1]
+            assert pgdata.is_dir()
+            assert embedded.running_url(pgdata) == url
+
+            job_id = int(
+                ok(
+                    conveyor(
+                        "enqueue",
+                        "add",
+                        "--args",
+                        '{"a": 2, "b": 3}',
+                        "--tasks",
+                        TASKS,
+                        env=env,
+                        cwd=tmp_path,
+                    )
+                )
+            )
+
+            def completed() -> bool:
+                dev.alive()
+                _, rows = table(ok(conveyor("status", env=env, cwd=tmp_path)))
+                return rows["default"][2:6] == ["0", "0", "0", "1"]
+
+            wait_until_sync(completed, within=30)
+            with psycopg.connect(url) as conn:
+                assert conn.execute(
+                    "select result from conveyor.job_history where id = %s", [job_id]
+                ).fetchone() == (5,)
+
+            assert dev.stop(signal.SIGINT) == 0, str(dev)
+            assert "Traceback" not in dev.stderr(), str(dev)
+        assert embedded.running_url(pgdata) is None, "conveyor dev left its PostgreSQL running"
+    finally:
+        _stop_embedded(pgdata)

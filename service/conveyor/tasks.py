@@ -12,6 +12,7 @@ import importlib
 import inspect
 import json
 import os
+import re
 import traceback
 import types
 import typing
@@ -26,6 +27,9 @@ from .settings import MAX_ARGS_BYTES
 PRIORITIES: Mapping[str, int] = {"critical": 0, "high": 1, "normal": 2, "low": 3}
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_QUEUE = "default"
+# \u0000 as JSON writes it: preceded by an even number of backslashes (an odd number would
+# make it the literal text "\u0000", which PostgreSQL stores fine).
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,15 +50,25 @@ def parse_priority(value: int | str) -> int:
     return value
 
 
+def jsonb_text(value: Any) -> str:
+    """``value`` as JSON text that PostgreSQL's jsonb accepts; TypeError or ValueError if none."""
+    text = json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    text.encode()  # a lone surrogate raises UnicodeEncodeError, a ValueError
+    if _NUL_ESCAPE.search(text):
+        raise ValueError("it contains a NUL character (\\u0000), which PostgreSQL cannot store")
+    return text
+
+
 def encode_args(task_name: str, args: Mapping[str, Any]) -> str:
-    """The job's arguments as JSON text, refused if they are not JSON or too large."""
+    """The job's arguments as JSON text, refused if they are not storable JSON or too large."""
     try:
-        text = json.dumps(args, separators=(",", ":"), allow_nan=False)
+        text = jsonb_text(args)
     except (TypeError, ValueError) as exc:
         raise ArgumentsError(f"task {task_name!r}: arguments are not JSON: {exc}") from None
-    if len(text) > MAX_ARGS_BYTES:
+    size = len(text.encode())
+    if size > MAX_ARGS_BYTES:
         raise ArgumentsError(
-            f"task {task_name!r}: arguments take {len(text)} bytes as JSON, "
+            f"task {task_name!r}: arguments take {size} bytes as JSON, "
             f"more than the {MAX_ARGS_BYTES} byte limit; store large data elsewhere and pass a reference"
         )
     return text

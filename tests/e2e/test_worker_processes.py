@@ -137,10 +137,10 @@ async def test_killed_worker_job_runs_again_after_lease_expires_and_late_ack_cha
     assert [e["attempt"] for e in errors] == [1]
     assert errors[0]["error"].startswith("lease expired")
     assert errors[0]["worker"] == str(dead_worker)
-    assert [(e, a) for e, j, a, _ in ledger(workers.ledger_dir) if j == job_id] == [
-        ("start", 1),
-        ("start", 2),
-        ("done", 2),
+    assert sorted((a, e, pid) for e, j, a, pid in ledger(workers.ledger_dir) if j == job_id) == [
+        (1, "start", first.pid),
+        (2, "done", second.pid),
+        (2, "start", second.pid),
     ]
 
     # The killed attempt's completion, arriving late, must change nothing.

@@ -256,3 +256,26 @@ async def test_paused_queue_is_not_claimed(
         assert db.one("select state from {schema}.jobs") == "available"
         db.all("select {schema}.resume_queue('reports')")
         await asyncio.wait_for(ran.wait(), 5)
+
+
+async def test_results_and_errors_postgresql_cannot_store_are_recorded_readably(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    @registry.task
+    async def odd_result() -> dict[str, str]:
+        return {"text": "nul\x00 inside"}
+
+    @registry.task(max_attempts=1)
+    async def odd_error() -> None:
+        raise ValueError("bad byte \x00 and \ud800")
+
+    done = await client.enqueue(odd_result)
+    failed = await client.enqueue(odd_error)
+    async with start_worker():
+        await wait_until(lambda: db.one("select count(*) from {schema}.job_history") == 1)
+        await wait_until(lambda: db.one("select count(*) from {schema}.dead_jobs") == 1)
+    result = db.one("select result from {schema}.job_history where id = %s", [done])
+    assert "nul" in result["unstorable_result"]
+    assert "NUL character" in result["why"]
+    error = db.one("select errors -> -1 ->> 'error' from {schema}.dead_jobs where id = %s", [failed])
+    assert error == "ValueError: bad byte \\0 and ?"

@@ -585,7 +585,7 @@ def test_parse_priority_returns_0_to_3_or_refuses(value: int | str) -> None:
 
 def test_encode_args_is_compact_json() -> None:
     text = encode_args("t", {"a": 1, "b": [True, None], "c": {"d": "é"}})
-    assert text == '{"a":1,"b":[true,null],"c":{"d":"\\u00e9"}}'
+    assert text == '{"a":1,"b":[true,null],"c":{"d":"é"}}'
 
 
 @pytest.mark.parametrize(
@@ -622,9 +622,11 @@ def test_encode_args_size_limit_is_inclusive() -> None:
 
 
 def test_encode_args_limit_counts_bytes_of_non_ascii_text() -> None:
-    # Non-ASCII is escaped (\uXXXX), so the text is ASCII and its length is its size in bytes.
-    text = encode_args("t", {"s": "€" * 10})
-    assert len(text) == len(text.encode()) == len('{"s":""}') + 60
+    # Non-ASCII is sent as UTF-8 (three bytes for "€"); the limit is on bytes, not characters.
+    limit_in_euros = (MAX_ARGS_BYTES - len('{"s":""}')) // 3
+    encode_args("t", {"s": "€" * limit_in_euros})
+    with pytest.raises(ArgumentsError, match="bytes as JSON"):
+        encode_args("t", {"s": "€" * (limit_in_euros + 1)})
 
 
 # -- Registry.import_modules ------------------------------------------------------------

@@ -7,6 +7,7 @@ lock, so processes that start together (workers, the dev server) migrate once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -45,14 +46,19 @@ def _config(conn: sqlalchemy.Connection, schema: str) -> Config:
     return config
 
 
+# Alembic keeps its running context in module globals: one migration per process at a time.
+# (Processes are serialized by an advisory lock in prepare_schema.)
+_alembic_lock = threading.Lock()
+
+
 def upgrade(conninfo: str, schema: str, revision: str = "head") -> None:
-    with _connection(conninfo) as conn:
+    with _alembic_lock, _connection(conninfo) as conn:
         command.upgrade(_config(conn, schema), revision)
         conn.commit()
 
 
 def downgrade(conninfo: str, schema: str, revision: str) -> None:
-    with _connection(conninfo) as conn:
+    with _alembic_lock, _connection(conninfo) as conn:
         command.downgrade(_config(conn, schema), revision)
         conn.commit()
 

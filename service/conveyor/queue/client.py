@@ -125,6 +125,10 @@ class Conveyor:
         )
         if conn is not None:
             raw = await caller_async_connection(conn)
+            if not raw.autocommit:
+                # Inside the caller's transaction (its first statement starts it if need be):
+                # psycopg's transaction() here would BEGIN and COMMIT one of its own.
+                return await run_async(raw, queries, flow)
             async with raw.transaction():
                 return await run_async(raw, queries, flow)
         return await self.db.run(flow, atomic=True)

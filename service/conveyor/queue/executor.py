@@ -23,7 +23,7 @@ from ..clock import Clock
 from ..db.database import ClaimedJob
 from ..errors import ArgumentsError
 from ..settings import MAX_ARGS_BYTES
-from ..tasks import Registry, Task
+from ..tasks import Registry, Task, jsonb_text
 from .context import JobContext, ProgressSink
 from .enqueue import PreparedJob
 
@@ -153,7 +153,7 @@ class Executor:
         }
         if exc is not None:
             entry["traceback"] = "".join(traceback.format_exception(exc))[-16000:]
-        return json.dumps(entry)
+        return _safe_json(entry)
 
 
 class _Timeout(TimeoutError):
@@ -177,12 +177,26 @@ def _unknown_task(name: str, registry: Registry) -> str:
 
 
 def _encode_result(result: Any) -> str | None:
+    """The result as storable JSON; what cannot be stored is kept as a readable excerpt."""
     if result is None:
         return None
     try:
-        text = json.dumps(result, allow_nan=False)
-    except (TypeError, ValueError):
-        text = json.dumps({"unserializable_result": repr(result)[:1000]})
-    if len(text) > MAX_ARGS_BYTES:
-        text = json.dumps({"truncated_result": text[:1000]})
+        text = jsonb_text(result)
+    except (TypeError, ValueError) as exc:
+        return _safe_json({"unstorable_result": repr(result)[:1000], "why": str(exc)})
+    if len(text.encode()) > MAX_ARGS_BYTES:
+        return _safe_json({"truncated_result": text[:1000]})
     return text
+
+
+def _safe_json(value: Any) -> str:
+    """JSON for text we do not control (messages, tracebacks, reprs): never refused by jsonb."""
+    return json.dumps(_scrub(value), ensure_ascii=False)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\\0").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    return value

@@ -43,8 +43,14 @@ class Maintenance:
         self._upkeep_interval = upkeep_interval
         self._next_rescue = 0.0
         self._next_upkeep = 0.0
+        self._rescue_requested = False
         self.wake = asyncio.Event()
         self.passes = 0
+
+    def poke(self) -> None:
+        """Run a full pass, rescue included, now (or right after the pass under way)."""
+        self._rescue_requested = True
+        self.wake.set()
 
     async def run(self) -> None:
         while True:
@@ -62,11 +68,12 @@ class Maintenance:
 
     async def run_once(self) -> float:
         """One pass; returns how long to sleep before the next."""
+        rescue_requested, self._rescue_requested = self._rescue_requested, False
         now = self._clock.now()
         while await self._db.promote_due_jobs(now=now) >= 5000:
             pass  # a large backlog fell due at once: keep going in chunks
         mono = time.monotonic()
-        if mono >= self._next_rescue:
+        if rescue_requested or mono >= self._next_rescue:
             self._next_rescue = mono + self._rescue_interval
             retried, dead = await self._db.rescue_expired_jobs(now=now)
             if retried or dead:

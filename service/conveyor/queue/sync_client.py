@@ -105,6 +105,10 @@ class SyncConveyor:
         )
         raw = caller_sync_connection(conn) if conn is not None else None
         if raw is not None:
+            if not raw.autocommit:
+                # Inside the caller's transaction (its first statement starts it if need be):
+                # psycopg's transaction() here would BEGIN and COMMIT one of its own.
+                return run_sync(raw, self.queries, flow)
             with raw.transaction():
                 return run_sync(raw, self.queries, flow)
         with self._connection() as own, own.transaction():

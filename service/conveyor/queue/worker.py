@@ -134,7 +134,7 @@ class Worker:
         """Claim and run housekeeping now instead of waiting for a notification or a poll."""
         self._woken = True
         self._signal.set()
-        self.maintenance.wake.set()
+        self.maintenance.poke()
 
     def stop(self, *, force: bool = False) -> None:
         """Stop claiming; finish running jobs within the grace period (none if ``force``)."""

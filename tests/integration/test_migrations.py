@@ -1,0 +1,292 @@
+"""Alembic migrations into a schema of their own: upgrade, downgrade, upgrade again gives the
+same catalog; concurrent migrators migrate once; nothing lands in ``public``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from conveyor.db import migrations
+
+from ..helpers import subprocess_env, wait_until_sync
+
+HEAD = "0001_initial"
+
+TABLES = {
+    "alembic_version",
+    "dead_jobs",
+    "job_history",
+    "job_history_default",
+    "jobs",
+    "queues",
+    "tasks",
+    "workers",
+}
+FUNCTIONS = {
+    "create_queue",
+    "enqueue",
+    "ensure_history_partitions",
+    "pause_queue",
+    "purge_dead",
+    "resume_queue",
+    "retry_dead",
+}
+VIEWS = {"job_list", "queue_stats"}
+
+# Each query describes one kind of object in the schema %(schema)s, in a stable order.
+CATALOG: dict[str, str] = {
+    "relations": """
+        select c.relname, c.relkind, c.relpersistence, c.relispartition,
+               coalesce(pg_get_expr(c.relpartbound, c.oid), ''), coalesce(array_to_string(c.reloptions, ','), ''),
+               coalesce(obj_description(c.oid, 'pg_class'), '')
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = %(schema)s order by c.relname""",
+    "columns": """
+        select table_name, ordinal_position, column_name, data_type, is_nullable,
+               coalesce(column_default, ''), is_identity, coalesce(identity_generation, '')
+        from information_schema.columns where table_schema = %(schema)s order by 1, 2""",
+    "constraints": """
+        select cl.relname, co.conname, pg_get_constraintdef(co.oid)
+        from pg_constraint co join pg_namespace n on n.oid = co.connamespace
+        join pg_class cl on cl.oid = co.conrelid
+        where n.nspname = %(schema)s order by 1, 2""",
+    "indexes": """
+        select tablename, indexname, indexdef from pg_indexes where schemaname = %(schema)s order by 1, 2""",
+    "functions": """
+        select p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid),
+               coalesce(obj_description(p.oid, 'pg_proc'), '')
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = %(schema)s order by 1, 2""",
+    "views": """
+        select viewname, definition from pg_views where schemaname = %(schema)s order by 1""",
+    "types": """
+        select t.typname, t.typtype from pg_type t join pg_namespace n on n.oid = t.typnamespace
+        where n.nspname = %(schema)s order by 1""",
+}
+
+
+def describe(
+    database_url: str, schema: str, *, as_name: str | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
+    """The schema's catalog; with ``as_name``, its own name is replaced so two schemas compare."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        found = {kind: conn.execute(query, {"schema": schema}).fetchall() for kind, query in CATALOG.items()}
+    if as_name is None:
+        return found
+    return {
+        kind: [tuple(v.replace(schema, as_name) if isinstance(v, str) else v for v in row) for row in rows]
+        for kind, rows in found.items()
+    }
+
+
+def names(
+    catalog: dict[str, list[tuple[Any, ...]]], kind: str, where: Callable[[tuple[Any, ...]], bool]
+) -> set[str]:
+    return {row[0] for row in catalog[kind] if where(row)}
+
+
+@pytest.fixture
+def fresh(database_url: str, schema: str) -> Iterator[Callable[[str], str]]:
+    """``fresh("suffix")``: a schema name of this test's own, dropped at the end."""
+    made: list[str] = []
+
+    def drop(name: str) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+    def make(suffix: str) -> str:
+        name = f"{schema}_{suffix}"
+        drop(name)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        drop(name)
+
+
+def test_upgrade_downgrade_upgrade_gives_the_same_catalog(
+    database_url: str, schema: str, fresh: Callable[[str], str]
+) -> None:
+    name = fresh("mig")
+    assert migrations.head() == HEAD
+    assert migrations.current(database_url, name) is None  # never installed: no schema at all
+
+    migrations.upgrade(database_url, name)
+    assert migrations.current(database_url, name) == HEAD
+    first = describe(database_url, name)
+    assert names(first, "relations", lambda r: r[1] in ("r", "p") and not r[0][-8:].isdigit()) == TABLES
+    # Daily history partitions from yesterday to a week ahead (UTC days).
+    today = datetime.now(UTC).date()
+    assert sorted(names(first, "relations", lambda r: r[1] == "r" and r[0][-8:].isdigit())) == [
+        f"job_history_{today + timedelta(days=d):%Y%m%d}" for d in range(-1, 8)
+    ]
+    assert names(first, "functions", lambda r: True) == FUNCTIONS
+    assert names(first, "views", lambda r: True) == VIEWS
+    # Functions find their tables through their own search_path, whatever the caller's.
+    with psycopg.connect(database_url) as conn:
+        configs = conn.execute(
+            "select distinct array_to_string(p.proconfig, ',') from pg_proc p"
+            " join pg_namespace n on n.oid = p.pronamespace where n.nspname = %s",
+            [name],
+        ).fetchall()
+        assert conn.execute("select to_regclass('public.alembic_version')").fetchone() == (None,)
+    assert configs == [(f"search_path={name}",)]
+    # It is what the test fixture's migration made, name aside.
+    assert describe(database_url, name, as_name="S") == describe(database_url, schema, as_name="S")
+
+    migrations.upgrade(database_url, name)  # already at head: nothing changes
+    assert describe(database_url, name) == first
+
+    migrations.downgrade(database_url, name, "base")
+    assert migrations.current(database_url, name) is None
+    emptied = describe(database_url, name)
+    assert [row[:2] for row in emptied["relations"]] == [
+        ("alembic_version", "r"),
+        ("alembic_version_pkc", "i"),
+    ]
+    assert emptied["functions"] == []
+    assert emptied["views"] == []
+    assert names(emptied, "types", lambda r: True) == {"alembic_version", "_alembic_version"}
+    with psycopg.connect(database_url) as conn:
+        left = conn.execute(
+            sql.SQL("select count(*) from {}.alembic_version").format(sql.Identifier(name))
+        ).fetchone()
+    assert left == (0,)
+
+    migrations.upgrade(database_url, name)
+    assert migrations.current(database_url, name) == HEAD
+    again = describe(database_url, name)
+    for kind in CATALOG:
+        assert again[kind] == first[kind], kind
+
+
+def test_three_migrators_at_once_migrate_the_schema_once(
+    database_url: str, schema: str, fresh: Callable[[str], str]
+) -> None:
+    name = fresh("race")
+    # Tagged, so that migrators that deadlock can be cut loose instead of hanging the run.
+    app = f"{name}_migrator"
+    conninfo = psycopg.conninfo.make_conninfo(database_url, application_name=app)
+    start = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            start.wait(10)
+            migrations.upgrade(conninfo, name)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, name=f"migrator-{i}", daemon=True) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10  # one migration takes well under a second
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = [thread.name for thread in threads if thread.is_alive()]
+    if hung:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s", [app]
+            )
+        for thread in threads:
+            thread.join(30)
+    failures = [f"{type(e).__name__}: {e}" for e in errors]
+    assert hung == [], f"migrators still running after 10 s (deadlocked); errors: {failures}"
+    assert failures == []
+
+    assert migrations.current(database_url, name) == HEAD
+    with psycopg.connect(database_url) as conn:
+        ident = sql.Identifier(name)
+        versions = conn.execute(
+            sql.SQL("select version_num from {}.alembic_version").format(ident)
+        ).fetchall()
+        queues = conn.execute(sql.SQL("select name from {}.queues").format(ident)).fetchall()
+    assert versions == [(HEAD,)]
+    assert queues == [("default",)]  # the seed row went in once
+    assert describe(database_url, name, as_name="S") == describe(database_url, schema, as_name="S")
+
+
+MIGRATE = "import sys; from conveyor.db import migrations; migrations.upgrade(sys.argv[1], sys.argv[2])"
+
+
+def test_three_processes_started_together_migrate_the_schema_once(
+    database_url: str, schema: str, fresh: Callable[[str], str]
+) -> None:
+    name = fresh("procs")
+    env = subprocess_env(database_url, name)
+    lock = "select pg_advisory_lock(hashtext('conveyor migrate ' || %s))"
+    waiting = (
+        "select count(*) from pg_locks where locktype = 'advisory' and not granted and database = "
+        "(select oid from pg_database where datname = current_database())"
+    )
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        # Hold the migrators' lock until all three wait on it, so they really race.
+        holder.execute(lock, [name])
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", MIGRATE, database_url, name],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        try:
+            wait_until_sync(lambda: holder.execute(waiting).fetchone() == (3,), within=30)
+        finally:
+            holder.execute("select pg_advisory_unlock(hashtext('conveyor migrate ' || %s))", [name])
+        outcomes = [(proc.wait(60), proc.communicate()[1]) for proc in procs]
+    assert [rc for rc, _ in outcomes] == [0, 0, 0], [err for _, err in outcomes]
+
+    assert migrations.current(database_url, name) == HEAD
+    with psycopg.connect(database_url) as conn:
+        ident = sql.Identifier(name)
+        versions = conn.execute(
+            sql.SQL("select version_num from {}.alembic_version").format(ident)
+        ).fetchall()
+        queues = conn.execute(sql.SQL("select name from {}.queues").format(ident)).fetchall()
+    assert versions == [(HEAD,)]
+    assert queues == [("default",)]
+    assert describe(database_url, name, as_name="S") == describe(database_url, schema, as_name="S")
+
+
+def test_conveyor_keeps_out_of_public_and_of_the_applications_alembic_history(
+    database_url: str, fresh: Callable[[str], str]
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("create table public.alembic_version (version_num varchar(32) primary key)")
+        conn.execute("insert into public.alembic_version values ('app_rev_42')")
+    try:
+        before = describe(database_url, "public")
+        name = fresh("pub")
+        migrations.upgrade(database_url, name)
+        assert migrations.current(database_url, name) == HEAD
+        assert describe(database_url, "public") == before
+        migrations.downgrade(database_url, name, "base")
+        assert describe(database_url, "public") == before
+        with psycopg.connect(database_url) as conn:
+            assert conn.execute("select version_num from public.alembic_version").fetchall() == [
+                ("app_rev_42",)
+            ]
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("drop table if exists public.alembic_version")
+
+
+def test_a_schema_never_migrated_reports_no_revision(database_url: str, fresh: Callable[[str], str]) -> None:
+    name = fresh("empty")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create schema {}").format(sql.Identifier(name)))
+    assert migrations.current(database_url, name) is None

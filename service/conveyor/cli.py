@@ -550,13 +550,17 @@ def dlq_retry(
     """Put dead jobs back in their queue with a fresh attempt budget."""
     _ids_or_all(job_ids, all_, "retry")
 
-    async def go(client: Conveyor) -> list[int]:
+    async def go(client: Conveyor) -> tuple[list[int], dict[int, str]]:
         if all_:
             return await client.retry_dead_matching(queue=queue, task=task)
-        return [await client.retry_dead(i) for i in job_ids]
+        return [await client.retry_dead(i) for i in job_ids], {}
 
-    retried = _run(_with_client(ctx, go))
+    retried, refused = _run(_with_client(ctx, go))
     click.echo(f"retried {len(retried)} job(s)" + (": " + ", ".join(map(str, retried)) if retried else ""))
+    for job_id, reason in refused.items():
+        click.echo(f"job {job_id} stays dead: {reason}", err=True)
+    if refused:
+        sys.exit(1)
 
 
 @dlq.command("purge")

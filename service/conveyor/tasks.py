@@ -27,6 +27,7 @@ from .settings import MAX_ARGS_BYTES
 PRIORITIES: Mapping[str, int] = {"critical": 0, "high": 1, "normal": 2, "low": 3}
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_QUEUE = "default"
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,126}")
 # \u0000 as JSON writes it: preceded by an even number of backslashes (an odd number would
 # make it the literal text "\u0000", which PostgreSQL stores fine).
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -48,6 +49,15 @@ def parse_priority(value: int | str) -> int:
             f"priority {value!r} is out of range: use 0 (critical), 1 (high), 2 (normal) or 3 (low)"
         )
     return value
+
+
+def check_queue_name(queue: str) -> str:
+    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
+        raise InvalidOptionError(
+            f"queue name {queue!r} is not allowed: use letters, digits and _ . : - "
+            "(at most 127, starting with a letter or digit)"
+        )
+    return queue
 
 
 def jsonb_text(value: Any) -> str:
@@ -100,6 +110,10 @@ class Task:
         if not isinstance(args, Mapping):
             raise ArgumentsError(
                 f"task {self.name!r}: arguments must be a JSON object, got {type(args).__name__}"
+            )
+        if self.context_param is not None and self.context_param in args:
+            raise ArgumentsError(
+                f"task {self.name!r}: argument {self.context_param!r} is reserved for the job context"
             )
         unknown = [name for name in args if name not in self._params]
         if unknown and not self._takes_any:
@@ -231,6 +245,13 @@ class Registry:
                 ) from exc
 
 
+def unknown_task_message(registry: Registry, name: str) -> str:
+    known = sorted(t.name for t in registry)
+    listing = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+    hint = f"registered: {listing}" if known else "no tasks are registered (import your task modules)"
+    return f"unknown task {name!r}; {hint}"
+
+
 def build_task(
     func: Callable[..., Any],
     *,
@@ -244,6 +265,7 @@ def build_task(
     if not callable(func):
         raise InvalidOptionError(f"a task must be a function, got {func!r}")
     task_name = name or func.__name__
+    check_queue_name(queue)
     if max_attempts < 1:
         raise InvalidOptionError(f"task {task_name!r}: max_attempts must be at least 1")
     if timeout is not None and timeout <= 0:

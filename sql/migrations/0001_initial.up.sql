@@ -43,6 +43,9 @@ CREATE TABLE jobs (
     worker_id         uuid,
     attempt           integer NOT NULL DEFAULT 0,
     max_attempts      integer NOT NULL CONSTRAINT max_attempts_positive CHECK (max_attempts >= 1),
+    -- Times claimed, ever: the fencing token with worker_id. Unlike attempt (which a
+    -- hand-back gives back and retry_dead resets) it never goes down.
+    claims            integer NOT NULL DEFAULT 0,
     priority          smallint NOT NULL DEFAULT 2
                       CONSTRAINT priority_range CHECK (priority BETWEEN 0 AND 3),
     progress          smallint CONSTRAINT progress_range CHECK (progress BETWEEN 0 AND 100),
@@ -111,6 +114,7 @@ CREATE TABLE dead_jobs (
     died_at       timestamptz NOT NULL,
     attempt       integer NOT NULL,
     max_attempts  integer NOT NULL,
+    claims        integer NOT NULL DEFAULT 0,
     priority      smallint NOT NULL,
     queue         text NOT NULL,
     task          text NOT NULL,
@@ -144,6 +148,8 @@ DECLARE
     part text;
     created integer := 0;
 BEGIN
+    -- Workers starting together would otherwise race to create the same partition.
+    PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '.job_history partitions'));
     FOR day IN
         SELECT d::date FROM generate_series(
             (at AT TIME ZONE 'UTC')::date - 1,
@@ -206,10 +212,14 @@ BEGIN
             enqueue.task, coalesce(jsonb_typeof(enqueue.args), 'null')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF pg_column_size(enqueue.args) > 1048576 THEN
-        RAISE EXCEPTION 'conveyor.enqueue: args for task "%" take % bytes, more than the 1 MiB limit',
-            enqueue.task, pg_column_size(enqueue.args)
+    IF octet_length(enqueue.args::text) > 1048576 THEN
+        RAISE EXCEPTION 'conveyor.enqueue: args for task "%" take % bytes as JSON, more than the 1 MiB limit',
+            enqueue.task, octet_length(enqueue.args::text)
             USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    IF enqueue.unique_key IS NOT NULL AND length(enqueue.unique_key) NOT BETWEEN 1 AND 512 THEN
+        RAISE EXCEPTION 'conveyor.enqueue: unique_key must be 1 to 512 characters'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF enqueue.priority IS NOT NULL AND enqueue.priority NOT BETWEEN 0 AND 3 THEN
         RAISE EXCEPTION 'conveyor.enqueue: priority % is out of range', enqueue.priority
@@ -272,9 +282,9 @@ DECLARE
 BEGIN
     WITH dead AS (DELETE FROM dead_jobs d WHERE d.id = retry_dead.job_id RETURNING d.*)
     INSERT INTO jobs (id, queue, task, args, state, priority, run_at, attempt, max_attempts,
-                      unique_key, enqueued_at, errors)
+                      claims, unique_key, enqueued_at, errors)
     SELECT dead.id, dead.queue, dead.task, dead.args, 'available', dead.priority, now(), 0,
-           dead.max_attempts, dead.unique_key, dead.enqueued_at, dead.errors
+           dead.max_attempts, dead.claims, dead.unique_key, dead.enqueued_at, dead.errors
     FROM dead
     RETURNING * INTO revived;
 

@@ -24,7 +24,7 @@ CROSS JOIN LATERAL (
 ) AS due
 WHERE %(declared_queue)s OR EXISTS (SELECT FROM {schema}.queues WHERE name = %(queue)s)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NULL AS notified;
+RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified;
 
 -- name: find_unique_job
 -- The live job holding a unique key.
@@ -74,4 +74,4 @@ SELECT unique_key, id FROM {schema}.jobs WHERE unique_key = ANY (%(unique_keys)s
 
 -- name: notify_queues
 -- Wake the workers of these queues (delivered when the transaction commits).
-SELECT pg_notify(%(channel)s, name) IS NULL FROM unnest(%(names)s::text[]) AS name;
+SELECT pg_notify(%(channel)s, name) IS NOT NULL AS notified FROM unnest(%(names)s::text[]) AS name;

@@ -1,6 +1,7 @@
 -- The hot path of a worker: claim, then record outcomes. Every write to a claimed job is
--- fenced on (id, attempt, worker_id, state = 'running'): a worker that lost its lease
--- (rescued, handed back, re-claimed elsewhere) matches no row and changes nothing.
+-- fenced on (id, claims, worker_id, state = 'running'), claims being the job's claim count,
+-- which only ever goes up: a worker that lost its lease (rescued, handed back, re-claimed,
+-- even by itself) matches no row and changes nothing.
 
 -- name: claim_jobs
 -- Claim up to %(limit)s due jobs from the worker's queues in priority order, skipping
@@ -29,20 +30,21 @@ WITH clock AS (
 UPDATE {schema}.jobs j
 SET state = 'running',
     attempt = j.attempt + 1,
+    claims = j.claims + 1,
     worker_id = %(worker_id)s,
     started_at = clock.now,
     lease_expires_at = clock.now + %(lease)s::interval
 FROM clock
 -- An array of ids is always probed through the primary key, whatever plan is cached.
 WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at;
+RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at;
 
 -- name: complete_jobs
 -- Move finished jobs to history with their results; returns the ids that were still ours.
 WITH done AS (
     DELETE FROM {schema}.jobs j
-    USING unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(results)s::text[]) AS d (id, attempt, result)
-    WHERE j.id = d.id AND j.attempt = d.attempt AND j.worker_id = %(worker_id)s AND j.state = 'running'
+    USING unnest(%(ids)s::bigint[], %(claims)s::integer[], %(results)s::text[]) AS d (id, claims, result)
+    WHERE j.id = d.id AND j.claims = d.claims AND j.worker_id = %(worker_id)s AND j.state = 'running'
     RETURNING j.*, d.result AS outcome
 )
 INSERT INTO {schema}.job_history
@@ -58,8 +60,8 @@ RETURNING id;
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), failed AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(delays)s::double precision[],
-                         %(errors)s::text[]) AS f (id, attempt, delay, error)
+    SELECT * FROM unnest(%(ids)s::bigint[], %(claims)s::integer[], %(delays)s::double precision[],
+                         %(errors)s::text[]) AS f (id, claims, delay, error)
 )
 UPDATE {schema}.jobs j
 SET state = CASE WHEN failed.delay <= 0 THEN 'available' ELSE 'scheduled' END,
@@ -70,24 +72,24 @@ SET state = CASE WHEN failed.delay <= 0 THEN 'available' ELSE 'scheduled' END,
     progress_message = NULL,
     errors = j.errors || jsonb_build_array(failed.error::jsonb)
 FROM failed, clock
-WHERE j.id = failed.id AND j.attempt = failed.attempt AND j.worker_id = %(worker_id)s AND j.state = 'running'
-RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NULL AS notified;
+WHERE j.id = failed.id AND j.claims = failed.claims AND j.worker_id = %(worker_id)s AND j.state = 'running'
+RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified;
 
 -- name: bury_jobs
 -- Move jobs that may not run again to the dead-letter table with their last error.
 WITH failed AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(errors)s::text[]) AS f (id, attempt, error)
+    SELECT * FROM unnest(%(ids)s::bigint[], %(claims)s::integer[], %(errors)s::text[]) AS f (id, claims, error)
 ), gone AS (
     DELETE FROM {schema}.jobs j
     USING failed
-    WHERE j.id = failed.id AND j.attempt = failed.attempt AND j.worker_id = %(worker_id)s AND j.state = 'running'
+    WHERE j.id = failed.id AND j.claims = failed.claims AND j.worker_id = %(worker_id)s AND j.state = 'running'
     RETURNING j.*, failed.error AS last_error
 )
 INSERT INTO {schema}.dead_jobs
-    (id, run_at, enqueued_at, started_at, died_at, attempt, max_attempts, priority, queue, task,
+    (id, run_at, enqueued_at, started_at, died_at, attempt, max_attempts, claims, priority, queue, task,
      unique_key, args, errors)
 SELECT id, run_at, enqueued_at, started_at, coalesce(%(now)s::timestamptz, now()), attempt, max_attempts,
-       priority, queue, task, unique_key, args, errors || jsonb_build_array(last_error::jsonb)
+       claims, priority, queue, task, unique_key, args, errors || jsonb_build_array(last_error::jsonb)
 FROM gone
 RETURNING id;
 
@@ -96,7 +98,7 @@ RETURNING id;
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), held AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS h (id, attempt)
+    SELECT * FROM unnest(%(ids)s::bigint[], %(claims)s::integer[]) AS h (id, claims)
 )
 UPDATE {schema}.jobs j
 SET state = 'available',
@@ -110,8 +112,8 @@ SET state = 'available',
         'attempt', j.attempt, 'at', clock.now, 'worker', j.worker_id, 'counted', false,
         'error', 'interrupted: the worker shut down before the job finished; handed back to the queue'))
 FROM held, clock
-WHERE j.id = held.id AND j.attempt = held.attempt AND j.worker_id = %(worker_id)s AND j.state = 'running'
-RETURNING j.id, pg_notify(%(channel)s, j.queue) IS NULL AS notified;
+WHERE j.id = held.id AND j.claims = held.claims AND j.worker_id = %(worker_id)s AND j.state = 'running'
+RETURNING j.id, pg_notify(%(channel)s, j.queue) IS NOT NULL AS notified;
 
 -- name: extend_leases
 -- Heartbeat: push back the lease of the jobs this worker still holds; returns those ids.
@@ -120,12 +122,14 @@ WITH clock AS (
 )
 UPDATE {schema}.jobs j
 SET lease_expires_at = clock.now + %(lease)s::interval
-FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS h (id, attempt), clock
-WHERE j.id = h.id AND j.attempt = h.attempt AND j.worker_id = %(worker_id)s AND j.state = 'running'
+FROM unnest(%(ids)s::bigint[], %(claims)s::integer[]) AS h (id, claims), clock
+WHERE j.id = h.id AND j.claims = h.claims AND j.worker_id = %(worker_id)s AND j.state = 'running'
 RETURNING j.id;
 
 -- name: set_progress
--- Record a running job's progress (0-100) and message.
-UPDATE {schema}.jobs
-SET progress = %(progress)s, progress_message = %(message)s
-WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s AND state = 'running';
+-- Record running jobs' progress (0-100) and messages.
+UPDATE {schema}.jobs j
+SET progress = p.progress, progress_message = p.message
+FROM unnest(%(ids)s::bigint[], %(claims)s::integer[], %(progress)s::smallint[], %(messages)s::text[])
+     AS p (id, claims, progress, message)
+WHERE j.id = p.id AND j.claims = p.claims AND j.worker_id = %(worker_id)s AND j.state = 'running';

@@ -36,15 +36,12 @@ FROM {schema}.dead_jobs WHERE id = %(id)s;
 -- Put one dead job back with a fresh attempt budget.
 SELECT {schema}.retry_dead(%(id)s);
 
--- name: retry_dead_jobs
--- Put back every dead job matching the filters; returns their ids.
-SELECT {schema}.retry_dead(id) AS id
-FROM (
-    SELECT id FROM {schema}.dead_jobs
-    WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
-      AND (%(task)s::text IS NULL OR task = %(task)s)
-    ORDER BY id
-) AS matching;
+-- name: find_dead_jobs
+-- The ids of the dead jobs matching the filters, oldest first.
+SELECT id FROM {schema}.dead_jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+ORDER BY id;
 
 -- name: purge_dead_jobs
 -- Delete dead jobs matching every filter given; returns how many.

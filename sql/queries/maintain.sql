@@ -16,7 +16,7 @@ WITH clock AS (
     FROM due WHERE j.id = due.id
     RETURNING j.queue
 )
-SELECT queue, count(*) AS jobs, pg_notify(%(channel)s, queue) IS NULL AS notified
+SELECT queue, count(*) AS jobs, pg_notify(%(channel)s, queue) IS NOT NULL AS notified
 FROM promoted GROUP BY queue;
 
 -- name: next_scheduled_at
@@ -55,17 +55,17 @@ WITH clock AS (
     RETURNING j.*
 ), buried AS (
     INSERT INTO {schema}.dead_jobs
-        (id, run_at, enqueued_at, started_at, died_at, attempt, max_attempts, priority, queue, task,
+        (id, run_at, enqueued_at, started_at, died_at, attempt, max_attempts, claims, priority, queue, task,
          unique_key, args, errors)
     SELECT gone.id, gone.run_at, gone.enqueued_at, gone.started_at, clock.now, gone.attempt, gone.max_attempts,
-           gone.priority, gone.queue, gone.task, gone.unique_key, gone.args,
+           gone.claims, gone.priority, gone.queue, gone.task, gone.unique_key, gone.args,
            gone.errors || jsonb_build_array(jsonb_build_object(
                'attempt', gone.attempt, 'at', clock.now, 'worker', gone.worker_id,
                'error', 'lease expired: the worker stopped sending heartbeats (killed, crashed or hung)'))
     FROM gone, clock
     RETURNING id
 )
-SELECT 'retried' AS outcome, id, pg_notify(%(channel)s, queue) IS NULL AS notified FROM retried
+SELECT 'retried' AS outcome, id, pg_notify(%(channel)s, queue) IS NOT NULL AS notified FROM retried
 UNION ALL
 SELECT 'dead', id, true FROM buried;
 
@@ -106,3 +106,11 @@ INSERT INTO {schema}.queues (name) SELECT unnest(%(names)s::text[]) ON CONFLICT 
 -- name: ensure_history_partitions
 -- Create the daily history partitions around now that are missing.
 SELECT {schema}.ensure_history_partitions(%(days_ahead)s, coalesce(%(now)s::timestamptz, now()));
+
+-- name: listen
+-- Subscribe to the schema's channel: payloads are queue names.
+LISTEN {schema};
+
+-- name: ping
+-- Check that a connection still answers.
+SELECT 1;

@@ -214,14 +214,24 @@ async def test_sigterm_past_grace_hands_jobs_back_uncounted_and_another_worker_f
     assert db.one("select count(*) from {schema}.jobs") == 0
 
 
-async def test_sigterm_with_a_sync_task_stuck_in_its_thread_exits_0_and_hands_it_back(
+async def test_sigterm_with_a_sync_task_stuck_in_its_thread_exits_0_and_leaves_it_to_its_lease(
     database_url: str, schema: str, db: DB, workers: Workers
 ) -> None:
     [job_id] = await enqueue_many(database_url, schema, [JobRequest("blocking", {"seconds": 600})])
-    worker = workers.start("--queues", "slow", "--grace", "0.5")
+    worker = workers.start("--queues", "slow", "--grace", "0.5", "--lease", "2")
     wait_until_sync(lambda: ("start", job_id, 1, worker.pid) in ledger(workers.ledger_dir), within=20)
 
     code, output = finish(worker, within=30)  # would wait 600 s for the thread without os._exit
     assert code == 0, output
+    assert "still running in threads" in output
     assert "leaving 1 sync tasks still running" in output
-    assert db.all("select state, attempt from {schema}.jobs where id = %s", [job_id]) == [("available", 0)]
+    # Not handed back: that would start a second run beside the one still in its thread.
+    assert db.all("select state, attempt from {schema}.jobs where id = %s", [job_id]) == [("running", 1)]
+
+    again = workers.start("--queues", "slow", "--lease", "2", CONVEYOR_TEST_FAST="1")
+    wait_until_sync(lambda: db.one("select count(*) from {schema}.job_history") == 1, within=30)
+    code, output = finish(again)
+    assert code == 0, output
+    attempt, errors = db.one("select attempt, errors from {schema}.job_history where id = %s", [job_id])
+    assert attempt == 2  # the abandoned attempt counts
+    assert errors[0]["error"].startswith("lease expired")

@@ -164,7 +164,7 @@ def test_enqueue_refuses_bad_input_with_a_clear_message_and_writes_nothing(db: D
     assert big.sqlstate == "54000"  # program_limit_exceeded
     assert big.diag.message_primary is not None
     assert big.diag.message_primary.startswith('conveyor.enqueue: args for task "t" take 11000')
-    assert big.diag.message_primary.endswith("bytes, more than the 1 MiB limit")
+    assert big.diag.message_primary.endswith("bytes as JSON, more than the 1 MiB limit")
 
     assert db.one("select count(*) from {schema}.jobs") == 0
     assert db.all("select name from {schema}.queues") == [("default",)]

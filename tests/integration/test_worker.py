@@ -145,6 +145,10 @@ async def test_retries_follow_backoff_then_dead_letter_then_retry_from_dlq(
 async def test_unknown_task_goes_to_dead_letter_with_clear_error(
     registry: Registry, db: DB, start_worker: Any
 ) -> None:
+    @registry.task
+    async def known() -> None:
+        pass
+
     job_id = db.one("select {schema}.enqueue('no_such_task', '{{\"x\": 1}}')")
     async with start_worker():
         await wait_until(lambda: db.one("select count(*) from {schema}.dead_jobs") == 1)

@@ -10,10 +10,9 @@ from conveyor.queue.enqueue import (
     MAX_UNIQUE_KEY,
     JobRequest,
     PreparedJob,
-    check_queue_name,
     prepare,
 )
-from conveyor.tasks import Registry
+from conveyor.tasks import Registry, check_queue_name
 
 WHEN = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 

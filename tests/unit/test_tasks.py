@@ -208,7 +208,7 @@ def test_parameter_named_ctx_is_the_context(registry: Registry) -> None:
     task.check_args({"n": 1})  # ctx is not a job argument, so it is not required
     with pytest.raises(ArgumentsError) as info:
         task.check_args({"n": 1, "ctx": {}})
-    assert str(info.value) == "task 'with_ctx': unexpected argument 'ctx' (it takes 'n')"
+    assert str(info.value) == "task 'with_ctx': argument 'ctx' is reserved for the job context"
 
 
 def test_parameter_annotated_job_context_is_the_context(registry: Registry) -> None:
@@ -219,8 +219,19 @@ def test_parameter_annotated_job_context_is_the_context(registry: Registry) -> N
     assert task is not None
     assert task.context_param == "job"
     task.check_args({"n": 1})
-    with pytest.raises(ArgumentsError, match=r"unexpected argument 'job' \(it takes 'n'\)"):
+    with pytest.raises(ArgumentsError, match=r"argument 'job' is reserved for the job context"):
         task.check_args({"n": 1, "job": 1})
+
+
+def test_context_name_is_reserved_even_for_tasks_taking_any_keyword(registry: Registry) -> None:
+    @registry.task
+    def loose(ctx: JobContext, **rest: object) -> None: ...
+
+    task = registry.get("loose")
+    assert task is not None
+    task.check_args({"anything": 1})
+    with pytest.raises(ArgumentsError, match=r"argument 'ctx' is reserved for the job context"):
+        task.check_args({"ctx": 1})
 
 
 def test_string_annotation_job_context_is_the_context(registry: Registry) -> None:

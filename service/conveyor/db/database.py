@@ -6,7 +6,7 @@ never see SQL; the queue engine speaks in job ids, attempts and outcomes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class ClaimedJob:
     id: int
+    claim: int  # the job's claim count when this worker claimed it: the fencing token
     queue: str
     task: str
     args: dict[str, Any]
@@ -40,16 +41,20 @@ class Held:
     """A claim: the fencing token every write to a running job must present."""
 
     id: int
-    attempt: int
+    claim: int
+
+    @classmethod
+    def of(cls, job: ClaimedJob) -> Held:
+        return cls(job.id, job.claim)
 
 
 @dataclass(frozen=True)
 class Outcomes:
     """What a batch of finished executions did, as written by record_outcomes."""
 
-    completed: Sequence[tuple[int, int, str | None]] = ()  # id, attempt, result JSON
-    retried: Sequence[tuple[int, int, float, str]] = ()  # id, attempt, delay s, error JSON
-    buried: Sequence[tuple[int, int, str]] = ()  # id, attempt, error JSON
+    completed: Sequence[tuple[int, int, str | None]] = ()  # id, claim, result JSON
+    retried: Sequence[tuple[int, int, float, str]] = ()  # id, claim, delay s, error JSON
+    buried: Sequence[tuple[int, int, str]] = ()  # id, claim, error JSON
 
 
 @dataclass(frozen=True)
@@ -140,12 +145,12 @@ class Database:
         async with self.pool.connection() as conn, conn.transaction():
             async with conn.cursor(row_factory=tuple_row) as cur:
                 if outcomes.completed:
-                    ids, attempts, results = zip(*outcomes.completed, strict=True)
+                    ids, claims, results = zip(*outcomes.completed, strict=True)
                     await cur.execute(
                         queries["complete_jobs"],
                         {
                             "ids": list(ids),
-                            "attempts": list(attempts),
+                            "claims": list(claims),
                             "results": list(results),
                             "worker_id": worker_id,
                             "now": now,
@@ -153,12 +158,12 @@ class Database:
                     )
                     completed = frozenset(row[0] for row in await cur.fetchall())
                 if outcomes.retried:
-                    ids, attempts, delays, errors = zip(*outcomes.retried, strict=True)
+                    ids, claims, delays, errors = zip(*outcomes.retried, strict=True)
                     await cur.execute(
                         queries["retry_jobs"],
                         {
                             "ids": list(ids),
-                            "attempts": list(attempts),
+                            "claims": list(claims),
                             "delays": list(delays),
                             "errors": list(errors),
                             "worker_id": worker_id,
@@ -168,12 +173,12 @@ class Database:
                     )
                     retried = frozenset(row[0] for row in await cur.fetchall())
                 if outcomes.buried:
-                    ids, attempts, errors = zip(*outcomes.buried, strict=True)
+                    ids, claims, errors = zip(*outcomes.buried, strict=True)
                     await cur.execute(
                         queries["bury_jobs"],
                         {
                             "ids": list(ids),
-                            "attempts": list(attempts),
+                            "claims": list(claims),
                             "errors": list(errors),
                             "worker_id": worker_id,
                             "now": now,
@@ -192,7 +197,7 @@ class Database:
             "release_jobs",
             {
                 "ids": [h.id for h in held],
-                "attempts": [h.attempt for h in held],
+                "claims": [h.claim for h in held],
                 "worker_id": worker_id,
                 "now": now,
                 "channel": self.queries.channel,
@@ -209,7 +214,7 @@ class Database:
             "extend_leases",
             {
                 "ids": [h.id for h in held],
-                "attempts": [h.attempt for h in held],
+                "claims": [h.claim for h in held],
                 "worker_id": worker_id,
                 "lease": lease,
                 "now": now,
@@ -218,16 +223,18 @@ class Database:
         return {row[0] for row in rows}
 
     async def set_progress(
-        self, held: Held, *, worker_id: UUID, progress: int | None, message: str | None
+        self, progress: Mapping[Held, tuple[int | None, str | None]], *, worker_id: UUID
     ) -> None:
+        if not progress:
+            return
         await self.fetch(
             "set_progress",
             {
-                "id": held.id,
-                "attempt": held.attempt,
+                "ids": [h.id for h in progress],
+                "claims": [h.claim for h in progress],
+                "progress": [p for p, _ in progress.values()],
+                "messages": [m for _, m in progress.values()],
                 "worker_id": worker_id,
-                "progress": progress,
-                "message": message,
             },
         )
 

@@ -18,8 +18,8 @@ from ..db.queries import Queries, for_schema
 from ..db.steps import run_async
 from ..errors import ConfigurationError, ConveyorError, NotFoundError, UnknownQueueError
 from ..settings import Settings
-from ..tasks import Registry, default_registry
-from .enqueue import JobRequest, TaskRef, check_queue_name, enqueue_many, enqueue_one, prepare
+from ..tasks import Registry, check_queue_name, default_registry
+from .enqueue import JobRequest, TaskRef, enqueue_many, enqueue_one, prepare
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,9 @@ class Conveyor:
 
     async def pause_queue(self, name: str) -> None:
         """Workers stop claiming from the queue; running jobs finish, waiting ones wait."""
-        await self.db.fetch("pause_queue", {"queue": check_queue_name(name)})
+        if not await self._queue_exists(name):
+            raise UnknownQueueError(f"no queue named {name!r}")
+        await self.db.fetch("pause_queue", {"queue": name})
 
     async def resume_queue(self, name: str) -> None:
         if not await self._queue_exists(name):
@@ -186,9 +188,21 @@ class Conveyor:
         """Put a dead job back with a fresh attempt budget."""
         return int((await self._call("retry_dead_job", {"id": job_id}))[0][0])
 
-    async def retry_dead_matching(self, *, queue: str | None = None, task: str | None = None) -> list[int]:
-        rows = await self._call("retry_dead_jobs", {"queue": queue, "task": task})
-        return [int(row[0]) for row in rows]
+    async def retry_dead_matching(
+        self, *, queue: str | None = None, task: str | None = None
+    ) -> tuple[list[int], dict[int, str]]:
+        """Put back every dead job matching the filters, one by one: returns the ids put back
+        and, for each that could not go back (its unique key is taken), why."""
+        retried: list[int] = []
+        refused: dict[int, str] = {}
+        for (job_id,) in await self.db.fetch("find_dead_jobs", {"queue": queue, "task": task}):
+            try:
+                retried.append(await self.retry_dead(job_id))
+            except NotFoundError:
+                continue  # someone else retried or purged it meanwhile
+            except ConveyorError as exc:
+                refused[job_id] = str(exc)
+        return retried, refused
 
     async def purge_dead(
         self,

@@ -19,13 +19,14 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-import psycopg
+from psycopg_pool import PoolClosed
 
 from ..clock import Clock
 from ..db.database import Database, Outcomes, Recorded
+from ..db.errors import is_transient
 from ..db.steps import Flow
 from .enqueue import enqueue_many
-from .executor import Bury, Completed, Outcome, Retry
+from .executor import Bury, Completed, Outcome, Retry, error_entry
 
 log = logging.getLogger("conveyor.worker")
 
@@ -78,22 +79,40 @@ class Completer:
             try:
                 await self._write(batch)
                 return
-            except psycopg.OperationalError as exc:
-                log.warning("recording %d outcomes failed (%s); retrying in %.1fs", len(batch), exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except Exception:  # a refused statement, or a bug: isolate it, keep the rest
-                if len(batch) == 1:
-                    log.exception(
-                        "could not record the outcome of job %d; it stays leased and will be rescued",
-                        batch[0].job.id,
-                    )
-                    return
-                # One bad outcome (say, a follow-up job the database refuses) must not sink
-                # the others: write them one by one.
-                for outcome in batch:
-                    await self._write_with_retry([outcome])
+            except PoolClosed:
+                log.error("the worker's pool is closed: %d outcomes not recorded", len(batch))
                 return
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning(
+                        "recording %d outcomes failed (%s); retrying in %.1fs", len(batch), exc, delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                if len(batch) > 1:
+                    # One refused outcome must not sink the others: write them one by one.
+                    for outcome in batch:
+                        await self._write_with_retry([outcome])
+                    return
+                await self._refused(batch[0], exc)
+                return
+
+    async def _refused(self, outcome: Outcome, exc: Exception) -> None:
+        """The database refused this outcome for good. A completion refused because of its
+        follow-up jobs becomes a burial carrying the reason, so that the job is not run again
+        on a lease expiry with the real error lost in a log."""
+        job = outcome.job
+        if isinstance(outcome, Completed) and outcome.children:
+            reason = (
+                f"the task completed but its follow-up jobs were refused: {exc}; "
+                "fix them, then retry this job from the dead-letter queue"
+            )
+            await self._write_with_retry([Bury(job, error_entry(job, self._worker_id, self._clock, reason))])
+            return
+        log.error(
+            "could not record the outcome of job %d (%s); it stays leased and will be rescued", job.id, exc
+        )
 
     async def _write(self, batch: Sequence[Outcome]) -> None:
         completed: list[tuple[int, int, str | None]] = []
@@ -103,13 +122,13 @@ class Completer:
         for outcome in batch:
             job = outcome.job
             if isinstance(outcome, Completed):
-                completed.append((job.id, job.attempt, outcome.result_json))
+                completed.append((job.id, job.claim, outcome.result_json))
                 if outcome.children:
                     children[job.id] = outcome
             elif isinstance(outcome, Retry):
-                retried.append((job.id, job.attempt, outcome.delay, outcome.error_json))
+                retried.append((job.id, job.claim, outcome.delay, outcome.error_json))
             elif isinstance(outcome, Bury):
-                buried.append((job.id, job.attempt, outcome.error_json))
+                buried.append((job.id, job.claim, outcome.error_json))
 
         def follow_ups(done: frozenset[int]) -> Flow[Any] | None:
             jobs = [child for job_id in sorted(done & children.keys()) for child in children[job_id].children]
@@ -137,8 +156,8 @@ def _log_fenced(batch: Sequence[Outcome], recorded: Recorded) -> None:
     for outcome in batch:
         if outcome.job.id not in written:
             log.warning(
-                "job %d attempt %d: this worker no longer holds it (lease expired and the job was "
-                "rescued); its %s was not recorded",
+                "job %d attempt %d: its %s was not recorded: this worker no longer holds the job "
+                "(its lease expired and it was rescued, or this outcome was already written)",
                 outcome.job.id,
                 outcome.job.attempt,
                 type(outcome).__name__.lower(),

@@ -7,7 +7,6 @@ prepared jobs (see ``db.steps``), the same for async and sync connections.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,9 +14,16 @@ from typing import Any
 
 from ..db.steps import Copy, Flow, Query
 from ..errors import ConveyorError, InvalidOptionError, UnknownQueueError, UnknownTaskError
-from ..tasks import DEFAULT_QUEUE, Registry, Task, encode_args, parse_priority
+from ..tasks import (
+    DEFAULT_QUEUE,
+    Registry,
+    Task,
+    check_queue_name,
+    encode_args,
+    parse_priority,
+    unknown_task_message,
+)
 
-QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,126}")
 MAX_UNIQUE_KEY = 512
 
 TaskRef = str | Task | Callable[..., Any]
@@ -56,7 +62,7 @@ def prepare(registry: Registry, request: JobRequest) -> PreparedJob:
     """Check a request; raise a ConveyorError that names the task and the problem."""
     task = registry.resolve(request.task)
     if task is None:
-        raise UnknownTaskError(_unknown_task_message(registry, request.task))
+        raise UnknownTaskError(unknown_task_message(registry, _task_name(request.task)))
     task.check_args(request.args)
     args_json = encode_args(task.name, request.args)
 
@@ -89,15 +95,6 @@ def prepare(registry: Registry, request: JobRequest) -> PreparedJob:
         delay=delay,
         unique_key=unique_key,
     )
-
-
-def check_queue_name(queue: str) -> str:
-    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
-        raise InvalidOptionError(
-            f"queue name {queue!r} is not allowed: use letters, digits and _ . : - "
-            "(at most 127, starting with a letter or digit)"
-        )
-    return queue
 
 
 def enqueue_one(job: PreparedJob, *, channel: str, now: datetime | None) -> Flow[int]:
@@ -231,16 +228,10 @@ def _as_timedelta(delay: float | timedelta | None) -> timedelta:
         raise InvalidOptionError(f"delay of {delay!r} seconds cannot be scheduled") from None
 
 
-def _unknown_task_message(registry: Registry, task: TaskRef) -> str:
-    name = (
-        task
-        if isinstance(task, str)
-        else getattr(task, "name", None) or getattr(task, "__name__", repr(task))
-    )
-    known = sorted(t.name for t in registry)
-    listing = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
-    hint = f"registered: {listing}" if known else "no tasks are registered (import your task modules)"
-    return f"unknown task {name!r}; {hint}"
+def _task_name(task: TaskRef) -> str:
+    if isinstance(task, str):
+        return task
+    return str(getattr(task, "name", None) or getattr(task, "__name__", repr(task)))
 
 
 def _unknown_queue_message(queues: Sequence[str]) -> str:

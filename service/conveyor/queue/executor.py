@@ -20,10 +20,10 @@ from typing import Any
 from uuid import UUID
 
 from ..clock import Clock
-from ..db.database import ClaimedJob
+from ..db.database import ClaimedJob, Held
 from ..errors import ArgumentsError
 from ..settings import MAX_ARGS_BYTES
-from ..tasks import Registry, Task, jsonb_text
+from ..tasks import Registry, Task, jsonb_text, unknown_task_message
 from .context import JobContext, ProgressSink
 from .enqueue import PreparedJob
 
@@ -66,7 +66,7 @@ class Executor:
         threads: ThreadPoolExecutor,
         worker_id: UUID,
         clock: Clock,
-        progress: Callable[[ClaimedJob], ProgressSink],
+        progress: Callable[[Held], ProgressSink],
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._registry = registry
@@ -75,23 +75,31 @@ class Executor:
         self._clock = clock
         self._progress = progress
         self._rand = rand
-        self._in_threads: set[Future[Any]] = set()
+        self._in_threads: dict[Held, Future[Any]] = {}
 
     @property
     def busy_threads(self) -> int:
         return len(self._in_threads)
 
+    def in_thread(self, held: Held) -> bool:
+        """Whether that execution's sync task is still running in its thread."""
+        return held in self._in_threads
+
     async def execute(self, job: ClaimedJob) -> Execution:
         task = self._registry.get(job.task)
         if task is None:
-            return Execution(Bury(job, self._error(job, _unknown_task(job.task, self._registry))))
+            message = (
+                f"{unknown_task_message(self._registry, job.task)}; load the module that defines it "
+                "with --tasks, then retry the job from the dead-letter queue"
+            )
+            return Execution(Bury(job, self._error(job, message)))
         try:
             task.check_args(job.args)
         except ArgumentsError as exc:
             message = f"{exc}; fix the arguments, then retry it from the dead-letter queue"
             return Execution(Bury(job, self._error(job, message)))
 
-        ctx = JobContext(job, self._registry, self._progress(job)) if task.context_param else None
+        ctx = JobContext(job, self._registry, self._progress(Held.of(job))) if task.context_param else None
         kwargs = dict(job.args)
         if ctx is not None and task.context_param is not None:
             kwargs[task.context_param] = ctx
@@ -100,7 +108,7 @@ class Executor:
             if task.is_async:
                 result = await self._run_async(task, kwargs)
             else:
-                result, lingering = await self._run_sync(task, kwargs)
+                result, lingering = await self._run_sync(Held.of(job), task, kwargs)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
@@ -124,11 +132,11 @@ class Executor:
         except TimeoutError:
             raise _Timeout(task.timeout, None) from None
 
-    async def _run_sync(self, task: Task, kwargs: dict[str, Any]) -> tuple[Any, None]:
+    async def _run_sync(self, held: Held, task: Task, kwargs: dict[str, Any]) -> tuple[Any, None]:
         call = functools.partial(contextvars.copy_context().run, task.func, **kwargs)
         submitted = self._threads.submit(call)
-        self._in_threads.add(submitted)
-        submitted.add_done_callback(self._in_threads.discard)
+        self._in_threads[held] = submitted
+        submitted.add_done_callback(lambda _: self._in_threads.pop(held, None))
         future = asyncio.wrap_future(submitted)
         if task.timeout is None:
             return await future, None
@@ -144,16 +152,23 @@ class Executor:
         return Retry(job, task.backoff.delay(job.attempt, self._rand), error)
 
     def _error(self, job: ClaimedJob, message: str, exc: BaseException | None = None) -> str:
-        now = self._clock.now() or datetime.now(UTC)
-        entry: dict[str, Any] = {
-            "attempt": job.attempt,
-            "at": now.isoformat(),
-            "worker": self._worker_id,
-            "error": message,
-        }
-        if exc is not None:
-            entry["traceback"] = "".join(traceback.format_exception(exc))[-16000:]
-        return _safe_json(entry)
+        return error_entry(job, self._worker_id, self._clock, message, exc)
+
+
+def error_entry(
+    job: ClaimedJob, worker_id: UUID | str, clock: Clock, message: str, exc: BaseException | None = None
+) -> str:
+    """One element of a job's ``errors``, as JSON the database will always accept."""
+    now = clock.now() or datetime.now(UTC)
+    entry: dict[str, Any] = {
+        "attempt": job.attempt,
+        "at": now.isoformat(),
+        "worker": str(worker_id),
+        "error": message,
+    }
+    if exc is not None:
+        entry["traceback"] = "".join(traceback.format_exception(exc))[-16000:]
+    return _safe_json(entry)
 
 
 class _Timeout(TimeoutError):
@@ -165,15 +180,6 @@ class _Timeout(TimeoutError):
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _unknown_task(name: str, registry: Registry) -> str:
-    known = sorted(t.name for t in registry)
-    listing = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
-    return (
-        f"unknown task {name!r}: this worker has no task of that name (it knows {listing or 'none'}); "
-        "load the module that defines it with --tasks, then retry the job from the dead-letter queue"
-    )
 
 
 def _encode_result(result: Any) -> str | None:

@@ -2,14 +2,16 @@
 
 Invariants
 ----------
-1. A running job carries ``worker_id`` and ``attempt``; the pair is its fencing token.
-   ``attempt`` goes up by one on every claim, and a worker id (a fresh UUID per worker
-   process) never claims the same job twice at the same attempt. So a token names exactly
-   one execution.
+1. A running job carries ``worker_id`` and ``claims``; with the id they are its fencing
+   token. ``claims`` goes up by one on every claim and never goes down: not on a hand-back
+   (which gives the *attempt* back), not through the dead-letter table (``retry_dead``
+   resets ``attempt`` but keeps ``claims``). So a token names exactly one execution, even
+   when the same worker claims the same job again.
 2. Every write to a running job (complete, retry, bury, release, extend, progress) is
-   ``WHERE id = ? AND attempt = ? AND worker_id = ? AND state = 'running'``. A worker that
+   ``WHERE id = ? AND claims = ? AND worker_id = ? AND state = 'running'``. A worker that
    lost its job (lease expired and the job was rescued, or it was handed back) matches
-   no row: its late ack changes nothing.
+   no row: its late ack changes nothing. The worker keys its own bookkeeping by the same
+   token, since it may run an old and a new execution of one job side by side.
 3. A claim sets ``lease_expires_at = now + lease``. While the job runs, the worker's
    heartbeat (every ``lease / 3``) pushes the lease back for jobs that have run a while;
    jobs that finish within one heartbeat are never touched, so short jobs cost nothing.
@@ -19,9 +21,9 @@ Invariants
    the lease expired. The expired attempt counts: a job that kills its worker every time
    ends in the dead-letter table instead of looping forever.
 5. A graceful shutdown hands unfinished jobs back (``release_jobs``) with the attempt not
-   counted: ``attempt`` goes down by one and ``worker_id`` is cleared. The next claim is
-   by another worker id, so invariant 1 still holds; the releasing worker claims nothing
-   afterwards.
+   counted: ``attempt`` goes down by one and ``worker_id`` is cleared (``claims`` stays).
+   A sync task still in its thread is not handed back: its job keeps its lease until the
+   lease runs out, and that attempt counts.
 
 Failure behaviour: if the database is unreachable, heartbeats fail and leases run out;
 when the database returns, some other worker may rescue and re-run those jobs while the
@@ -74,6 +76,8 @@ class LeaseKeeper:
                 await self.beat()
             except psycopg.Error as exc:
                 log.warning("heartbeat failed: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed")
 
     async def beat(self) -> None:
         now = self._clock.now()

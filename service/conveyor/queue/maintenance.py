@@ -59,6 +59,9 @@ class Maintenance:
             except psycopg.Error as exc:
                 log.warning("maintenance failed: %s", exc)
                 sleep_for = self._stage_interval
+            except Exception:
+                log.exception("maintenance failed")
+                sleep_for = self._stage_interval
             try:
                 async with asyncio.timeout(sleep_for):
                     await self.wake.wait()

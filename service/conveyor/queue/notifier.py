@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable
 
 import psycopg
-from psycopg import sql
+
+from ..db.queries import Queries
 
 log = logging.getLogger("conveyor.worker")
 
@@ -22,14 +23,14 @@ class Notifier:
     def __init__(
         self,
         conninfo: str,
-        channel: str,
+        queries: Queries,
         on_notify: Callable[[str], None],
         *,
         on_connect: Callable[[], None] | None = None,
         keepalive: float = 30.0,
     ) -> None:
         self._conninfo = conninfo
-        self._channel = channel
+        self._queries = queries
         self._on_notify = on_notify
         self._on_connect = on_connect
         self._keepalive = keepalive
@@ -42,17 +43,19 @@ class Notifier:
             try:
                 await self._listen()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self.listening.clear()
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            else:  # pragma: no cover - _listen only returns by raising
-                delay = 0.1
+            except Exception:
+                log.exception("LISTEN failed; reconnecting in %.1fs", delay)
+            if self.listening.is_set():
+                delay = 0.1  # it had been working: retry quickly
+            self.listening.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     async def _listen(self) -> None:
         async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
             self.connection = conn
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            await conn.execute(self._queries["listen"])
             self.listening.set()
             if self._on_connect is not None:
                 # Anything enqueued while we were not listening was not announced to us.
@@ -60,4 +63,4 @@ class Notifier:
             while True:
                 async for notify in conn.notifies(timeout=self._keepalive):
                     self._on_notify(notify.payload)
-                await conn.execute("SELECT 1")
+                await conn.execute(self._queries["ping"])

@@ -7,7 +7,11 @@ maintenance loop (promote due jobs, rescue expired leases) and the notifier (LIS
 
 Stopping: :meth:`Worker.stop` stops claiming, lets running jobs finish for up to
 ``grace`` seconds, then cancels what is left and hands those jobs back to the queue
-without counting the attempt, records every outcome and returns.
+without counting the attempt, records every outcome and returns. A sync task still in its
+thread cannot be stopped: its job is not handed back (that would guarantee a second run
+alongside it) but left to its lease, which runs out once this worker is gone; that attempt
+counts. Cancelling :meth:`Worker.run` stops the worker the same way with no grace period.
+Every step of stopping is bounded in time.
 """
 
 from __future__ import annotations
@@ -28,21 +32,22 @@ from ..clock import Clock, DatabaseClock
 from ..db.database import ClaimedJob, Database, Held
 from ..errors import ConfigurationError
 from ..settings import Settings
-from ..tasks import DEFAULT_QUEUE, Registry, default_registry
+from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer
-from .context import ProgressSink
-from .enqueue import check_queue_name
 from .executor import Executor
 from .leases import LeaseKeeper
 from .maintenance import Maintenance
 from .notifier import Notifier
+from .progress import ProgressWriter
 
 log = logging.getLogger("conveyor.worker")
 
 JOB_THREAD_PREFIX = "conveyor-job"
 
-# How long a stopping worker keeps trying to write outcomes and hand jobs back.
+# How long a stopping worker keeps trying to write outcomes and hand jobs back, and how long
+# it waits for cancelled jobs to end.
 SHUTDOWN_WRITE_TIMEOUT = 10.0
+CANCEL_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,12 @@ class WorkerConfig:
             raise ConfigurationError("concurrency must be at least 1")
         if self.lease < 1:
             raise ConfigurationError("lease must be at least 1 second")
-        if self.grace < 0 or self.poll_interval <= 0:
-            raise ConfigurationError("grace must be >= 0 and poll interval > 0")
+        if not (self.grace >= 0 and self.fetch_cooldown >= 0):
+            raise ConfigurationError("grace and fetch_cooldown must not be negative")
+        if not (self.poll_interval > 0 and self.stage_interval > 0):
+            raise ConfigurationError("poll_interval and stage_interval must be positive")
+        if self.max_batch < 1:
+            raise ConfigurationError("max_batch must be at least 1")
         for queue in self.queues or ():
             check_queue_name(queue)
 
@@ -74,6 +83,7 @@ class _Running:
     job: ClaimedJob
     task: asyncio.Task[None]
     started: float = field(default_factory=time.monotonic)
+    recorded: bool = False  # its outcome is with the completer (a sync thread may linger on)
 
 
 class Worker:
@@ -91,6 +101,9 @@ class Worker:
             raise ConfigurationError("no database: set DATABASE_URL or pass database_url")
         self.config = config or WorkerConfig()
         self.registry = registry if registry is not None else default_registry
+        if not len(self.registry):
+            # It would send every job it claims to the dead-letter table as an unknown task.
+            raise ConfigurationError("no tasks are registered: import your task modules (--tasks)")
         self.clock: Clock = clock or DatabaseClock()
         self.id: UUID = uuid4()
         self.queues = list(self.config.queues or sorted(self.registry.queues() | {DEFAULT_QUEUE}))
@@ -98,7 +111,9 @@ class Worker:
         self._threads = ThreadPoolExecutor(
             max_workers=self.config.concurrency, thread_name_prefix=JOB_THREAD_PREFIX
         )
-        self._running: dict[int, _Running] = {}
+        # Keyed by claim, not id: this worker may claim a job again (its lease lapsed, or a
+        # timed-out sync task's retry came due) while an older execution of it still runs.
+        self._running: dict[Held, _Running] = {}
         self._signal = asyncio.Event()  # something changed: re-check what to do
         self._woken = False  # a notification or wake() since the last claim
         self._stopping = asyncio.Event()
@@ -112,9 +127,10 @@ class Worker:
             rescue_interval=max(0.5, min(5.0, self.config.lease / 2)),
         )
         self.notifier = Notifier(
-            settings.database_url, self.db.queries.channel, self._on_notify, on_connect=self.wake
+            settings.database_url, self.db.queries, self._on_notify, on_connect=self.wake
         )
-        self._executor = Executor(self.registry, self._threads, self.id, self.clock, self._progress_sink)
+        self._progress = ProgressWriter(self.db, self.id)
+        self._executor = Executor(self.registry, self._threads, self.id, self.clock, self._progress.sink)
         self._leases = LeaseKeeper(
             self.db,
             self.id,
@@ -145,7 +161,7 @@ class Worker:
 
     @property
     def running_jobs(self) -> list[int]:
-        return list(self._running)
+        return [held.id for held in self._running]
 
     @property
     def busy_threads(self) -> int:
@@ -155,16 +171,17 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until :meth:`stop` is called, then shut down gracefully."""
+        """Run until :meth:`stop` is called (or this is cancelled), then shut down."""
         await self.db.open()
         helpers: list[asyncio.Task[Any]] = []
         try:
             await self._register()
-            completer = asyncio.create_task(self.completer.run(), name="conveyor-completer")
             helpers = [
+                asyncio.create_task(self.completer.run(), name="conveyor-completer"),
                 asyncio.create_task(self.notifier.run(), name="conveyor-notifier"),
                 asyncio.create_task(self.maintenance.run(), name="conveyor-maintenance"),
                 asyncio.create_task(self._leases.run(), name="conveyor-heartbeat"),
+                asyncio.create_task(self._progress.run(), name="conveyor-progress"),
             ]
             log.info(
                 "worker %s serving %s with concurrency %d",
@@ -173,22 +190,20 @@ class Worker:
                 self.config.concurrency,
             )
             self.started.set()
-            await self._fetch_loop()
-            await self._shutdown()
-            if not await self.completer.drain(within=SHUTDOWN_WRITE_TIMEOUT):
-                log.error(
-                    "stopping without recording %d outcomes (database unreachable); "
-                    "those jobs will run again when their leases expire",
-                    self.completer.pending,
-                )
-            completer.cancel()
-            helpers.append(completer)
+            try:
+                await self._fetch_loop()
+            except asyncio.CancelledError:
+                self.stop(force=True)
+                await self._wind_down()
+                raise
+            await self._wind_down()
         finally:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             try:
-                await self.db.unregister_worker(self.id)
+                async with asyncio.timeout(SHUTDOWN_WRITE_TIMEOUT):
+                    await self.db.unregister_worker(self.id)
             except Exception as exc:
                 log.warning("could not unregister worker %s: %s", self.id, exc)
             finally:
@@ -258,36 +273,58 @@ class Worker:
         return jobs
 
     def _start(self, job: ClaimedJob) -> None:
-        task = asyncio.create_task(self._run_job(job), name=f"conveyor-job-{job.id}")
-        self._running[job.id] = _Running(job, task)
+        held = Held.of(job)
+        task = asyncio.create_task(self._run_job(held, job), name=f"conveyor-job-{job.id}")
+        self._running[held] = _Running(job, task)
 
-    async def _run_job(self, job: ClaimedJob) -> None:
+    async def _run_job(self, held: Held, job: ClaimedJob) -> None:
         try:
             execution = await self._executor.execute(job)
             self.completer.submit(execution.outcome)
             if execution.lingering is not None:
+                self._running[held].recorded = True
                 await asyncio.gather(execution.lingering, return_exceptions=True)
         finally:
-            self._running.pop(job.id, None)
+            self._running.pop(held, None)
             self._signal.set()
 
     # -- stop --------------------------------------------------------------------------
+
+    async def _wind_down(self) -> None:
+        await self._shutdown()
+        if not await self.completer.drain(within=SHUTDOWN_WRITE_TIMEOUT):
+            log.error(
+                "stopping without recording %d outcomes (database unreachable); "
+                "those jobs will run again when their leases expire",
+                self.completer.pending,
+            )
 
     async def _shutdown(self) -> None:
         if self._running and not self._force.is_set():
             log.info("stopping: waiting up to %gs for %d running jobs", self.config.grace, len(self._running))
             tasks = [r.task for r in self._running.values()]
             await _first_of([asyncio.wait(tasks), self._force.wait()], within=self.config.grace)
-        left = list(self._running.values())
+        left = dict(self._running)
         if not left:
             return
-        for running in left:
+        for running in left.values():
             running.task.cancel()
-        await asyncio.gather(*(r.task for r in left), return_exceptions=True)
+        # A task that swallows its cancellation must not hold the stop up forever.
+        await _first_of([asyncio.wait([r.task for r in left.values()])], within=CANCEL_TIMEOUT)
         await self.completer.drain(within=SHUTDOWN_WRITE_TIMEOUT)
-        held = [Held(r.job.id, r.job.attempt) for r in left]
+        in_threads = [h for h, r in left.items() if not r.recorded and self._executor.in_thread(h)]
+        if in_threads:
+            log.warning(
+                "jobs %s are still running in threads Python cannot stop; they stay leased and "
+                "go back to the queue when their leases expire (that attempt counts)",
+                ", ".join(str(h.id) for h in in_threads),
+            )
+        held = [h for h, r in left.items() if not r.recorded and h not in in_threads]
+        if not held:
+            return
         try:
-            released = await self.db.release_jobs(held, worker_id=self.id, now=self.clock.now())
+            async with asyncio.timeout(SHUTDOWN_WRITE_TIMEOUT):
+                released = await self.db.release_jobs(held, worker_id=self.id, now=self.clock.now())
         except Exception as exc:
             log.error(
                 "could not hand %d jobs back (%s); they will be rescued when their leases expire",
@@ -309,32 +346,17 @@ class Worker:
             self._signal.set()
 
     def _held_with_start(self) -> list[tuple[Held, float]]:
-        return [(Held(r.job.id, r.job.attempt), r.started) for r in self._running.values()]
+        return [(held, r.started) for held, r in self._running.items() if not r.recorded]
 
     def _on_lease_lost(self, held: Held) -> None:
-        running = self._running.get(held.id)
-        if running is not None and running.job.attempt == held.attempt:
+        running = self._running.get(held)
+        if running is not None and not running.recorded:
             log.warning(
                 "job %d attempt %d: lease lost while running (another worker may run it again); "
                 "its outcome will not be recorded",
                 held.id,
-                held.attempt,
+                running.job.attempt,
             )
-
-    def _progress_sink(self, job: ClaimedJob) -> ProgressSink:
-        loop = asyncio.get_running_loop()
-        held = Held(job.id, job.attempt)
-
-        def write(percent: int | None, message: str | None) -> None:
-            async def store() -> None:
-                try:
-                    await self.db.set_progress(held, worker_id=self.id, progress=percent, message=message)
-                except Exception as exc:
-                    log.warning("job %d: progress not recorded: %s", job.id, exc)
-
-            asyncio.run_coroutine_threadsafe(store(), loop)
-
-        return write
 
 
 async def _first_of(waits: Sequence[Any], *, within: float | None) -> bool:

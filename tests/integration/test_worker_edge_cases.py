@@ -97,22 +97,25 @@ async def test_cancelling_run_hands_running_jobs_back_and_leaves_no_tasks(
 async def test_a_flood_of_progress_reports_is_coalesced(
     client: Conveyor, registry: Registry, db: DB, start_worker: Any
 ) -> None:
+    seen = threading.Event()
+
     @registry.task
     def export(ctx: JobContext) -> None:
         for row in range(3000):
             ctx.progress(row * 100 // 3000, f"row {row}")
         ctx.progress(100, "done")
-        time.sleep(0.5)  # keep running while the last report is written
+        seen.wait(10)  # keep running until the test has seen the last report
 
     job_id = await client.enqueue(export)
     async with start_worker() as worker:
         await wait_until(
             lambda: (
                 db.all("select progress, progress_message from {schema}.jobs where id = %s", [job_id])
-                in ([(100, "done")], [])
+                == [(100, "done")]
             )
         )
         writes = worker._progress.writes
+        seen.set()
         await wait_until(lambda: db.one("select count(*) from {schema}.job_history") == 1)
     assert writes <= 10  # not one statement per report
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -111,6 +112,12 @@ def start_worker(database_url: str, schema: str, registry: Registry) -> Callable
             yield worker
         finally:
             worker.stop()
-            await asyncio.wait_for(running, 30)
+            try:
+                await asyncio.wait_for(asyncio.shield(running), 20)
+            except TimeoutError:
+                # Say where it is stuck before failing: a stop must never take this long.
+                for task in asyncio.all_tasks():
+                    task.print_stack(file=sys.stderr)
+                await asyncio.wait_for(running, 10)
 
     return start

@@ -27,6 +27,9 @@ def pool(
         kwargs={"autocommit": True},
         open=False,
         name=name,
+        # A statement that cannot get a connection in this time fails (and is retried by its
+        # caller) instead of stalling its loop silently.
+        timeout=10.0,
     )
 
 

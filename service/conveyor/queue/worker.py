@@ -107,7 +107,8 @@ class Worker:
         self.clock: Clock = clock or DatabaseClock()
         self.id: UUID = uuid4()
         self.queues = list(self.config.queues or sorted(self.registry.queues() | {DEFAULT_QUEUE}))
-        self.db = Database(settings.database_url, settings.schema, min_size=2, max_size=4)
+        # Five loops share the pool (claim, completer, maintenance, heartbeat, progress), plus one spare.
+        self.db = Database(settings.database_url, settings.schema, min_size=2, max_size=6)
         self._threads = ThreadPoolExecutor(
             max_workers=self.config.concurrency, thread_name_prefix=JOB_THREAD_PREFIX
         )

@@ -10,6 +10,7 @@ from .errors import (
     ArgumentsError,
     ConfigurationError,
     ConveyorError,
+    Discard,
     InvalidOptionError,
     NotFoundError,
     TaskImportError,
@@ -19,12 +20,14 @@ from .errors import (
 from .queue.client import Conveyor, QueueStats
 from .queue.context import JobContext
 from .queue.enqueue import JobRequest
+from .queue.matviews import REFRESH_TASK, schedule_refresh
 from .queue.sync_client import SyncConveyor
 from .queue.worker import Worker, WorkerConfig
-from .tasks import PRIORITIES, Registry, Task, default_registry, task
+from .tasks import PRIORITIES, Registry, ScheduleSpec, Task, default_registry, schedule, task
 
 __all__ = [
     "PRIORITIES",
+    "REFRESH_TASK",
     "ArgumentsError",
     "Backoff",
     "Clock",
@@ -32,6 +35,7 @@ __all__ = [
     "Conveyor",
     "ConveyorError",
     "DatabaseClock",
+    "Discard",
     "FrozenClock",
     "InvalidOptionError",
     "JobContext",
@@ -39,6 +43,7 @@ __all__ = [
     "NotFoundError",
     "QueueStats",
     "Registry",
+    "ScheduleSpec",
     "SyncConveyor",
     "Task",
     "TaskImportError",
@@ -47,5 +52,7 @@ __all__ = [
     "Worker",
     "WorkerConfig",
     "default_registry",
+    "schedule",
+    "schedule_refresh",
     "task",
 ]

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -25,6 +26,8 @@ import psycopg
 from .db import embedded
 from .errors import ConfigurationError, ConveyorError
 from .queue.client import Conveyor, sql_error_message
+from .queue.matviews import REFRESH_TASK
+from .queue.scheduler import Scheduler, SchedulerConfig
 from .queue.worker import Worker, WorkerConfig
 from .settings import Settings
 from .tasks import default_registry
@@ -107,8 +110,10 @@ async def _with_client(ctx: Context, action: Callable[[Conveyor], Coroutine[Any,
         return await action(client)
 
 
-def _load_tasks(modules: str | None, *, explicit: bool) -> None:
+def _load_tasks(modules: str | None) -> None:
     """Import task modules; the default `tasks` may be absent, a named module may not."""
+    source = click.get_current_context().get_parameter_source("tasks_modules")
+    explicit = source is not click.core.ParameterSource.DEFAULT
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     names = [m.strip() for m in (modules or "").split(",") if m.strip()]
@@ -251,11 +256,7 @@ def worker(
 ) -> None:
     """Run jobs until SIGTERM or Ctrl-C (then finish running jobs within --grace)."""
     _setup_logging(verbose)
-    explicit = (
-        click.get_current_context().get_parameter_source("tasks_modules")
-        != click.core.ParameterSource.DEFAULT
-    )
-    _load_tasks(tasks_modules, explicit=explicit)
+    _load_tasks(tasks_modules)
     url = ctx.database_url()
     _require_schema(url, ctx.schema)
     config = _worker_config(queues, concurrency, lease, grace, poll_interval)
@@ -275,8 +276,9 @@ def _require_schema(url: str, schema: str) -> None:
         )
 
 
-async def _serve(worker: Worker) -> None:
-    """Run a worker; the first SIGTERM/SIGINT stops it gracefully, a second one at once."""
+async def _serve(worker: Worker | None = None, scheduler: Scheduler | None = None) -> None:
+    """Run a worker and/or a scheduler until SIGTERM/SIGINT: the first signal stops them
+    gracefully, a second one stops the worker at once."""
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -284,7 +286,11 @@ async def _serve(worker: Worker) -> None:
         nonlocal signals
         signals += 1
         name = signal.Signals(signum).name
-        if signals == 1:
+        if scheduler is not None:
+            scheduler.stop()
+        if worker is None:
+            log.info("%s: stopping", name)
+        elif signals == 1:
             log.info("%s: stopping (running jobs get %gs to finish)", name, worker.config.grace)
             worker.stop()
         else:
@@ -294,10 +300,12 @@ async def _serve(worker: Worker) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        await worker.run()
+        await asyncio.gather(*(part.run() for part in (worker, scheduler) if part is not None))
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+    if worker is None:
+        return
     log.info("worker %s stopped", worker.id)
     if worker.busy_threads:
         # Python cannot stop a thread; their jobs were handed back, so do not wait for them.
@@ -306,6 +314,34 @@ async def _serve(worker: Worker) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+@main.command()
+@click.option(
+    "--tasks",
+    "tasks_modules",
+    envvar="CONVEYOR_TASKS",
+    default="tasks",
+    show_default=True,
+    help="Task modules whose declared schedules to write on start.",
+)
+@click.option(
+    "--lease", type=click.FloatRange(min=3), default=15.0, show_default=True, help="Leader lease seconds."
+)
+@click.option(
+    "--tick", type=click.FloatRange(min=0.1), default=1.0, show_default=True, help="Seconds between rounds."
+)
+@click.option("--verbose", "-v", is_flag=True)
+@click.pass_obj
+@handle_errors
+def scheduler(ctx: Context, tasks_modules: str, lease: float, tick: float, verbose: bool) -> None:
+    """Fire cron schedules and keep house, when elected (run as many as you like)."""
+    _setup_logging(verbose)
+    _load_tasks(tasks_modules)
+    url = ctx.database_url()
+    _require_schema(url, ctx.schema)
+    config = SchedulerConfig(lease=lease, tick=tick)
+    _run(_serve(scheduler=Scheduler(url, schema=ctx.schema, config=config)))
 
 
 @main.command()
@@ -322,7 +358,7 @@ def dev(
     poll_interval: float,
     verbose: bool,
 ) -> None:
-    """Run Conveyor locally: the embedded PostgreSQL (unless DATABASE_URL is set), migrated, and a worker."""
+    """Run Conveyor locally: the embedded PostgreSQL (unless DATABASE_URL is set), migrated, a worker and a scheduler."""
     _setup_logging(verbose)
     if ctx.settings.database_url:
         url = ctx.settings.database_url
@@ -336,14 +372,13 @@ def dev(
     from .db import migrations  # Alembic and SQLAlchemy take a while to import
 
     migrations.upgrade(url, ctx.schema)
-    explicit = (
-        click.get_current_context().get_parameter_source("tasks_modules")
-        != click.core.ParameterSource.DEFAULT
-    )
-    _load_tasks(tasks_modules, explicit=explicit)
+    _load_tasks(tasks_modules)
     config = _worker_config(queues, concurrency, lease, grace, poll_interval)
-    click.echo(f"Conveyor dev: {len(default_registry)} tasks loaded; Ctrl-C to stop")
-    _run(_serve(Worker(url, schema=ctx.schema, config=config)))
+    click.echo(
+        f"Conveyor dev: {len(default_registry)} tasks and {len(default_registry.schedules())} schedules "
+        "loaded; worker and scheduler running; Ctrl-C to stop"
+    )
+    _run(_serve(Worker(url, schema=ctx.schema, config=config), Scheduler(url, schema=ctx.schema)))
 
 
 @main.command()
@@ -375,21 +410,8 @@ def enqueue(
     tasks_modules: str,
 ) -> None:
     """Enqueue one job of TASK; prints its id."""
-    try:
-        args = json.loads(args_json)
-    except json.JSONDecodeError as exc:
-        raise ConveyorError(
-            f"--args is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    if not isinstance(args, dict):
-        raise ConveyorError(
-            f'--args must be a JSON object like \'{{"to": "a@b.c"}}\', got {type(args).__name__}'
-        )
-    explicit = (
-        click.get_current_context().get_parameter_source("tasks_modules")
-        != click.core.ParameterSource.DEFAULT
-    )
-    _load_tasks(tasks_modules, explicit=explicit)
+    args = _json_object(args_json)
+    _load_tasks(tasks_modules)
 
     async def go(client: Conveyor) -> int:
         return await client.enqueue(
@@ -590,3 +612,225 @@ def dlq_purge(
         )
     )
     click.echo(f"purged {count} dead job(s)")
+
+
+# -- schedules ----------------------------------------------------------------------------
+
+
+@main.group()
+def schedules() -> None:
+    """List, add, pause, resume, trigger and remove cron schedules."""
+
+
+@schedules.command("list")
+@click.pass_obj
+@handle_errors
+def schedules_list(ctx: Context) -> None:
+    rows = _run(_with_client(ctx, lambda c: c.schedules()))
+    headers = [
+        "name",
+        "cron",
+        "timezone",
+        "task",
+        "queue",
+        "paused",
+        "catch_up",
+        "next_fire_at",
+        "last_fire_at",
+        "error",
+    ]
+    click.echo(_table([[r[h] for h in headers] for r in rows], headers))
+
+
+@schedules.command("add")
+@click.argument("name")
+@click.option("--cron", required=True, help="5 fields, 6 with seconds first, or @hourly/@daily/...")
+@click.option("--task", help="The task to enqueue at each fire.")
+@click.option(
+    "--refresh-view", metavar="VIEW", help="Refresh this materialized view (schema.name) instead of a task."
+)
+@click.option(
+    "--args", "args_json", default="{}", show_default=True, help="The task's arguments as a JSON object."
+)
+@click.option(
+    "--timezone", "--tz", default="UTC", show_default=True, help="IANA time zone of the cron times."
+)
+@click.option("--queue", "-q")
+@click.option("--priority", "-p")
+@click.option("--max-attempts", type=click.IntRange(min=1))
+@click.option(
+    "--catch-up",
+    type=click.Choice(["once", "skip"]),
+    default="once",
+    show_default=True,
+    help="What to do with fires missed while no scheduler ran.",
+)
+@click.option("--replace", is_flag=True, help="Redefine the schedule if it exists.")
+@click.option("--tasks", "tasks_modules", envvar="CONVEYOR_TASKS", default="tasks", show_default=True)
+@click.pass_obj
+@handle_errors
+def schedules_add(
+    ctx: Context,
+    name: str,
+    cron: str,
+    task: str | None,
+    refresh_view: str | None,
+    args_json: str,
+    timezone: str,
+    queue: str | None,
+    priority: str | None,
+    max_attempts: int | None,
+    catch_up: str,
+    replace: bool,
+    tasks_modules: str,
+) -> None:
+    """Add a schedule NAME that enqueues a task (or refreshes a view) at each fire of --cron."""
+    if (task is None) == (refresh_view is None):
+        raise ConveyorError("give --task or --refresh-view (one of them)")
+    args = _json_object(args_json)
+    if refresh_view is not None:
+        task, args = REFRESH_TASK, {"view": refresh_view}
+    _load_tasks(tasks_modules)
+    assert task is not None
+
+    async def go(client: Conveyor) -> str:
+        return await client.create_schedule(
+            name,
+            cron,
+            task,
+            args,
+            timezone=timezone,
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            catch_up=catch_up,
+            replace=replace,
+        )
+
+    _run(_with_client(ctx, go))
+    click.echo(f"schedule {name!r} {'redefined' if replace else 'added'}: {cron} ({timezone})")
+
+
+def _schedule_action(verb: str, done: str) -> None:
+    @schedules.command(verb)
+    @click.argument("name")
+    @click.pass_obj
+    @handle_errors
+    def action(ctx: Context, name: str) -> None:
+        result = _run(_with_client(ctx, lambda c: getattr(c, f"{verb}_schedule")(name)))
+        click.echo(f"schedule {name!r} {done}" + (f": job {result}" if verb == "trigger" else ""))
+
+    action.__doc__ = {
+        "pause": "Stop a schedule firing.",
+        "resume": "Let a schedule fire again (its catch-up policy decides about missed fires).",
+        "trigger": "Enqueue the schedule's job now, without changing its cadence.",
+        "remove": "Delete a schedule.",
+    }[verb]
+
+
+for _verb, _done in (
+    ("pause", "paused"),
+    ("resume", "resumed"),
+    ("trigger", "triggered"),
+    ("remove", "removed"),
+):
+    _schedule_action(_verb, _done)
+
+
+@schedules.command("fires")
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.pass_obj
+@handle_errors
+def schedules_fires(ctx: Context, name: str, limit: int) -> None:
+    """The latest fires of a schedule, with their jobs."""
+    rows = _run(_with_client(ctx, lambda c: c.schedule_fires(name, limit=limit)))
+    headers = ["fire_time", "kind", "window_end", "job_id", "fired_at"]
+    click.echo(_table([[r[h] for h in headers] for r in rows], headers))
+
+
+# -- retention ----------------------------------------------------------------------------
+
+
+@main.group()
+def retention() -> None:
+    """Show, change and apply how long finished work is kept."""
+
+
+@retention.command("show")
+@click.pass_obj
+@handle_errors
+def retention_show(ctx: Context) -> None:
+    rows = _run(_with_client(ctx, lambda c: c.retention()))
+    headers = ["queue", "completed_keep", "completed_max", "dead_keep", "runs_keep"]
+    click.echo(_table([[r[h] for h in headers] for r in rows], headers))
+
+
+@retention.command("set")
+@click.option("--queue", "-q", default="*", show_default=True, help="A queue, or * for the defaults.")
+@click.option("--completed", metavar="DURATION", help="Keep finished jobs this long (e.g. 24h, 3d).")
+@click.option(
+    "--completed-max", type=click.IntRange(min=0), help="Keep at most this many finished jobs per queue."
+)
+@click.option("--dead", metavar="DURATION", help="Keep dead jobs this long (e.g. 7d).")
+@click.option("--runs", metavar="DURATION", help="Keep the run log this long (e.g. 90d).")
+@click.pass_obj
+@handle_errors
+def retention_set(
+    ctx: Context,
+    queue: str,
+    completed: str | None,
+    completed_max: int | None,
+    dead: str | None,
+    runs: str | None,
+) -> None:
+    """Change the defaults (or one queue's retention); unset options are left as they are."""
+
+    async def go(client: Conveyor) -> None:
+        await client.set_retention(
+            queue,
+            completed_keep=_duration(completed),
+            completed_max=completed_max,
+            dead_keep=_duration(dead),
+            runs_keep=_duration(runs),
+        )
+
+    _run(_with_client(ctx, go))
+    click.echo(f"retention for {'the defaults' if queue == '*' else repr(queue)} updated")
+
+
+@retention.command("apply")
+@click.pass_obj
+@handle_errors
+def retention_apply(ctx: Context) -> None:
+    """Apply retention now (the elected scheduler does this every 10 minutes)."""
+    done = _run(_with_client(ctx, lambda c: c.apply_retention()))
+    click.echo(_table([[step, n] for step, n in done.items()], ["step", "affected"]))
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if match is None:
+        raise ConveyorError(
+            f"duration {text!r} is not valid: use a number and a unit, like 30m, 24h, 7d or 2w"
+        )
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConveyorError(
+            f"--args is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(value, dict):
+        raise ConveyorError(
+            f'--args must be a JSON object like \'{{"to": "a@b.c"}}\', got {type(value).__name__}'
+        )
+    return value

@@ -33,3 +33,8 @@ class NotFoundError(ConveyorError):
 
 class TaskImportError(ConveyorError):
     """A task module could not be imported."""
+
+
+class Discard(Exception):
+    """Raise in a task to send its job straight to the dead-letter table, without retries:
+    for a failure that running it again cannot fix (a record that no longer exists, bad input)."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from .backoff import Backoff
+from .cron import Cron
 from .errors import ArgumentsError, InvalidOptionError, TaskImportError
 from .settings import MAX_ARGS_BYTES
 
@@ -137,11 +138,31 @@ class Task:
                 )
 
 
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A schedule declared in code; the scheduler writes it to the database on start."""
+
+    name: str
+    cron: str
+    task: str
+    args: Mapping[str, Any]
+    timezone: str = "UTC"
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    catch_up: str = "once"
+
+
+SCHEDULE_NAME = QUEUE_NAME  # same alphabet
+CATCH_UP_POLICIES = ("skip", "once")
+
+
 class Registry:
-    """The tasks a process knows, by name."""
+    """The tasks a process knows, by name, and the schedules its code declares."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
+        self._schedules: dict[str, ScheduleSpec] = {}
 
     @overload
     def task(self, func: F, /) -> F: ...
@@ -201,22 +222,84 @@ class Registry:
         return task
 
     def get(self, name: str) -> Task | None:
-        return self._tasks.get(name)
+        """A task of this registry, or one of Conveyor's built-in tasks."""
+        return self._tasks.get(name) or _builtins.get(name)
 
     def resolve(self, task: str | Task | Callable[..., Any]) -> Task | None:
         """The registered task for a name, a Task or a decorated function."""
         if isinstance(task, Task):
-            return self._tasks.get(task.name)
+            return self.get(task.name)
         if isinstance(task, str):
-            return self._tasks.get(task)
-        for candidate in self._tasks.values():
+            return self.get(task)
+        for candidate in [*self._tasks.values(), *_builtins.values()]:
             if candidate.func is task:
                 return candidate
         return None
 
+    def with_builtins(self) -> list[Task]:
+        """This registry's tasks and the built-in ones (what a worker can run)."""
+        return [*self._tasks.values(), *(t for n, t in _builtins.items() if n not in self._tasks)]
+
+    def schedule(
+        self,
+        name: str,
+        cron: str,
+        task: str | Task | Callable[..., Any],
+        args: Mapping[str, Any] | None = None,
+        *,
+        timezone: str = "UTC",
+        queue: str | None = None,
+        priority: int | str | None = None,
+        max_attempts: int | None = None,
+        catch_up: str = "once",
+    ) -> ScheduleSpec:
+        """Declare a schedule next to the tasks: ``task`` is enqueued at every fire time of
+        ``cron`` in ``timezone``. Checked now; written by the scheduler when it starts."""
+        if not isinstance(name, str) or not SCHEDULE_NAME.fullmatch(name):
+            raise InvalidOptionError(
+                f"schedule name {name!r} is not allowed: use letters, digits and _ . : -"
+            )
+        Cron(cron, timezone)
+        if catch_up not in CATCH_UP_POLICIES:
+            raise InvalidOptionError(
+                f"schedule {name!r}: catch_up must be 'skip' or 'once', got {catch_up!r}"
+            )
+        resolved = self.resolve(task)
+        task_name = resolved.name if resolved is not None else task if isinstance(task, str) else None
+        if task_name is None:
+            raise InvalidOptionError(f"schedule {name!r}: {task!r} is not a registered task")
+        if resolved is not None:
+            resolved.check_args(args or {})
+        encode_args(task_name, args or {})
+        if queue is not None:
+            check_queue_name(queue)
+        if max_attempts is not None and max_attempts < 1:
+            raise InvalidOptionError(f"schedule {name!r}: max_attempts must be at least 1")
+        spec = ScheduleSpec(
+            name=name,
+            cron=cron,
+            task=task_name,
+            args=dict(args or {}),
+            timezone=timezone,
+            queue=queue,
+            priority=None if priority is None else parse_priority(priority),
+            max_attempts=max_attempts,
+            catch_up=catch_up,
+        )
+        existing = self._schedules.get(name)
+        if existing is not None and existing != spec:
+            raise InvalidOptionError(f"two different schedules are named {name!r}")
+        self._schedules[name] = spec
+        return spec
+
+    def schedules(self) -> list[ScheduleSpec]:
+        return list(self._schedules.values())
+
     def queues(self) -> set[str]:
-        """Every queue a registered task declares."""
-        return {t.queue for t in self._tasks.values()}
+        """Every queue a registered task or a declared schedule names."""
+        return {t.queue for t in self._tasks.values()} | {
+            s.queue for s in self._schedules.values() if s.queue is not None
+        }
 
     def __iter__(self) -> Iterator[Task]:
         return iter(list(self._tasks.values()))
@@ -382,6 +465,17 @@ def _origin(exc: BaseException) -> str:
     return f" ({frames[-1].filename}, line {frames[-1].lineno})"
 
 
+# Conveyor's own tasks (e.g. the materialized-view refresh): every registry knows them.
+_builtins: dict[str, Task] = {}
+
+
+def register_builtin(task: Task) -> Task:
+    _builtins[task.name] = task
+    return task
+
+
 default_registry = Registry()
 task = default_registry.task
-"""Register a function as a task in the default registry: ``@task`` or ``@task(queue=...)``."""
+schedule = default_registry.schedule
+"""Register a function as a task in the default registry: ``@task`` or ``@task(queue=...)``;
+``schedule(name, cron, task, args, timezone=...)`` declares a schedule there."""

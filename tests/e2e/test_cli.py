@@ -685,7 +685,7 @@ def test_dev_without_database_url_runs_an_embedded_postgres_that_other_commands_
     dev_args = ["dev", "--tasks", TASKS, "--poll-interval", "0.2", "--grace", "5"]
     try:
         with started(*dev_args, env=env, cwd=tmp_path, name="dev") as dev:
-            wait_until_sync(lambda: dev.alive() and "tasks loaded; Ctrl-C to stop" in dev.stdout(), within=60)
+            wait_until_sync(lambda: dev.alive() and "Ctrl-C to stop" in dev.stdout(), within=60)
             found = re.search(r"^Conveyor dev: database (\S+)$", dev.stdout(), re.M)
             assert found, str(dev)
             url = found[1]

@@ -19,28 +19,47 @@ from conveyor.db import migrations
 
 from ..helpers import subprocess_env, wait_until_sync
 
-HEAD = "0001_initial"
+HEAD = "0002_scheduler"
 
 TABLES = {
     "alembic_version",
     "dead_jobs",
     "job_history",
     "job_history_default",
+    "job_runs",
+    "job_runs_default",
     "jobs",
+    "leaders",
     "queues",
+    "retention",
+    "schedule_fires",
+    "schedules",
     "tasks",
     "workers",
 }
 FUNCTIONS = {
+    "apply_retention",
+    "check_cron",
+    "check_timezone",
     "create_queue",
+    "create_schedule",
+    "cron_field_value",
     "enqueue",
+    "ensure_daily_partitions",
     "ensure_history_partitions",
+    "find_schedule",
+    "fire_schedule",
     "pause_queue",
+    "pause_schedule",
     "purge_dead",
+    "remove_schedule",
     "resume_queue",
+    "resume_schedule",
     "retry_dead",
+    "set_retention",
+    "trigger_schedule",
 }
-VIEWS = {"job_list", "queue_stats"}
+VIEWS = {"job_list", "queue_stats", "retention_by_queue"}
 
 # Each query describes one kind of object in the schema %(schema)s, in a stable order.
 CATALOG: dict[str, str] = {
@@ -128,7 +147,9 @@ def test_upgrade_downgrade_upgrade_gives_the_same_catalog(
     # Daily history partitions from yesterday to a week ahead (UTC days).
     today = datetime.now(UTC).date()
     assert sorted(names(first, "relations", lambda r: r[1] == "r" and r[0][-8:].isdigit())) == [
-        f"job_history_{today + timedelta(days=d):%Y%m%d}" for d in range(-1, 8)
+        f"{table}_{today + timedelta(days=d):%Y%m%d}"
+        for table in ("job_history", "job_runs")
+        for d in range(-1, 8)
     ]
     assert names(first, "functions", lambda r: True) == FUNCTIONS
     assert names(first, "views", lambda r: True) == VIEWS
@@ -290,3 +311,25 @@ def test_a_schema_never_migrated_reports_no_revision(database_url: str, fresh: C
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("create schema {}").format(sql.Identifier(name)))
     assert migrations.current(database_url, name) is None
+
+
+def test_each_revision_downgrades_to_exactly_the_one_before(
+    database_url: str, fresh: Callable[[str], str]
+) -> None:
+    name = fresh("steps")
+    migrations.upgrade(database_url, name, "0001_initial")
+    at_first = describe(database_url, name)
+    migrations.upgrade(database_url, name)
+    at_head = describe(database_url, name)
+    assert at_head != at_first
+
+    migrations.downgrade(database_url, name, "0001_initial")
+    assert migrations.current(database_url, name) == "0001_initial"
+    back = describe(database_url, name)
+    for kind in CATALOG:
+        assert back[kind] == at_first[kind], kind
+
+    migrations.upgrade(database_url, name)
+    again = describe(database_url, name)
+    for kind in CATALOG:
+        assert again[kind] == at_head[kind], kind

@@ -56,8 +56,12 @@ async def test_enqueue_fills_in_what_a_worker_synced_into_the_tasks_table(
 
     async with start_worker():
         pass  # it syncs its tasks and creates their queues on start
-    assert db.all("select name, queue, priority, max_attempts, timeout_seconds from {schema}.tasks") == [
-        ("report", "reports", 3, 2, 30.0)
+    # Its own task, and Conveyor's built-in ones.
+    assert db.all(
+        "select name, queue, priority, max_attempts, timeout_seconds from {schema}.tasks order by name"
+    ) == [
+        ("conveyor.refresh_materialized_view", "default", 2, 5, None),
+        ("report", "reports", 3, 2, 30.0),
     ]
 
     declared = db.one("select {schema}.enqueue('report', %s)", [Jsonb({"day": "mon"})])

@@ -19,7 +19,15 @@ HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 def test_the_query_folder_is_the_checkout_one() -> None:
     assert QUERY_DIR.resolve() == (REPO / "sql" / "queries").resolve()
-    assert [p.name for p in QUERY_FILES] == ["enqueue.sql", "execute.sql", "inspect.sql", "maintain.sql"]
+    assert [p.name for p in QUERY_FILES] == [
+        "enqueue.sql",
+        "execute.sql",
+        "inspect.sql",
+        "maintain.sql",
+        "matviews.sql",
+        "retention.sql",
+        "schedule.sql",
+    ]
 
 
 # -- every file parses ------------------------------------------------------------------
@@ -56,9 +64,9 @@ def test_every_query_file_parses_into_well_formed_blocks(path: Path) -> None:
         assert code.count("'") == 0, f"{where}: unterminated string literal"
         # Parameters are psycopg's %(name)s; a stray % would break execution.
         assert "%" not in re.sub(r"%\(\w+\)s|%%", "", code), f"{where}: stray %"
-        # The only template field is {schema}.
-        assert re.sub(r"\{schema\}", "", code).count("{") == 0, f"{where}: unknown template field"
-        assert re.sub(r"\{schema\}", "", code).count("}") == 0, f"{where}: stray }}"
+        # Template fields are identifiers: {schema}, and {view} for the view a refresh names.
+        assert re.sub(r"\{(schema|view)\}", "", code).count("{") == 0, f"{where}: unknown template field"
+        assert re.sub(r"\{(schema|view)\}", "", code).count("}") == 0, f"{where}: stray }}"
         # Tables are always schema-qualified through the template, never by a literal name.
         assert not re.search(r"\bconveyor\.", code), f"{where} hard-codes the conveyor schema"
 
@@ -145,13 +153,24 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
     assert composed.channel == schema
     assert composed.jobs_table == quoted.decode() + ".jobs"
     names = list(load())
-    # Only these touch no table by name (prepare_bulk takes the table as a parameter).
+    # Only these touch no table of the schema by name (prepare_bulk takes the table as a
+    # parameter; the materialized-view queries name the view, composed per use).
     assert {name for name in names if "{schema}" not in load()[name]} == {
         "prepare_bulk",
         "notify_queues",
         "ping",
+        "matview_info",
+        "matview_try_lock",
+        "matview_unlock",
+        "refresh_matview",
+        "refresh_matview_concurrently",
+        "matview_rows",
     }
     for name in names:
+        if "{view}" in load()[name]:
+            text = composed.compose(name, view=("analytics", 'odd"view'))
+            assert b'"analytics"."odd""view"' in text, name
+            continue
         text = composed[name]
         assert isinstance(text, bytes)
         if "{schema}" in load()[name]:

@@ -6,7 +6,8 @@ never see SQL; the queue engine speaks in job ids, attempts and outcomes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -64,6 +65,18 @@ class Recorded:
     buried: frozenset[int]
 
 
+class Transaction:
+    """Named queries run inside one transaction (see :meth:`Database.transaction`)."""
+
+    def __init__(self, cursor: psycopg.AsyncCursor[tuple[Any, ...]], queries: Queries) -> None:
+        self._cursor = cursor
+        self._queries = queries
+
+    async def fetch(self, name: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        await self._cursor.execute(self._queries[name], params or {})
+        return await self._cursor.fetchall() if self._cursor.description else []
+
+
 class Database:
     """A pool of connections to one Conveyor schema."""
 
@@ -92,6 +105,16 @@ class Database:
                 return await run_async(conn, self.queries, flow)
             async with conn.transaction():
                 return await run_async(conn, self.queries, flow)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A transaction on a pooled connection: committed at the end, rolled back on error."""
+        async with (
+            self.pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=tuple_row) as cur,
+        ):
+            yield Transaction(cur, self.queries)
 
     async def fetch(self, name: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         async with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:

@@ -48,23 +48,37 @@ def load(directory: Path | None = None) -> Mapping[str, LiteralString]:
     return queries
 
 
+_FIELDS = re.compile(r"\{(\w+)\}")
+
+
 class Queries:
-    """The queries for one schema, composed once, ready to execute."""
+    """The queries for one schema, composed once, ready to execute.
+
+    A query may name identifiers besides ``{schema}`` (such as ``{view}``): those are
+    composed at each use by :meth:`compose`, again only through ``psycopg.sql.Identifier``.
+    """
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
         self.channel = schema
-        identifier = sql.Identifier(schema)
+        self._identifier = sql.Identifier(schema)
         self._composed = {
-            name: sql.SQL(text).format(schema=identifier).as_bytes(None) for name, text in load().items()
+            name: sql.SQL(text).format(schema=self._identifier).as_bytes(None)
+            for name, text in load().items()
+            if set(_FIELDS.findall(text)) <= {"schema"}
         }
-        self.jobs_table = sql.SQL("{}.jobs").format(identifier).as_string(None)
+        self.jobs_table = sql.SQL("{}.jobs").format(self._identifier).as_string(None)
 
     def __getitem__(self, name: str) -> bytes:
         return self._composed[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._composed
+        return name in load()
+
+    def compose(self, name: str, **identifiers: tuple[str, ...]) -> bytes:
+        """A query with identifiers of its own, e.g. ``view=("public", "daily_sales")``."""
+        parts = {key: sql.Identifier(*names) for key, names in identifiers.items()}
+        return sql.SQL(load()[name]).format(schema=self._identifier, **parts).as_bytes(None)
 
 
 @cache

@@ -18,7 +18,7 @@ from ..db.queries import Queries, for_schema
 from ..db.steps import run_async
 from ..errors import ConfigurationError, ConveyorError, NotFoundError, UnknownQueueError
 from ..settings import Settings
-from ..tasks import Registry, check_queue_name, default_registry
+from ..tasks import Registry, check_queue_name, default_registry, jsonb_text
 from .enqueue import JobRequest, TaskRef, enqueue_many, enqueue_one, prepare
 
 
@@ -158,6 +158,105 @@ class Conveyor:
     async def _queue_exists(self, name: str) -> bool:
         return bool((await self.db.fetch("queue_exists", {"queue": check_queue_name(name)}))[0][0])
 
+    # -- schedules ---------------------------------------------------------------------
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        return await self.db.fetch_dicts("list_schedules")
+
+    async def create_schedule(
+        self,
+        name: str,
+        cron: str,
+        task: TaskRef,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timezone: str = "UTC",
+        queue: str | None = None,
+        priority: int | str | None = None,
+        max_attempts: int | None = None,
+        catch_up: str = "once",
+        replace: bool = False,
+    ) -> str:
+        """Create a schedule at run time (checked here, and again by the database)."""
+        # Checked as a declaration would be (cron, time zone, task and its arguments), on a
+        # scratch registry so that nothing is declared in this process.
+        scratch = Registry()
+        for known in self.registry.with_builtins():
+            scratch.add(known)
+        checked = scratch.schedule(
+            name,
+            cron,
+            task,
+            args,
+            timezone=timezone,
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            catch_up=catch_up,
+        )
+        await self._call(
+            "create_schedule",
+            {
+                "name": checked.name,
+                "cron": checked.cron,
+                "task": checked.task,
+                "args": jsonb_text(checked.args),
+                "timezone": checked.timezone,
+                "queue": checked.queue,
+                "priority": checked.priority,
+                "max_attempts": checked.max_attempts,
+                "catch_up": checked.catch_up,
+                "replace": replace,
+            },
+        )
+        return checked.name
+
+    async def pause_schedule(self, name: str) -> None:
+        await self._call("pause_schedule", {"name": name})
+
+    async def resume_schedule(self, name: str) -> None:
+        await self._call("resume_schedule", {"name": name})
+
+    async def trigger_schedule(self, name: str) -> int:
+        """Enqueue the schedule's job now, leaving its cadence alone; returns the job id."""
+        return int((await self._call("trigger_schedule", {"name": name}))[0][0])
+
+    async def remove_schedule(self, name: str) -> None:
+        await self._call("remove_schedule", {"name": name})
+
+    async def schedule_fires(self, name: str, *, limit: int = 20) -> list[dict[str, Any]]:
+        return await self.db.fetch_dicts("schedule_fires", {"name": name, "limit": limit})
+
+    # -- retention ---------------------------------------------------------------------
+
+    async def retention(self) -> list[dict[str, Any]]:
+        """The defaults (queue '*') and what each queue keeps."""
+        return await self.db.fetch_dicts("list_retention")
+
+    async def set_retention(
+        self,
+        queue: str = "*",
+        *,
+        completed_keep: timedelta | None = None,
+        completed_max: int | None = None,
+        dead_keep: timedelta | None = None,
+        runs_keep: timedelta | None = None,
+    ) -> None:
+        await self._call(
+            "set_retention",
+            {
+                "queue": queue,
+                "completed_keep": completed_keep,
+                "completed_max": completed_max,
+                "dead_keep": dead_keep,
+                "runs_keep": runs_keep,
+            },
+        )
+
+    async def apply_retention(self) -> dict[str, int]:
+        rows = await self.db.fetch("apply_retention", {"now": self.clock.now()})
+        return {step: int(affected) for step, affected in rows}
+
     # -- jobs --------------------------------------------------------------------------
 
     async def get_job(self, job_id: int) -> dict[str, Any]:
@@ -224,6 +323,8 @@ class Conveyor:
         except psycopg.errors.NoDataFound as exc:
             raise NotFoundError(sql_error_message(exc)) from None
         except (psycopg.errors.UniqueViolation, psycopg.errors.InvalidParameterValue) as exc:
+            raise ConveyorError(sql_error_message(exc)) from None
+        except psycopg.errors.RaiseException as exc:
             raise ConveyorError(sql_error_message(exc)) from None
 
 

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
+
+import psycopg
 
 from ..db.database import ClaimedJob
 from ..tasks import Registry
 from .enqueue import JobRequest, PreparedJob, TaskRef, prepare
 
 ProgressSink = Callable[[int | None, str | None], None]
+Connect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]]
 
 
 class JobContext:
     """Passed to a task that asks for it (a parameter annotated ``JobContext`` or named ``ctx``)."""
 
-    def __init__(self, job: ClaimedJob, registry: Registry, progress: ProgressSink) -> None:
+    def __init__(
+        self,
+        job: ClaimedJob,
+        registry: Registry,
+        progress: ProgressSink,
+        connect: Connect | None = None,
+        schema: str = "conveyor",
+    ) -> None:
         self.job_id = job.id
         self.task = job.task
         self.queue = job.queue
@@ -25,6 +36,8 @@ class JobContext:
         self.enqueued_at = job.enqueued_at
         self._registry = registry
         self._progress = progress
+        self._connect = connect
+        self.schema = schema  # Conveyor's schema in the database ctx.connection() reaches
         self._children: list[PreparedJob] = []
 
     @property
@@ -57,6 +70,14 @@ class JobContext:
         if percent is not None and not 0 <= percent <= 100:
             raise ValueError(f"progress must be between 0 and 100, got {percent}")
         self._progress(percent, message)
+
+    def connection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        """A connection from the worker's pool to Conveyor's database, for async tasks:
+        ``async with ctx.connection() as conn: ...`` (autocommit; open a transaction with
+        ``conn.transaction()``). It is not the transaction that records the job."""
+        if self._connect is None:
+            raise RuntimeError("this job context has no database connection to lend")
+        return self._connect()
 
     def children(self) -> list[PreparedJob]:
         return list(self._children)

@@ -21,10 +21,10 @@ from uuid import UUID
 
 from ..clock import Clock
 from ..db.database import ClaimedJob, Held
-from ..errors import ArgumentsError
+from ..errors import ArgumentsError, Discard
 from ..settings import MAX_ARGS_BYTES
 from ..tasks import Registry, Task, jsonb_text, unknown_task_message
-from .context import JobContext, ProgressSink
+from .context import Connect, JobContext, ProgressSink
 from .enqueue import PreparedJob
 
 
@@ -67,6 +67,8 @@ class Executor:
         worker_id: UUID,
         clock: Clock,
         progress: Callable[[Held], ProgressSink],
+        connection: Connect | None = None,
+        schema: str = "conveyor",
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._registry = registry
@@ -74,6 +76,8 @@ class Executor:
         self._worker_id = str(worker_id)
         self._clock = clock
         self._progress = progress
+        self._connection = connection
+        self._schema = schema
         self._rand = rand
         self._in_threads: dict[Held, Future[Any]] = {}
 
@@ -99,7 +103,11 @@ class Executor:
             message = f"{exc}; fix the arguments, then retry it from the dead-letter queue"
             return Execution(Bury(job, self._error(job, message)))
 
-        ctx = JobContext(job, self._registry, self._progress(Held.of(job))) if task.context_param else None
+        ctx = (
+            JobContext(job, self._registry, self._progress(Held.of(job)), self._connection, self._schema)
+            if task.context_param
+            else None
+        )
         kwargs = dict(job.args)
         if ctx is not None and task.context_param is not None:
             kwargs[task.context_param] = ctx
@@ -118,7 +126,9 @@ class Executor:
             if isinstance(exc, _Timeout):
                 return Execution(self._failed(job, task, str(exc), None), lingering=exc.lingering)
             return Execution(self._failed(job, task, _describe(exc), exc))
-        except BaseException as exc:
+        except Discard as exc:
+            return Execution(Bury(job, self._error(job, f"discarded: {_describe(exc)}", exc)))
+        except BaseException as exc:  # a task must not be able to stop the worker
             return Execution(self._failed(job, task, _describe(exc), exc))
         children = ctx.children() if ctx is not None else []
         return Execution(Completed(job, _encode_result(result), children), lingering)

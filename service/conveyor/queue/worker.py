@@ -131,7 +131,15 @@ class Worker:
             settings.database_url, self.db.queries, self._on_notify, on_connect=self.wake
         )
         self._progress = ProgressWriter(self.db, self.id)
-        self._executor = Executor(self.registry, self._threads, self.id, self.clock, self._progress.sink)
+        self._executor = Executor(
+            self.registry,
+            self._threads,
+            self.id,
+            self.clock,
+            self._progress.sink,
+            connection=self.db.pool.connection,
+            schema=self.db.schema,
+        )
         self._leases = LeaseKeeper(
             self.db,
             self.id,
@@ -214,7 +222,7 @@ class Worker:
     async def _register(self) -> None:
         await self.db.create_queues(self.queues)
         await self.db.sync_tasks(
-            [(t.name, t.queue, t.priority, t.max_attempts, t.timeout) for t in self.registry]
+            [(t.name, t.queue, t.priority, t.max_attempts, t.timeout) for t in self.registry.with_builtins()]
         )
         await self.db.register_worker(
             worker_id=self.id,

@@ -1,0 +1,291 @@
+"""The scheduler: fires cron schedules and keeps house, on whichever process is elected.
+
+Any number of scheduler processes may run; one leads at a time (see ``leader``). Every
+process writes the schedules its code declares on start (keeping an operator's pause). The
+leader, every tick:
+
+- fires each due schedule in its own transaction: it locks the schedule row (SKIP LOCKED),
+  works out the fire times owed since ``next_fire_at``, inserts each fire's row and job
+  (``fire_schedule``: unique on schedule and fire time, so a fire happens once even if two
+  processes get to it), and moves ``next_fire_at`` on;
+- promotes due delayed jobs and rescues expired leases (workers do this too; both are
+  idempotent), and now and then applies retention and creates partitions ahead.
+
+Fire times owed are handled like this. A fire at most ``on_time_window`` late (a leader
+hand-over, a slow tick) fires on its own, marked late if it is. Fires older than that were
+missed (no scheduler ran): the catch-up policy ``skip`` records the missed window without
+a job, ``once`` enqueues one job for the whole window. A resumed or newly defined schedule
+owes nothing for the time it did not run, except one catch-up job under ``once`` if a fire
+time passed since it last fired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ..clock import Clock, DatabaseClock
+from ..cron import Cron
+from ..db.database import Database, Transaction
+from ..errors import ConfigurationError, ConveyorError
+from ..settings import Settings
+from ..tasks import Registry, default_registry, jsonb_text
+from .leader import Elector
+from .maintenance import Maintenance
+from .notifier import Notifier
+
+log = logging.getLogger("conveyor.scheduler")
+
+SCHEDULES_CHANGED = "#schedules"  # NOTIFY payload; no queue name can start with "#"
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """How a scheduler runs. Times are in seconds."""
+
+    lease: float = 15.0
+    tick: float = 1.0
+    on_time_window: float = 300.0
+    retention_interval: float = 600.0
+    upkeep_interval: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not self.tick > 0 or self.lease <= 2 * self.tick:
+            raise ConfigurationError("the scheduler's lease must last longer than two ticks")
+        if not self.on_time_window >= 0:
+            raise ConfigurationError("on_time_window must not be negative")
+
+
+@dataclass(frozen=True)
+class DueSchedule:
+    name: str
+    cron: str
+    timezone: str
+    catch_up: str
+    next_fire_at: datetime | None
+    last_fire_at: datetime | None
+    now: datetime
+
+
+@dataclass
+class FireReport:
+    fired: int = 0
+    late: int = 0
+    caught_up: int = 0
+    skipped: int = 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        schema: str | None = None,
+        registry: Registry | None = None,
+        config: SchedulerConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        settings = Settings.from_env(database_url, schema)
+        if settings.database_url is None:
+            raise ConfigurationError("no database: set DATABASE_URL or pass database_url")
+        self.config = config or SchedulerConfig()
+        self.registry = registry if registry is not None else default_registry
+        self.clock: Clock = clock or DatabaseClock()
+        self.db = Database(settings.database_url, settings.schema, min_size=1, max_size=3)
+        self.elector = Elector(self.db, self.clock, ttl=self.config.lease, tick=self.config.tick)
+        self.maintenance = Maintenance(self.db, self.clock)
+        self.notifier = Notifier(settings.database_url, self.db.queries, self._on_notify)
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._next_retention = 0.0
+        self.started = asyncio.Event()
+        self.ticks = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        await self.db.open()
+        listener = asyncio.create_task(self.notifier.run(), name="conveyor-scheduler-notifier")
+        try:
+            await self.sync_declared()
+            self.started.set()
+            while not self._stopping.is_set():
+                pause = await self.tick()
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(pause):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+            await self.elector.resign()
+            await self.db.close()
+
+    async def tick(self) -> float:
+        """One round: elect, and if leading fire what is due and keep house. Returns how long
+        to wait before the next round."""
+        self.ticks += 1
+        if not await self.elector.attempt():
+            return self.config.tick
+        try:
+            await self.fire_due()
+            await self._keep_house()
+            return await self._until_next_due()
+        except Exception:
+            log.exception("scheduler round failed")
+            return self.config.tick
+
+    # -- schedules ---------------------------------------------------------------------
+
+    async def sync_declared(self) -> None:
+        """Write the schedules this process's code declares (done by every process on start)."""
+        if not len(self.registry) and not self.registry.schedules():
+            log.info("no task modules loaded: schedules declared in code are left as they are")
+            return
+        specs = self.registry.schedules()
+        await self.db.create_queues(sorted({s.queue for s in specs if s.queue is not None}))
+        rows = await self.db.fetch(
+            "sync_schedules",
+            {
+                "names": [s.name for s in specs],
+                "crons": [s.cron for s in specs],
+                "timezones": [s.timezone for s in specs],
+                "tasks": [s.task for s in specs],
+                "args": [jsonb_text(s.args) for s in specs],
+                "queues": [s.queue for s in specs],
+                "priorities": [s.priority for s in specs],
+                "max_attempts": [s.max_attempts for s in specs],
+                "catch_ups": [s.catch_up for s in specs],
+                "channel": self.db.queries.channel,
+            },
+        )
+        upserted, removed, _ = rows[0]
+        log.info("schedules declared in code: %d written, %d no longer declared removed", upserted, removed)
+
+    async def fire_due(self) -> FireReport:
+        """Fire every due schedule, each in its own transaction."""
+        report = FireReport()
+        while self.elector.is_leader:
+            name = None
+            try:
+                async with self.db.transaction() as tx:
+                    rows = await tx.fetch("take_due_schedule", {"now": self.clock.now()})
+                    if not rows:
+                        break
+                    due = DueSchedule(*rows[0])
+                    name = due.name
+                    await self._fire_one(tx, due, report)
+            except Exception as exc:
+                if name is None:
+                    raise
+                # Whatever the database refused (the transaction is gone), the schedule must
+                # not block the others or be retried every tick: it stops, with the reason.
+                log.exception("schedule %r failed to fire", name)
+                await self.db.fetch(
+                    "schedule_failed", {"name": name, "error": f"{type(exc).__name__}: {exc}"}
+                )
+        return report
+
+    async def _fire_one(self, tx: Transaction, due: DueSchedule, report: FireReport) -> None:
+        name, catch_up, now = due.name, due.catch_up, due.now
+        next_fire_at, last_fire_at = due.next_fire_at, due.last_fire_at
+        try:
+            cron = Cron(due.cron, due.timezone)
+        except ConveyorError as exc:
+            log.error("schedule %r cannot fire: %s", name, exc)
+            await tx.fetch("schedule_failed", {"name": name, "error": str(exc)})
+            return
+        last = last_fire_at
+        if next_fire_at is None:
+            # New, redefined or resumed: nothing owed, but one catch-up under "once".
+            if catch_up == "once" and last_fire_at is not None:
+                missed = cron.next_after(last_fire_at)
+                if missed <= now:
+                    await self._fire(tx, name, missed, "catch_up", now, window_end=now)
+                    report.caught_up += 1
+                    last = missed
+        else:
+            window_start = now - timedelta(seconds=self.config.on_time_window)
+            owed_from = next_fire_at
+            if next_fire_at < window_start:
+                kind = "catch_up" if catch_up == "once" else "skipped"
+                await self._fire(tx, name, next_fire_at, kind, now, window_end=window_start)
+                log.warning(
+                    "schedule %r missed its fires from %s to %s (no scheduler was running): %s",
+                    name,
+                    next_fire_at.isoformat(),
+                    window_start.isoformat(),
+                    "enqueued one job for them" if kind == "catch_up" else "skipped them",
+                )
+                if kind == "catch_up":
+                    report.caught_up += 1
+                    last = next_fire_at
+                else:
+                    report.skipped += 1
+                owed_from = cron.next_after(window_start - timedelta(microseconds=1))
+            for fire_time in [owed_from, *cron.fire_times(owed_from, now)] if owed_from <= now else []:
+                late = (now - fire_time).total_seconds() > self.config.tick + 1
+                if await self._fire(tx, name, fire_time, "late" if late else "on_time", now):
+                    report.fired += 1
+                    report.late += late
+                last = fire_time
+        await tx.fetch(
+            "advance_schedule",
+            {"name": name, "next_fire_at": cron.next_after(now), "last_fire_at": last},
+        )
+
+    async def _fire(
+        self,
+        tx: Transaction,
+        name: str,
+        fire_time: datetime,
+        kind: str,
+        now: datetime,
+        *,
+        window_end: datetime | None = None,
+    ) -> int | None:
+        rows = await tx.fetch(
+            "fire_schedule",
+            {"name": name, "fire_time": fire_time, "kind": kind, "window_end": window_end, "now": now},
+        )
+        return rows[0][0] if rows else None
+
+    async def _until_next_due(self) -> float:
+        rows = await self.db.fetch("next_schedule_due", {"now": self.clock.now()})
+        unset, earliest, now = rows[0]
+        if unset:
+            return 0.0
+        if earliest is None:
+            return self.config.tick
+        wait: float = (earliest - now).total_seconds()
+        return max(0.0, min(self.config.tick, wait))
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    async def _keep_house(self) -> None:
+        await self.maintenance.run_once()
+        moment = time.monotonic()
+        if moment >= self._next_retention:
+            self._next_retention = moment + self.config.retention_interval
+            await self.apply_retention()
+
+    async def apply_retention(self) -> dict[str, int]:
+        rows = await self.db.fetch("apply_retention", {"now": self.clock.now()})
+        done = {step: int(affected) for step, affected in rows}
+        if any(done.values()):
+            log.info("retention: %s", ", ".join(f"{step}: {n}" for step, n in done.items() if n))
+        return done
+
+    def _on_notify(self, payload: str) -> None:
+        if payload == SCHEDULES_CHANGED:
+            self._wake.set()

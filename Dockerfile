@@ -1,4 +1,4 @@
-# The image for Conveyor's processes (worker; API and scheduler join later).
+# The image for Conveyor's processes (worker, scheduler; the API joins later).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -299,8 +299,16 @@ async def _serve(worker: Worker | None = None, scheduler: Scheduler | None = Non
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    parts = [asyncio.create_task(part.run()) for part in (worker, scheduler) if part is not None]
     try:
-        await asyncio.gather(*(part.run() for part in (worker, scheduler) if part is not None))
+        done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_EXCEPTION)
+        if any(task.exception() for task in done):
+            # One part failed: stop the other rather than run on half-alive.
+            if worker is not None:
+                worker.stop(force=True)
+            if scheduler is not None:
+                scheduler.stop()
+        await asyncio.gather(*parts)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

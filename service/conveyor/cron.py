@@ -3,34 +3,36 @@
 Expressions have 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds
 first (second minute hour day-of-month month day-of-week), as in node-cron and BullMQ, or
 are one of @yearly @annually @monthly @weekly @daily @midnight @hourly. A field is ``*`` or a
-comma-separated list of ``N``, ``N-M``, ``*/S``, ``N/S`` or ``N-M/S``; months and weekdays may
-be named (JAN-DEC, SUN-SAT); Sunday is 0 or 7. When both day fields are restricted, a day
-matching either fires (as in every cron). The same grammar is checked in SQL
-(``conveyor.check_cron``), so every entry point refuses the same expressions.
+comma-separated list of ``N``, ``N-M``, ``*/S``, ``N/S`` (N to the top, every S) or ``N-M/S``;
+months and weekdays may be named (JAN-DEC, SUN-SAT); Sunday is 0 or 7. Days follow the
+classic cron rule: if either day field starts with ``*`` a day must match both, otherwise a
+day matching either fires. The same grammar is checked in SQL (``check_cron``), with the
+same messages, so every entry point refuses the same expressions.
 
 Fire times follow the wall clock of the schedule's time zone. Where daylight-saving time
 makes the wall clock jump:
 
-- A wall time that does not exist that day (the skipped hour in spring, e.g. 02:30 in New
-  York) fires once, shifted forward by the jump: 02:30 fires at 03:30 EDT.
-- A wall time that happens twice (the repeated hour in autumn, e.g. 01:30 in New York)
-  fires once, the first time (01:30 EDT), when the schedule is pinned to particular hours.
-- A schedule whose hour field is ``*`` or ``*/S`` follows real time instead: it fires in
-  both passes of a repeated hour, and (there being no such times) not in a skipped one.
+- A schedule pinned to particular hours (hour field not ``*`` or ``*/S``) fires a wall time
+  that does not exist that day (the skipped hour in spring, e.g. 02:30 in New York) once,
+  shifted forward by the jump (02:30 fires at 03:30 EDT); and a wall time that happens twice
+  (the repeated hour in autumn, e.g. 01:30 in New York) once, the first time (01:30 EDT).
+- A schedule whose hour field is ``*`` or ``*/S`` follows real time: it fires in both passes
+  of a repeated hour, and not at all in a skipped one (those times do not exist).
 
-croniter does the calendar arithmetic on naive wall times; the time zone is applied here,
-so its daylight-saving rules are the ones above.
+The fields are matched here, on naive wall times, from the sets this module parses; the
+time zone is applied afterwards. (An earlier version used croniter; its ranges and steps
+disagreed with the grammar we check, e.g. ``5-5`` meant every minute.)
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import croniter
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo, available_timezones
 
 from .errors import InvalidOptionError
 
@@ -55,45 +57,97 @@ FIELDS_6 = [
     ("day-of-week", 0, 7, DAYS),
 ]
 _ITEM = re.compile(r"(?:(\*)|([0-9A-Za-z]+)(?:-([0-9A-Za-z]+))?)(?:/([0-9]{1,6}))?")
+_SPACE = re.compile(r"[ \t\n\r\f\v]+")  # ASCII whitespace only, as the SQL check splits
+_LONGEST_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
+# A fire at most this far out is found; further means the expression cannot fire (Feb 29 on
+# a given weekday comes round within 28 years).
+_HORIZON_DAYS = 366 * 30
+
+
+def _quoted(text: str) -> str:
+    return f"'{text}'"  # as PostgreSQL's RAISE prints it, so both checks say the same
+
+
+@cache
+def _iana_names() -> frozenset[str]:
+    return frozenset(available_timezones() - {"localtime"})
 
 
 def check_timezone(name: str) -> ZoneInfo:
-    if not isinstance(name, str) or not name or name.startswith(("/", ".")) or ".." in name:
-        raise InvalidOptionError(f"time zone {name!r} is not an IANA time zone name (like Europe/Paris)")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    if not isinstance(name, str) or name not in _iana_names():
         raise InvalidOptionError(
-            f"unknown time zone {name!r}: use an IANA name like UTC, Europe/Paris or Australia/Sydney"
-        ) from None
+            f"unknown time zone {_quoted(str(name))}: use an IANA name like UTC, Europe/Paris or Australia/Sydney"
+        )
+    return ZoneInfo(name)
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The values each field allows, as parsed."""
+
+    seconds: tuple[int, ...]
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # 0 = Sunday
+    day_star: bool  # the day-of-month field starts with *
+    weekday_star: bool
+
+    def day_matches(self, day: date) -> bool:
+        if day.month not in self.months:
+            return False
+        in_days = day.day in self.days
+        in_weekdays = day.isoweekday() % 7 in self.weekdays
+        if self.day_star or self.weekday_star:
+            return in_days and in_weekdays
+        return in_days or in_weekdays
 
 
 def normalize(expression: str) -> tuple[str, bool]:
     """The expression as 6 fields (seconds first), and whether it gave seconds; raises
     InvalidOptionError saying which field is wrong."""
-    if not isinstance(expression, str) or not expression.strip():
+    text, with_seconds, _ = _parse(expression)
+    return text, with_seconds
+
+
+def _parse(expression: str) -> tuple[str, bool, Fields]:
+    if not isinstance(expression, str):
         raise InvalidOptionError("cron expression is empty")
-    text = " ".join(expression.split())
+    text = _SPACE.sub(" ", expression).strip(" ")
+    if not text:
+        raise InvalidOptionError("cron expression is empty")
     text = SHORTHANDS.get(text.lower(), text)
     if text.startswith("@"):
-        raise InvalidOptionError(f"unknown cron shorthand {text!r}: use one of {', '.join(SHORTHANDS)}")
-    fields = text.split(" ")
-    if len(fields) not in (5, 6):
         raise InvalidOptionError(
-            f"cron expression {expression!r} has {len(fields)} fields: give 5 (minute hour day month "
+            f"unknown cron shorthand {_quoted(text)}: use one of {', '.join(SHORTHANDS)}"
+        )
+    parts = text.split(" ")
+    if len(parts) not in (5, 6):
+        raise InvalidOptionError(
+            f"cron expression {_quoted(expression)} has {len(parts)} fields: give 5 (minute hour day month "
             "weekday) or 6 (second first)"
         )
-    with_seconds = len(fields) == 6
+    with_seconds = len(parts) == 6
     if not with_seconds:
-        fields = ["0", *fields]
-    values = [_check_field(expression, value, *spec) for value, spec in zip(fields, FIELDS_6, strict=True)]
-    days, months = values[3], values[4]
-    if fields[5] == "*" and not any(day <= _LONGEST_MONTH[month] for day in days for month in months):
-        raise InvalidOptionError(f"cron expression {expression!r} never fires: no month in it has such a day")
-    return " ".join(fields), with_seconds
-
-
-_LONGEST_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
+        parts = ["0", *parts]
+    values = [_check_field(expression, value, *spec) for value, spec in zip(parts, FIELDS_6, strict=True)]
+    fields = Fields(
+        seconds=tuple(sorted(values[0])),
+        minutes=tuple(sorted(values[1])),
+        hours=tuple(sorted(values[2])),
+        days=frozenset(values[3]),
+        months=frozenset(values[4]),
+        weekdays=frozenset(v % 7 for v in values[5]),
+        day_star=parts[3].startswith("*"),
+        weekday_star=parts[5].startswith("*"),
+    )
+    and_days = fields.day_star or fields.weekday_star
+    if and_days and not any(d <= _LONGEST_MONTH[m] for d in fields.days for m in fields.months):
+        raise InvalidOptionError(
+            f"cron expression {_quoted(expression)} never fires: no month in it has such a day"
+        )
+    return " ".join(parts), with_seconds, fields
 
 
 def _check_field(
@@ -104,11 +158,13 @@ def _check_field(
     for item in value.split(","):
         match = _ITEM.fullmatch(item)
         if match is None:
-            raise InvalidOptionError(f"cron expression {expression!r}: {name} field {value!r} is not valid")
+            raise InvalidOptionError(
+                f"cron expression {_quoted(expression)}: {name} field {_quoted(value)} is not valid"
+            )
         star, start, end, step = match.groups()
         every = int(step) if step is not None else 1
         if every < 1:
-            raise InvalidOptionError(f"cron expression {expression!r}: {name} step must be at least 1")
+            raise InvalidOptionError(f"cron expression {_quoted(expression)}: {name} step must be at least 1")
         if star:
             first, last = low, high
         else:
@@ -118,7 +174,7 @@ def _check_field(
                 last = _number(expression, end, name, low, high, names)
                 if first > last:
                     raise InvalidOptionError(
-                        f"cron expression {expression!r}: {name} range {start}-{end} runs backwards"
+                        f"cron expression {_quoted(expression)}: {name} range {start}-{end} runs backwards"
                     )
         allowed.update(range(first, last + 1, every))
     return allowed
@@ -130,12 +186,44 @@ def _number(expression: str, token: str, name: str, low: int, high: int, names: 
     elif names is not None and token.upper() in names:
         number = names.index(token.upper()) + (1 if names is MONTHS else 0)
     else:
-        raise InvalidOptionError(f"cron expression {expression!r}: {name} value {token!r} is not valid")
+        raise InvalidOptionError(
+            f"cron expression {_quoted(expression)}: {name} value {_quoted(token)} is not valid"
+        )
     if not low <= number <= high:
         raise InvalidOptionError(
-            f"cron expression {expression!r}: {name} value {number} is out of range {low}-{high}"
+            f"cron expression {_quoted(expression)}: {name} value {number} is out of range {low}-{high}"
         )
     return number
+
+
+def _next_wall(fields: Fields, start: datetime) -> datetime:
+    """The first naive wall time strictly after ``start`` that the fields allow."""
+    moment = start.replace(microsecond=0) + timedelta(seconds=1)
+    day, floor = moment.date(), moment.time()
+    for _ in range(_HORIZON_DAYS):
+        if fields.day_matches(day):
+            at = _first_time(fields, floor)
+            if at is not None:
+                return datetime.combine(day, at)
+        day, floor = day + timedelta(days=1), time(0, 0, 0)
+    raise InvalidOptionError("the cron expression does not fire again")
+
+
+def _first_time(fields: Fields, floor: time) -> time | None:
+    """The earliest time of day at or after ``floor`` that the fields allow."""
+    for hour in fields.hours[bisect_left(fields.hours, floor.hour) :]:
+        minutes = (
+            fields.minutes
+            if hour > floor.hour
+            else fields.minutes[bisect_left(fields.minutes, floor.minute) :]
+        )
+        for minute in minutes:
+            if hour > floor.hour or minute > floor.minute:
+                return time(hour, minute, fields.seconds[0])
+            index = bisect_left(fields.seconds, floor.second)
+            if index < len(fields.seconds):
+                return time(hour, minute, fields.seconds[index])
+    return None
 
 
 @dataclass(frozen=True)
@@ -144,35 +232,37 @@ class Cron:
 
     expression: str
     timezone: str = "UTC"
-    _six: str = field(init=False, repr=False)
+    _fields: Fields = field(init=False, repr=False)
     _zone: ZoneInfo = field(init=False, repr=False)
     _follows_real_time: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        six, _ = normalize(self.expression)
-        zone = check_timezone(self.timezone)
+        six, _, fields = _parse(self.expression)
         hour = six.split(" ")[2]
-        object.__setattr__(self, "_six", six)
-        object.__setattr__(self, "_zone", zone)
+        object.__setattr__(self, "_fields", fields)
+        object.__setattr__(self, "_zone", check_timezone(self.timezone))
         object.__setattr__(self, "_follows_real_time", hour == "*" or hour.startswith("*/"))
-        try:
-            croniter(six, datetime(2000, 1, 1), second_at_beginning=True).get_next(datetime)
-        except Exception as exc:  # the grammar passed; croniter disagrees (e.g. 31 FEB only)
-            raise InvalidOptionError(f"cron expression {self.expression!r} never fires: {exc}") from None
 
     def next_after(self, after: datetime) -> datetime:
         """The first fire time strictly after ``after`` (an aware datetime), in UTC."""
         after = after.astimezone(UTC)
         local = after.astimezone(self._zone)
-        second_pass = local.fold == 1 and self._ambiguous(local.replace(tzinfo=None))
-        best = self._first_from(local.replace(tzinfo=None, fold=0), after, second_pass)
+        start = local.replace(tzinfo=None, fold=0)
+        second_pass = local.fold == 1 and self._repeated(start)
+        if not self._follows_real_time:
+            # Wall times the clock jumped over not long ago still fire (shifted forward),
+            # though they read earlier than the wall clock now does: look back over them.
+            earlier = after - _LOOK_BACK
+            if _offset(self._zone, earlier) < _offset(self._zone, after):
+                start = earlier.astimezone(self._zone).replace(tzinfo=None, fold=0)
+        best = self._first_from(start, after, second_pass)
         if self._follows_real_time:
             # A clock set back between now and the best time repeats wall times that a
             # schedule following real time fires again (the second pass of the hour).
             fall_back = self._fall_back_between(after, best)
             if fall_back is not None:
                 second = fall_back.astimezone(self._zone).replace(tzinfo=None, fold=0)
-                again = self._first_from(second - timedelta(microseconds=1), after, True)
+                again = self._first_from(second - timedelta(seconds=1), after, True)
                 best = min(best, again)
         return best
 
@@ -186,41 +276,57 @@ class Cron:
     # -- internals ---------------------------------------------------------------------
 
     def _first_from(self, start: datetime, after: datetime, second_pass: bool) -> datetime:
-        candidates = croniter(self._six, start, second_at_beginning=True)
+        wall = start
         for _ in range(100_000):
-            wall: datetime = candidates.get_next(datetime)
+            wall = _next_wall(self._fields, wall)
             moment = self._instant(wall, second_pass)
             if moment is not None and moment > after:
                 return moment
-        raise InvalidOptionError(f"cron expression {self.expression!r} does not fire again")
+        raise InvalidOptionError(f"cron expression {_quoted(self.expression)} does not fire again")
 
     def _instant(self, wall: datetime, second_pass: bool) -> datetime | None:
         """The instant a wall time fires at (None if it must not fire)."""
-        if second_pass and self._ambiguous(wall):
+        first = wall.replace(tzinfo=self._zone, fold=0).astimezone(UTC)
+        if first.astimezone(self._zone).replace(tzinfo=None) != wall:
+            # The clock jumped over this wall time. fold=0 reads it with the offset from
+            # before the jump: shifted forward by the jump, which is when a pinned time fires.
+            return None if self._follows_real_time else first
+        if self._repeated(wall):
+            if not second_pass:
+                return first  # the first pass
             if not self._follows_real_time:
                 return None  # a pinned time fired in the first pass already
             return wall.replace(tzinfo=self._zone, fold=1).astimezone(UTC)
-        # Existing times, first passes, and skipped times (fold=0 reads those with the
-        # offset from before the jump: shifted forward by it).
-        return wall.replace(tzinfo=self._zone, fold=0).astimezone(UTC)
+        return first
 
-    def _ambiguous(self, wall: datetime) -> bool:
-        return (
-            wall.replace(tzinfo=self._zone, fold=0).utcoffset()
-            != wall.replace(tzinfo=self._zone, fold=1).utcoffset()
+    def _repeated(self, wall: datetime) -> bool:
+        """Whether the clock shows this wall time twice (a time in a gap also has two offsets,
+        PEP 495, so test for that first)."""
+        first = wall.replace(tzinfo=self._zone, fold=0)
+        second = wall.replace(tzinfo=self._zone, fold=1)
+        return first.utcoffset() != second.utcoffset() and (
+            first.astimezone(UTC).astimezone(self._zone).replace(tzinfo=None) == wall
         )
 
     def _fall_back_between(self, after: datetime, until: datetime) -> datetime | None:
         """The instant the clock is set back in (after, until], if it is."""
-        before = after.astimezone(self._zone).utcoffset()
-        later = until.astimezone(self._zone).utcoffset()
-        if before is None or later is None or later >= before:
+        before, later = _offset(self._zone, after), _offset(self._zone, until)
+        if later >= before:
             return None
         low, high = int(after.timestamp()), int(until.timestamp())
         while high - low > 1:
             middle = (low + high) // 2
-            if datetime.fromtimestamp(middle, UTC).astimezone(self._zone).utcoffset() == before:
+            if _offset(self._zone, datetime.fromtimestamp(middle, UTC)) == before:
                 low = middle
             else:
                 high = middle
         return datetime.fromtimestamp(high, UTC)
+
+
+# Longer than any daylight-saving jump there is (two hours at most).
+_LOOK_BACK = timedelta(hours=3)
+
+
+def _offset(zone: ZoneInfo, moment: datetime) -> timedelta:
+    offset = moment.astimezone(zone).utcoffset()
+    return offset if offset is not None else timedelta(0)

@@ -41,7 +41,7 @@ DECLARE
     names text[] := array['second', 'minute', 'hour', 'day-of-month', 'month', 'day-of-week'];
     lows integer[] := array[0, 0, 0, 1, 1, 0];
     highs integer[] := array[59, 59, 23, 31, 12, 7];
-    normalized text := btrim(regexp_replace(coalesce(expression, ''), '\s+', ' ', 'g'));
+    normalized text := btrim(regexp_replace(coalesce(expression, ''), '[ \t\n\r\f\v]+', ' ', 'g'));
     fields text[];
     field integer;
     item text;
@@ -105,8 +105,9 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
-    -- With weekdays unrestricted, some listed day must exist in some listed month.
-    IF fields[6] = '*' AND NOT EXISTS (
+    -- When a day field starts with * a day must match both fields (the classic cron rule),
+    -- so some listed day must exist in some listed month.
+    IF (left(fields[4], 1) = '*' OR left(fields[6], 1) = '*') AND NOT EXISTS (
         SELECT FROM unnest(days) AS d, unnest(months) AS m
         WHERE d <= CASE WHEN m = 2 THEN 29 WHEN m IN (4, 6, 9, 11) THEN 30 ELSE 31 END
     ) THEN
@@ -122,7 +123,9 @@ LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $$
 BEGIN
-    PERFORM FROM pg_timezone_names WHERE name = check_timezone.timezone;
+    -- IANA names only: not the posix/ and right/ copies, the server's localtime or posixrules.
+    PERFORM FROM pg_timezone_names
+    WHERE name = check_timezone.timezone AND name !~ '^(posix|right)/' AND name NOT IN ('localtime', 'posixrules');
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown time zone ''%'': use an IANA name like UTC, Europe/Paris or Australia/Sydney',
             timezone USING ERRCODE = 'invalid_parameter_value';

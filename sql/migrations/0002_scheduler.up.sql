@@ -149,6 +149,10 @@ CREATE TABLE schedules (
     max_attempts      integer CONSTRAINT schedule_max_attempts_positive CHECK (max_attempts >= 1),
     catch_up          text NOT NULL DEFAULT 'once' CONSTRAINT catch_up_policy CHECK (catch_up IN ('skip', 'once')),
     paused            boolean NOT NULL DEFAULT false,
+    -- Set by resume_schedule when a fire time passed while paused: those fires, from
+    -- next_fire_at to the moment it is resumed, go to the catch-up policy. (A new or
+    -- redefined schedule owes nothing.)
+    resumed           boolean NOT NULL DEFAULT false,
     declared_in_code  boolean NOT NULL DEFAULT false,
     -- NULL: the scheduler computes it (a new, changed or resumed schedule).
     next_fire_at      timestamptz,
@@ -313,14 +317,15 @@ AS $$
     UPDATE schedules SET paused = true, updated_at = now() WHERE schedules.name = pause_schedule.name;
 $$;
 
--- Resuming hands the schedule back to the scheduler to compute its next fire time; fires
--- missed while paused are dealt with by its catch-up policy.
+-- Resuming lets the schedule fire again from its next fire time; if fire times passed while
+-- it was paused, its catch-up policy decides about them (one job, or a skipped window).
 CREATE FUNCTION resume_schedule(name text) RETURNS void
 LANGUAGE sql
 SET search_path FROM CURRENT
 AS $$
     SELECT find_schedule(resume_schedule.name);
-    UPDATE schedules SET paused = false, next_fire_at = NULL, updated_at = now()
+    UPDATE schedules
+    SET paused = false, resumed = coalesce(next_fire_at <= now(), false), updated_at = now()
     WHERE schedules.name = resume_schedule.name AND paused;
     SELECT pg_notify(current_schema(), '#schedules');
 $$;

@@ -29,7 +29,7 @@ SELECT holder, hostname, pid, elected_at, expires_at FROM {schema}.leaders WHERE
 -- name: take_due_schedule
 -- Lock the next schedule that is due (or has no next fire time yet), skipping any that
 -- another scheduler holds. Run inside the transaction that fires it.
-SELECT name, cron, timezone, catch_up, next_fire_at, last_fire_at, coalesce(%(now)s::timestamptz, now()) AS now
+SELECT name, cron, timezone, catch_up, next_fire_at, last_fire_at, resumed, coalesce(%(now)s::timestamptz, now()) AS now
 FROM {schema}.schedules
 WHERE NOT paused AND error IS NULL
   AND (next_fire_at IS NULL OR next_fire_at <= coalesce(%(now)s::timestamptz, now()))
@@ -44,7 +44,8 @@ SELECT {schema}.fire_schedule(%(name)s, %(fire_time)s, %(kind)s, %(window_end)s,
 -- name: advance_schedule
 -- Record a schedule's next fire time (and its last, when it fired).
 UPDATE {schema}.schedules
-SET next_fire_at = %(next_fire_at)s, last_fire_at = coalesce(%(last_fire_at)s, last_fire_at), error = NULL
+SET next_fire_at = %(next_fire_at)s, last_fire_at = coalesce(%(last_fire_at)s, last_fire_at), error = NULL,
+    resumed = false
 WHERE name = %(name)s;
 
 -- name: schedule_failed

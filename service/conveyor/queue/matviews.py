@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psycopg
+
 from ..db.queries import for_schema
 from ..errors import Discard
 from ..tasks import Registry, ScheduleSpec, build_task, default_registry, register_builtin
@@ -27,8 +29,12 @@ REFRESH_TASK = "conveyor.refresh_materialized_view"
 async def refresh_materialized_view(view: str, ctx: JobContext) -> dict[str, Any]:
     async with ctx.connection() as conn, conn.cursor() as cur:
         queries = for_schema(ctx.schema)
-        await cur.execute(queries["matview_info"], {"view": view})
-        info = await cur.fetchone()
+        try:
+            await cur.execute(queries["matview_info"], {"view": view})
+            info = await cur.fetchone()
+        except (psycopg.errors.SyntaxError, psycopg.errors.InvalidName):
+            # to_regclass() refuses names it cannot parse rather than returning NULL.
+            raise Discard(f"{view!r} is not a materialized view") from None
         if info is None:
             raise Discard(f"{view!r} is not a materialized view")
         oid, schema, name, populated, has_unique_index = info

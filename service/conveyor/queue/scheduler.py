@@ -15,8 +15,8 @@ Fire times owed are handled like this. A fire at most ``on_time_window`` late (a
 hand-over, a slow tick) fires on its own, marked late if it is. Fires older than that were
 missed (no scheduler ran): the catch-up policy ``skip`` records the missed window without
 a job, ``once`` enqueues one job for the whole window. A resumed or newly defined schedule
-owes nothing for the time it did not run, except one catch-up job under ``once`` if a fire
-time passed since it last fired.
+owes nothing; a resumed one owes, if fire times passed while it was paused, what its policy
+says: one catch-up job (``once``) or a skipped window (``skip``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ..tasks import Registry, default_registry, jsonb_text
 from .leader import Elector
 from .maintenance import Maintenance
 from .notifier import Notifier
+from .stopping import cancel_and_wait
 
 log = logging.getLogger("conveyor.scheduler")
 
@@ -67,6 +68,7 @@ class DueSchedule:
     catch_up: str
     next_fire_at: datetime | None
     last_fire_at: datetime | None
+    resumed: bool
     now: datetime
 
 
@@ -126,8 +128,7 @@ class Scheduler:
                 except TimeoutError:
                     pass
         finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            await cancel_and_wait([listener])
             await self.elector.resign()
             await self.db.close()
 
@@ -207,13 +208,16 @@ class Scheduler:
             return
         last = last_fire_at
         if next_fire_at is None:
-            # New, redefined or resumed: nothing owed, but one catch-up under "once".
-            if catch_up == "once" and last_fire_at is not None:
-                missed = cron.next_after(last_fire_at)
-                if missed <= now:
-                    await self._fire(tx, name, missed, "catch_up", now, window_end=now)
-                    report.caught_up += 1
-                    last = missed
+            pass  # new or redefined: it owes nothing, and learns its next fire time below
+        elif due.resumed:
+            # Every fire time from next_fire_at to the resume was missed while paused.
+            kind = "catch_up" if catch_up == "once" else "skipped"
+            await self._fire(tx, name, next_fire_at, kind, now, window_end=now)
+            if kind == "catch_up":
+                report.caught_up += 1
+                last = next_fire_at
+            else:
+                report.skipped += 1
         else:
             window_start = now - timedelta(seconds=self.config.on_time_window)
             owed_from = next_fire_at

@@ -39,6 +39,7 @@ from .leases import LeaseKeeper
 from .maintenance import Maintenance
 from .notifier import Notifier
 from .progress import ProgressWriter
+from .stopping import cancel_and_wait
 
 log = logging.getLogger("conveyor.worker")
 
@@ -101,9 +102,13 @@ class Worker:
             raise ConfigurationError("no database: set DATABASE_URL or pass database_url")
         self.config = config or WorkerConfig()
         self.registry = registry if registry is not None else default_registry
-        if not len(self.registry):
-            # It would send every job it claims to the dead-letter table as an unknown task.
-            raise ConfigurationError("no tasks are registered: import your task modules (--tasks)")
+        if not len(self.registry) and self.config.queues is None:
+            # It would serve "default" and send every job there to the dead-letter table as an
+            # unknown task. Naming the queues (say, for built-in view refreshes) is a choice.
+            raise ConfigurationError(
+                "no tasks are registered: import your task modules (--tasks), or name the queues "
+                "this worker serves (--queues)"
+            )
         self.clock: Clock = clock or DatabaseClock()
         self.id: UUID = uuid4()
         self.queues = list(self.config.queues or sorted(self.registry.queues() | {DEFAULT_QUEUE}))
@@ -207,9 +212,7 @@ class Worker:
                 raise
             await self._wind_down()
         finally:
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await cancel_and_wait(helpers)
             try:
                 async with asyncio.timeout(SHUTDOWN_WRITE_TIMEOUT):
                     await self.db.unregister_worker(self.id)

@@ -337,18 +337,25 @@ async def _serve(worker: Worker | None = None, scheduler: Scheduler | None = Non
     "--lease", type=click.FloatRange(min=3), default=15.0, show_default=True, help="Leader lease seconds."
 )
 @click.option(
+    "--prune-schedules",
+    is_flag=True,
+    help="Remove schedules declared in code that these task modules no longer declare.",
+)
+@click.option(
     "--tick", type=click.FloatRange(min=0.1), default=1.0, show_default=True, help="Seconds between rounds."
 )
 @click.option("--verbose", "-v", is_flag=True)
 @click.pass_obj
 @handle_errors
-def scheduler(ctx: Context, tasks_modules: str, lease: float, tick: float, verbose: bool) -> None:
+def scheduler(
+    ctx: Context, tasks_modules: str, lease: float, prune_schedules: bool, tick: float, verbose: bool
+) -> None:
     """Fire cron schedules and keep house, when elected (run as many as you like)."""
     _setup_logging(verbose)
     _load_tasks(tasks_modules)
     url = ctx.database_url()
     _require_schema(url, ctx.schema)
-    config = SchedulerConfig(lease=lease, tick=tick)
+    config = SchedulerConfig(lease=lease, tick=tick, prune_declared=prune_schedules)
     _run(_serve(scheduler=Scheduler(url, schema=ctx.schema, config=config)))
 
 
@@ -697,7 +704,10 @@ def schedules_add(
         raise ConveyorError("give --task or --refresh-view (one of them)")
     args = _json_object(args_json)
     if refresh_view is not None:
-        task, args = REFRESH_TASK, {"view": refresh_view}
+        if args:
+            raise ConveyorError("--refresh-view takes no --args")
+        view = _run(_with_client(ctx, lambda c: c.check_materialized_view(refresh_view)))
+        task, args = REFRESH_TASK, {"view": view}
     _load_tasks(tasks_modules)
     assert task is not None
 

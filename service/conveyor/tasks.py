@@ -260,6 +260,12 @@ class Registry:
                 f"schedule name {name!r} is not allowed: use letters, digits and _ . : -"
             )
         Cron(cron, timezone)
+        if isinstance(task, str) and not task:
+            raise InvalidOptionError(f"schedule {name!r}: the task name is empty")
+        if args is not None and not isinstance(args, Mapping):
+            raise InvalidOptionError(f"schedule {name!r}: args must be a mapping (a JSON object)")
+        if max_attempts is not None and (isinstance(max_attempts, bool) or not isinstance(max_attempts, int)):
+            raise InvalidOptionError(f"schedule {name!r}: max_attempts must be a whole number")
         if catch_up not in CATCH_UP_POLICIES:
             raise InvalidOptionError(
                 f"schedule {name!r}: catch_up must be 'skip' or 'once', got {catch_up!r}"

@@ -15,7 +15,10 @@ SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued
 FROM job_history;
 COMMENT ON VIEW job_list IS 'Every job Conveyor still holds, live, dead or finished, one row each.';
 
-DROP FUNCTION apply_retention(timestamptz);
+DROP PROCEDURE apply_retention(timestamptz);
+DROP FUNCTION drop_partition(text);
+DROP FUNCTION expired_partitions(timestamptz);
+DROP FUNCTION retention_rows(timestamptz);
 DROP VIEW retention_by_queue;
 DROP FUNCTION set_retention(text, interval, integer, interval, interval);
 -- As 0001 made it.
@@ -64,7 +67,7 @@ DROP FUNCTION trigger_schedule(text);
 DROP FUNCTION resume_schedule(text);
 DROP FUNCTION pause_schedule(text);
 DROP FUNCTION find_schedule(text);
-DROP FUNCTION create_schedule(text, text, text, jsonb, text, text, integer, integer, text, boolean);
+DROP FUNCTION create_schedule(text, text, text, jsonb, text, text, integer, integer, text, boolean, timestamptz);
 DROP FUNCTION fire_schedule(text, timestamptz, text, timestamptz, timestamptz);
 DROP TABLE schedule_fires;
 DROP TABLE schedules;

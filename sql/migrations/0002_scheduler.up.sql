@@ -154,7 +154,9 @@ CREATE TABLE schedules (
     -- redefined schedule owes nothing.)
     resumed           boolean NOT NULL DEFAULT false,
     declared_in_code  boolean NOT NULL DEFAULT false,
-    -- NULL: the scheduler computes it (a new, changed or resumed schedule).
+    -- When the current definition (cron and time zone) was made: fires are owed from then.
+    defined_at        timestamptz NOT NULL DEFAULT now(),
+    -- NULL: the scheduler computes it from defined_at (a new or redefined schedule).
     next_fire_at      timestamptz,
     last_fire_at      timestamptz,
     error             text,
@@ -236,7 +238,8 @@ CREATE FUNCTION create_schedule(
     priority      integer DEFAULT NULL,
     max_attempts  integer DEFAULT NULL,
     catch_up      text DEFAULT 'once',
-    replace       boolean DEFAULT false
+    replace       boolean DEFAULT false,
+    at            timestamptz DEFAULT NULL
 ) RETURNS text
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -254,6 +257,10 @@ BEGIN
     END IF;
     IF create_schedule.args IS NULL OR jsonb_typeof(create_schedule.args) <> 'object' THEN
         RAISE EXCEPTION 'conveyor.create_schedule: args must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(create_schedule.args::text) > 1048576 THEN
+        RAISE EXCEPTION 'conveyor.create_schedule: args take % bytes as JSON, more than the 1 MiB limit',
+            octet_length(create_schedule.args::text) USING ERRCODE = 'program_limit_exceeded';
     END IF;
     IF create_schedule.queue IS NOT NULL AND NOT EXISTS (SELECT FROM queues q WHERE q.name = create_schedule.queue) THEN
         RAISE EXCEPTION 'conveyor.create_schedule: unknown queue ''%''', create_schedule.queue
@@ -277,16 +284,24 @@ BEGIN
             RAISE EXCEPTION 'conveyor.create_schedule: a schedule named ''%'' exists already', create_schedule.name
                 USING ERRCODE = 'unique_violation', HINT = 'Remove it first, or pass replace => true.';
         END IF;
-        UPDATE schedules SET cron = create_schedule.cron, timezone = create_schedule.timezone,
+        -- Same timing on a healthy schedule: the cadence goes on as it was. New timing, or a
+        -- schedule stopped by an error: fires are owed from now on.
+        UPDATE schedules s SET
             task = create_schedule.task, args = create_schedule.args, queue = create_schedule.queue,
             priority = create_schedule.priority, max_attempts = create_schedule.max_attempts,
-            catch_up = create_schedule.catch_up, next_fire_at = NULL, error = NULL, updated_at = now()
-        WHERE schedules.name = create_schedule.name;
+            catch_up = create_schedule.catch_up, error = NULL, updated_at = now(),
+            next_fire_at = CASE WHEN s.cron = create_schedule.cron AND s.timezone = create_schedule.timezone
+                                     AND s.error IS NULL THEN s.next_fire_at END,
+            defined_at = CASE WHEN s.cron = create_schedule.cron AND s.timezone = create_schedule.timezone
+                                   AND s.error IS NULL THEN s.defined_at
+                              ELSE coalesce(create_schedule.at, now()) END,
+            cron = create_schedule.cron, timezone = create_schedule.timezone
+        WHERE s.name = create_schedule.name;
     ELSE
-        INSERT INTO schedules (name, cron, timezone, task, args, queue, priority, max_attempts, catch_up)
+        INSERT INTO schedules (name, cron, timezone, task, args, queue, priority, max_attempts, catch_up, defined_at)
         VALUES (create_schedule.name, create_schedule.cron, create_schedule.timezone, create_schedule.task,
                 create_schedule.args, create_schedule.queue, create_schedule.priority,
-                create_schedule.max_attempts, create_schedule.catch_up);
+                create_schedule.max_attempts, create_schedule.catch_up, coalesce(create_schedule.at, now()));
     END IF;
     PERFORM pg_notify(current_schema(), '#schedules');
     RETURN create_schedule.name;
@@ -324,9 +339,16 @@ LANGUAGE sql
 SET search_path FROM CURRENT
 AS $$
     SELECT find_schedule(resume_schedule.name);
+    -- A paused schedule owes what it missed to its policy; one stopped by an error starts over
+    -- from now (the error said why it could not fire).
     UPDATE schedules
-    SET paused = false, resumed = coalesce(next_fire_at <= now(), false), updated_at = now()
-    WHERE schedules.name = resume_schedule.name AND paused;
+    SET paused = false,
+        resumed = error IS NULL AND coalesce(next_fire_at <= now(), false),
+        next_fire_at = CASE WHEN error IS NULL THEN next_fire_at END,
+        defined_at = CASE WHEN error IS NULL THEN defined_at ELSE now() END,
+        error = NULL,
+        updated_at = now()
+    WHERE schedules.name = resume_schedule.name AND (paused OR error IS NOT NULL);
     SELECT pg_notify(current_schema(), '#schedules');
 $$;
 
@@ -395,6 +417,8 @@ CREATE TABLE job_runs_default PARTITION OF job_runs DEFAULT;
 CREATE FUNCTION ensure_daily_partitions(parent text, days_ahead integer, at timestamptz) RETURNS integer
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+-- Attaching locks the parent briefly; never queue behind a long transaction (and hold acks).
+SET lock_timeout = '500ms'
 AS $$
 DECLARE
     day date;
@@ -415,7 +439,7 @@ BEGIN
                            current_schema(), parent, current_schema(), part,
                            day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
             created := created + 1;
-        EXCEPTION WHEN check_violation OR duplicate_table OR unique_violation THEN
+        EXCEPTION WHEN check_violation OR duplicate_table OR unique_violation OR lock_not_available THEN
             RAISE NOTICE 'conveyor: partition % not created: %', part, SQLERRM;
         END;
     END LOOP;
@@ -446,6 +470,10 @@ SET search_path FROM CURRENT
 AS $$
 #variable_conflict use_column
 BEGIN
+    IF set_retention.queue IS NULL THEN
+        RAISE EXCEPTION 'conveyor.set_retention: name a queue, or ''*'' for the defaults'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF set_retention.queue <> '*' AND NOT EXISTS (SELECT FROM queues q WHERE q.name = set_retention.queue) THEN
         RAISE EXCEPTION 'conveyor.set_retention: unknown queue ''%''', set_retention.queue
             USING ERRCODE = 'invalid_parameter_value';
@@ -477,138 +505,207 @@ CROSS JOIN (SELECT * FROM retention WHERE queue = '*') AS d
 LEFT JOIN retention r ON r.queue = q.name;
 COMMENT ON VIEW retention_by_queue IS 'The retention in force for each queue (its own row over the defaults).';
 
--- Apply retention: what steps removed how many rows (or partitions).
---   Finished jobs leave job_history into the run log (job_runs) when older than completed_keep
---   or beyond the completed_max newest of their queue; whole days go by DROP PARTITION.
---   Dead jobs leave dead_jobs into the run log after dead_keep.
---   The run log and the fire log drop days older than runs_keep.
-CREATE FUNCTION apply_retention(at timestamptz DEFAULT now())
+-- Retention, in pieces that hold locks briefly (the elected scheduler runs them in turn, each
+-- in its own transaction; CALL apply_retention() does the same from psql):
+--   retention_rows      row by row, where whole days cannot go;
+--   expired_partitions  the whole days of job_history and job_runs past every queue's keep;
+--   drop_partition      one such day: copied to the run log (job_history) and dropped.
+-- Dropping a partition takes an exclusive lock on its parent table for an instant; it waits
+-- at most 500 ms for it, so acks never queue long behind it. A day it cannot drop now goes
+-- next time.
+
+CREATE FUNCTION retention_rows(at timestamptz DEFAULT now())
 RETURNS TABLE (step text, affected bigint)
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET lock_timeout = '500ms'
 AS $$
 DECLARE
     longest_completed interval;
     longest_runs interval;
-    part record;
     moved bigint;
 BEGIN
-    -- A partition drop must not wait behind a long transaction (and block acks meanwhile).
-    SET LOCAL lock_timeout = '2s';
     SELECT max(completed_keep), max(runs_keep) INTO longest_completed, longest_runs
     FROM (SELECT completed_keep, runs_keep FROM retention_by_queue
           UNION ALL SELECT completed_keep, runs_keep FROM retention WHERE queue = '*') AS keeps;
 
-    -- Whole days of finished jobs older than every queue keeps them.
-    affected := 0;
-    FOR part IN
-        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'job_history'::regclass AND c.relname ~ '^job_history_[0-9]{8}$'
-          AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= (at - longest_completed) AT TIME ZONE 'UTC'
-        ORDER BY c.relname
-    LOOP
-        BEGIN
-            EXECUTE format(
-                'INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error) '
-                'SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, '
-                'errors -> -1 ->> ''error'' FROM %I.%I', current_schema(), part.relname);
-            EXECUTE format('DROP TABLE %I.%I', current_schema(), part.relname);
-            affected := affected + 1;
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE NOTICE 'conveyor: % is busy; it will be dropped next time', part.relname;
-        END;
-    END LOOP;
-    step := 'history partitions dropped'; RETURN NEXT;
+    step := 'finished jobs moved to the run log'; affected := 0;
+    BEGIN
+        -- Queues keeping less than the longest keep, and rows in the default partition.
+        WITH gone AS (
+            DELETE FROM job_history h
+            USING retention_by_queue k
+            WHERE h.queue = k.queue
+              AND k.completed_keep < longest_completed
+              AND h.finished_at < at - k.completed_keep
+            RETURNING h.*
+        )
+        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
+        SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
+        FROM gone;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := affected + moved;
 
-    -- Single rows, where whole days cannot go: queues keeping less than the longest keep,
-    -- rows in the default partition, and rows beyond a queue's completed_max newest.
-    WITH gone AS (
-        DELETE FROM job_history h
+        WITH gone AS (
+            DELETE FROM job_history_default h WHERE h.finished_at < at - longest_completed RETURNING h.*
+        )
+        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
+        SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
+        FROM gone;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := affected + moved;
+
+        -- Beyond a queue's completed_max newest.
+        WITH beyond AS (
+            SELECT ranked.id, ranked.finished_at FROM (
+                SELECT h.id, h.finished_at, k.completed_max,
+                       row_number() OVER (PARTITION BY h.queue ORDER BY h.finished_at DESC, h.id DESC) AS newest
+                FROM job_history h JOIN retention_by_queue k ON k.queue = h.queue
+                WHERE k.completed_max IS NOT NULL
+            ) AS ranked
+            WHERE ranked.newest > ranked.completed_max
+        ), gone AS (
+            DELETE FROM job_history h USING beyond
+            WHERE h.id = beyond.id AND h.finished_at = beyond.finished_at
+            RETURNING h.*
+        )
+        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
+        SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
+        FROM gone;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := affected + moved;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'conveyor: finished jobs are busy; retention goes on next time';
+        affected := 0;
+    END;
+    RETURN NEXT;
+
+    step := 'dead jobs moved to the run log'; affected := 0;
+    BEGIN
+        WITH gone AS (
+            DELETE FROM dead_jobs j
+            USING (SELECT d.queue, coalesce(k.dead_keep, (SELECT dead_keep FROM retention WHERE queue = '*')) AS keep
+                   FROM (SELECT DISTINCT queue FROM dead_jobs) AS d
+                   LEFT JOIN retention_by_queue k ON k.queue = d.queue) AS keeps
+            WHERE j.queue = keeps.queue AND j.died_at < at - keeps.keep
+            RETURNING j.*
+        )
+        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
+        SELECT id, enqueued_at, started_at, died_at, NULL, attempt, 'dead', queue, task, errors -> -1 ->> 'error'
+        FROM gone;
+        GET DIAGNOSTICS affected = ROW_COUNT;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'conveyor: dead jobs are busy; retention goes on next time';
+    END;
+    RETURN NEXT;
+
+    step := 'run log rows deleted'; affected := 0;
+    BEGIN
+        DELETE FROM job_runs r
         USING retention_by_queue k
-        WHERE h.queue = k.queue
-          AND k.completed_keep < longest_completed
-          AND h.finished_at < at - k.completed_keep
-        RETURNING h.*
-    )
-    INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
-    SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
-    FROM gone;
-    GET DIAGNOSTICS moved = ROW_COUNT;
-    affected := moved;
+        WHERE r.queue = k.queue AND k.runs_keep < longest_runs AND r.finished_at < at - k.runs_keep;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := moved;
+        DELETE FROM job_runs_default r WHERE r.finished_at < at - longest_runs;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := affected + moved;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'conveyor: the run log is busy; retention goes on next time';
+        affected := 0;
+    END;
+    RETURN NEXT;
 
-    WITH gone AS (
-        DELETE FROM job_history_default h WHERE h.finished_at < at - longest_completed RETURNING h.*
-    )
-    INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
-    SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
-    FROM gone;
-    GET DIAGNOSTICS moved = ROW_COUNT;
-    affected := affected + moved;
-
-    WITH beyond AS (
-        SELECT ranked.id, ranked.finished_at FROM (
-            SELECT h.id, h.finished_at, k.completed_max,
-                   row_number() OVER (PARTITION BY h.queue ORDER BY h.finished_at DESC, h.id DESC) AS newest
-            FROM job_history h JOIN retention_by_queue k ON k.queue = h.queue
-            WHERE k.completed_max IS NOT NULL
-        ) AS ranked
-        WHERE ranked.newest > ranked.completed_max
-    ), gone AS (
-        DELETE FROM job_history h USING beyond
-        WHERE h.id = beyond.id AND h.finished_at = beyond.finished_at
-        RETURNING h.*
-    )
-    INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
-    SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
-    FROM gone;
-    GET DIAGNOSTICS moved = ROW_COUNT;
-    step := 'finished jobs moved to the run log'; affected := affected + moved; RETURN NEXT;
-
-    WITH gone AS (
-        DELETE FROM dead_jobs j
-        USING (SELECT d.queue, coalesce(k.dead_keep, (SELECT dead_keep FROM retention WHERE queue = '*')) AS keep
-               FROM (SELECT DISTINCT queue FROM dead_jobs) AS d
-               LEFT JOIN retention_by_queue k ON k.queue = d.queue) AS keeps
-        WHERE j.queue = keeps.queue AND j.died_at < at - keeps.keep
-        RETURNING j.*
-    )
-    INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
-    SELECT id, enqueued_at, started_at, died_at, NULL, attempt, 'dead', queue, task, errors -> -1 ->> 'error'
-    FROM gone;
-    GET DIAGNOSTICS moved = ROW_COUNT;
-    step := 'dead jobs moved to the run log'; affected := moved; RETURN NEXT;
-
-    affected := 0;
-    FOR part IN
-        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'job_runs'::regclass AND c.relname ~ '^job_runs_[0-9]{8}$'
-          AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= (at - longest_runs) AT TIME ZONE 'UTC'
-        ORDER BY c.relname
-    LOOP
-        BEGIN
-            EXECUTE format('DROP TABLE %I.%I', current_schema(), part.relname);
-            affected := affected + 1;
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE NOTICE 'conveyor: % is busy; it will be dropped next time', part.relname;
-        END;
-    END LOOP;
-    step := 'run log partitions dropped'; RETURN NEXT;
-
-    DELETE FROM job_runs r
-    USING retention_by_queue k
-    WHERE r.queue = k.queue AND k.runs_keep < longest_runs AND r.finished_at < at - k.runs_keep;
-    GET DIAGNOSTICS moved = ROW_COUNT;
-    affected := moved;
-    DELETE FROM job_runs_default r WHERE r.finished_at < at - longest_runs;
-    GET DIAGNOSTICS moved = ROW_COUNT;
-    affected := affected + moved;
-    step := 'run log rows deleted'; RETURN NEXT;
-
-    DELETE FROM schedule_fires WHERE fired_at < at - longest_runs;
-    GET DIAGNOSTICS moved = ROW_COUNT;
-    step := 'fire log rows deleted'; affected := moved; RETURN NEXT;
+    step := 'fire log rows deleted'; affected := 0;
+    BEGIN
+        DELETE FROM schedule_fires WHERE fired_at < at - longest_runs;
+        GET DIAGNOSTICS affected = ROW_COUNT;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'conveyor: the fire log is busy; retention goes on next time';
+    END;
+    RETURN NEXT;
 END;
 $$;
+
+CREATE FUNCTION expired_partitions(at timestamptz DEFAULT now()) RETURNS SETOF text
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+AS $$
+    WITH keeps AS (
+        SELECT max(completed_keep) AS completed, max(runs_keep) AS runs
+        FROM (SELECT completed_keep, runs_keep FROM retention_by_queue
+              UNION ALL SELECT completed_keep, runs_keep FROM retention WHERE queue = '*') AS k
+    )
+    SELECT c.relname::text
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    CROSS JOIN keeps
+    WHERE (i.inhparent = 'job_history'::regclass AND c.relname ~ '^job_history_[0-9]{8}$'
+           AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= (at - keeps.completed) AT TIME ZONE 'UTC')
+       OR (i.inhparent = 'job_runs'::regclass AND c.relname ~ '^job_runs_[0-9]{8}$'
+           AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= (at - keeps.runs) AT TIME ZONE 'UTC')
+    ORDER BY 1;
+$$;
+
+-- Drop one day: a job_history day is first copied to the run log. Returns the rows copied.
+CREATE FUNCTION drop_partition(partition text) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET lock_timeout = '500ms'
+AS $$
+DECLARE
+    copied bigint := 0;
+BEGIN
+    IF NOT EXISTS (
+        SELECT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE c.relname = drop_partition.partition AND c.relnamespace = current_schema()::regnamespace
+          AND ((i.inhparent = 'job_history'::regclass AND c.relname ~ '^job_history_[0-9]{8}$')
+               OR (i.inhparent = 'job_runs'::regclass AND c.relname ~ '^job_runs_[0-9]{8}$'))
+    ) THEN
+        RAISE EXCEPTION 'conveyor.drop_partition: % is not a daily partition of job_history or job_runs',
+            drop_partition.partition USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF drop_partition.partition LIKE 'job_history_%' THEN
+        EXECUTE format(
+            'INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error) '
+            'SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, '
+            'errors -> -1 ->> ''error'' FROM %I.%I', current_schema(), drop_partition.partition);
+        GET DIAGNOSTICS copied = ROW_COUNT;
+    END IF;
+    EXECUTE format('DROP TABLE %I.%I', current_schema(), drop_partition.partition);
+    RETURN copied;
+END;
+$$;
+
+-- All of retention from psql: rows first, then each expired day in its own transaction
+-- (CALL conveyor.apply_retention(); outside a transaction block: it commits as it goes). A
+-- procedure that commits cannot pin its search_path, so the schema is written into it here.
+DO $create$
+BEGIN
+    EXECUTE format($body$
+CREATE PROCEDURE %1$I.apply_retention(at timestamptz DEFAULT now())
+LANGUAGE plpgsql
+AS $procedure$
+DECLARE
+    result record;
+    part text;
+BEGIN
+    FOR result IN SELECT * FROM %1$I.retention_rows(at) LOOP
+        RAISE NOTICE 'conveyor retention: %%: %%', result.step, result.affected;
+    END LOOP;
+    COMMIT;
+    FOR part IN SELECT * FROM %1$I.expired_partitions(at) LOOP
+        BEGIN
+            RAISE NOTICE 'conveyor retention: dropped %% (%% rows to the run log)', part, %1$I.drop_partition(part);
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE NOTICE 'conveyor retention: %% is busy; it goes next time', part;
+        END;
+        COMMIT;
+    END LOOP;
+END;
+$procedure$
+$body$, current_schema());
+END;
+$create$;
 
 -- The job listing now includes what only the run log still remembers.
 DROP VIEW job_list;

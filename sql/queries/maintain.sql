@@ -19,9 +19,10 @@ WITH clock AS (
 SELECT queue, count(*) AS jobs, pg_notify(%(channel)s, queue) IS NOT NULL AS notified
 FROM promoted GROUP BY queue;
 
--- name: next_scheduled_at
--- When the earliest scheduled job falls due.
-SELECT min(run_at) FROM {schema}.jobs WHERE state = 'scheduled';
+-- name: seconds_to_next_scheduled
+-- Seconds until the earliest scheduled job falls due, by the database's clock (NULL if none).
+SELECT extract(epoch FROM min(run_at) - coalesce(%(now)s::timestamptz, now()))
+FROM {schema}.jobs WHERE state = 'scheduled';
 
 -- name: rescue_expired_jobs
 -- Jobs whose lease ran out (their worker died or hung): back to the queue while attempts

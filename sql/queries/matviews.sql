@@ -11,12 +11,10 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass(%(view)s) AND c.relkind = 'm';
 
 -- name: matview_try_lock
--- One refresh of a view at a time, across every worker: a session lock keyed by its oid.
-SELECT pg_try_advisory_lock(hashtext('conveyor refresh'), %(oid)s);
-
--- name: matview_unlock
--- Release the refresh lock.
-SELECT pg_advisory_unlock(hashtext('conveyor refresh'), %(oid)s);
+-- One refresh of a view at a time, across every worker: a transaction lock keyed by its oid
+-- (released with the transaction, so nothing is left behind on a pooled or pgbouncer'd
+-- connection).
+SELECT pg_try_advisory_xact_lock(hashtext('conveyor refresh'), %(oid)s);
 
 -- name: refresh_matview_concurrently
 -- Refresh without blocking readers (needs a unique index and data already there).

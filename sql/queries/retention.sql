@@ -1,8 +1,17 @@
--- Retention: run by the elected scheduler, or by hand from psql (SELECT * FROM apply_retention()).
+-- Retention, in short steps (see the SQL functions retention_rows, expired_partitions and
+-- drop_partition): run by the elected scheduler, or with `conveyor retention apply`.
 
--- name: apply_retention
--- Remove finished work past its retention; one row per step with what it removed.
-SELECT step, affected FROM {schema}.apply_retention(coalesce(%(now)s::timestamptz, now()));
+-- name: retention_rows
+-- Row-by-row retention, where whole days cannot go; one row per step with its count.
+SELECT step, affected FROM {schema}.retention_rows(coalesce(%(now)s::timestamptz, now()));
+
+-- name: expired_partitions
+-- The daily partitions past every queue's keep.
+SELECT {schema}.expired_partitions(coalesce(%(now)s::timestamptz, now()));
+
+-- name: drop_partition
+-- Drop one expired day (a job_history day goes to the run log first); rows copied.
+SELECT {schema}.drop_partition(%(partition)s);
 
 -- name: set_retention
 -- Change the defaults (queue '*') or one queue's retention; NULLs leave a value as it is.

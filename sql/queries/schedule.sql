@@ -28,10 +28,12 @@ SELECT holder, hostname, pid, elected_at, expires_at FROM {schema}.leaders WHERE
 
 -- name: take_due_schedule
 -- Lock the next schedule that is due (or has no next fire time yet), skipping any that
--- another scheduler holds. Run inside the transaction that fires it.
-SELECT name, cron, timezone, catch_up, next_fire_at, last_fire_at, resumed, coalesce(%(now)s::timestamptz, now()) AS now
+-- another scheduler holds and any this round already failed on. Run inside the
+-- transaction that fires it.
+SELECT name, cron, timezone, catch_up, next_fire_at, last_fire_at, resumed, defined_at,
+       coalesce(%(now)s::timestamptz, now()) AS now
 FROM {schema}.schedules
-WHERE NOT paused AND error IS NULL
+WHERE NOT paused AND error IS NULL AND name <> ALL (%(skip)s::text[])
   AND (next_fire_at IS NULL OR next_fire_at <= coalesce(%(now)s::timestamptz, now()))
 ORDER BY next_fire_at NULLS FIRST, name
 LIMIT 1
@@ -58,8 +60,8 @@ SELECT bool_or(next_fire_at IS NULL), min(next_fire_at), coalesce(%(now)s::times
 FROM {schema}.schedules WHERE NOT paused AND error IS NULL;
 
 -- name: sync_schedules
--- Make the schedules declared in code what the code says, keeping an operator's pause;
--- forget code schedules the code no longer declares. Returns (upserted, removed).
+-- Make the schedules declared in code what the code says, keeping an operator's pause. With
+-- prune, also forget code schedules this code does not declare. Returns (upserted, removed).
 WITH declared AS (
     SELECT * FROM unnest(%(names)s::text[], %(crons)s::text[], %(timezones)s::text[], %(tasks)s::text[],
                          %(args)s::text[], %(queues)s::text[], %(priorities)s::smallint[],
@@ -67,20 +69,22 @@ WITH declared AS (
          AS d (name, cron, timezone, task, args, queue, priority, max_attempts, catch_up)
 ), removed AS (
     DELETE FROM {schema}.schedules s
-    WHERE s.declared_in_code AND s.name <> ALL (%(names)s::text[])
+    WHERE %(prune)s AND s.declared_in_code AND s.name <> ALL (%(names)s::text[])
     RETURNING s.name
 ), upserted AS (
     INSERT INTO {schema}.schedules AS s
-        (name, cron, timezone, task, args, queue, priority, max_attempts, catch_up, declared_in_code)
-    SELECT name, cron, timezone, task, args::jsonb, queue, priority, max_attempts, catch_up, true FROM declared
+        (name, cron, timezone, task, args, queue, priority, max_attempts, catch_up, declared_in_code, defined_at)
+    SELECT name, cron, timezone, task, args::jsonb, queue, priority, max_attempts, catch_up, true,
+           coalesce(%(now)s::timestamptz, now())
+    FROM declared
     ON CONFLICT (name) DO UPDATE
     SET cron = excluded.cron, timezone = excluded.timezone, task = excluded.task, args = excluded.args,
         queue = excluded.queue, priority = excluded.priority, max_attempts = excluded.max_attempts,
-        catch_up = excluded.catch_up, declared_in_code = true,
-        next_fire_at = CASE WHEN s.cron = excluded.cron AND s.timezone = excluded.timezone
+        catch_up = excluded.catch_up, declared_in_code = true, error = NULL, updated_at = now(),
+        next_fire_at = CASE WHEN s.cron = excluded.cron AND s.timezone = excluded.timezone AND s.error IS NULL
                             THEN s.next_fire_at END,
-        error = CASE WHEN s.cron = excluded.cron AND s.timezone = excluded.timezone THEN s.error END,
-        updated_at = now()
+        defined_at = CASE WHEN s.cron = excluded.cron AND s.timezone = excluded.timezone AND s.error IS NULL
+                          THEN s.defined_at ELSE excluded.defined_at END
     RETURNING s.name
 )
 SELECT (SELECT count(*) FROM upserted), (SELECT count(*) FROM removed),
@@ -95,7 +99,7 @@ FROM {schema}.schedules ORDER BY name;
 -- name: create_schedule
 -- Create (or with replace, redefine) a schedule; the SQL function checks everything.
 SELECT {schema}.create_schedule(%(name)s, %(cron)s, %(task)s, %(args)s::jsonb, %(timezone)s, %(queue)s,
-                                %(priority)s, %(max_attempts)s, %(catch_up)s, %(replace)s);
+                                %(priority)s, %(max_attempts)s, %(catch_up)s, %(replace)s, %(now)s::timestamptz);
 
 -- name: pause_schedule
 -- Stop a schedule firing.

@@ -44,9 +44,11 @@ FUNCTIONS = {
     "create_queue",
     "create_schedule",
     "cron_field_value",
+    "drop_partition",
     "enqueue",
     "ensure_daily_partitions",
     "ensure_history_partitions",
+    "expired_partitions",
     "find_schedule",
     "fire_schedule",
     "pause_queue",
@@ -55,6 +57,7 @@ FUNCTIONS = {
     "remove_schedule",
     "resume_queue",
     "resume_schedule",
+    "retention_rows",
     "retry_dead",
     "set_retention",
     "trigger_schedule",
@@ -153,15 +156,28 @@ def test_upgrade_downgrade_upgrade_gives_the_same_catalog(
     ]
     assert names(first, "functions", lambda r: True) == FUNCTIONS
     assert names(first, "views", lambda r: True) == VIEWS
-    # Functions find their tables through their own search_path, whatever the caller's.
+    # Functions find their tables through their own search_path, whatever the caller's (some
+    # also bound their lock waits). The one procedure cannot pin a search_path (it commits),
+    # so it names the schema in its body instead.
     with psycopg.connect(database_url) as conn:
         configs = conn.execute(
-            "select distinct array_to_string(p.proconfig, ',') from pg_proc p"
-            " join pg_namespace n on n.oid = p.pronamespace where n.nspname = %s",
+            "select p.prokind, array_to_string(p.proconfig, ','), count(*) from pg_proc p"
+            " join pg_namespace n on n.oid = p.pronamespace where n.nspname = %s group by 1, 2 order by 1, 2",
             [name],
         ).fetchall()
+        procedure = conn.execute(
+            "select pg_get_functiondef(p.oid) from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+            " where n.nspname = %s and p.prokind = 'p'",
+            [name],
+        ).fetchone()
         assert conn.execute("select to_regclass('public.alembic_version')").fetchone() == (None,)
-    assert configs == [(f"search_path={name}",)]
+    assert [(kind, config) for kind, config, _ in configs] == [
+        ("f", f"search_path={name}"),
+        ("f", f"search_path={name}, lock_timeout=500ms".replace(", ", ",")),
+        ("p", None),
+    ]
+    assert procedure is not None
+    assert f"{name}.retention_rows" in procedure[0]
     # It is what the test fixture's migration made, name aside.
     assert describe(database_url, name, as_name="S") == describe(database_url, schema, as_name="S")
 

@@ -161,7 +161,6 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "ping",
         "matview_info",
         "matview_try_lock",
-        "matview_unlock",
         "refresh_matview",
         "refresh_matview_concurrently",
         "matview_rows",

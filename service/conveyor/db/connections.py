@@ -15,6 +15,15 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..errors import ConfigurationError
 
+# TCP keepalives: a server (or network) that vanishes is noticed within about a minute, rather
+# than when the kernel gives up on the connection hours later.
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
 
 def pool(
     conninfo: str, *, min_size: int = 1, max_size: int = 4, name: str = "conveyor"
@@ -24,7 +33,7 @@ def pool(
         conninfo,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"autocommit": True},
+        kwargs={"autocommit": True, **KEEPALIVES},
         open=False,
         name=name,
         # A statement that cannot get a connection in this time fails (and is retried by its

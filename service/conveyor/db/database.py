@@ -269,9 +269,9 @@ class Database:
         )
         return sum(int(row[1]) for row in rows)
 
-    async def next_scheduled_at(self) -> datetime | None:
-        rows = await self.fetch("next_scheduled_at")
-        return rows[0][0] if rows else None
+    async def seconds_to_next_scheduled(self, *, now: datetime | None) -> float | None:
+        rows = await self.fetch("seconds_to_next_scheduled", {"now": now})
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def rescue_expired_jobs(
         self, *, now: datetime | None, limit: int = 1000

@@ -16,10 +16,11 @@ from ..db.connections import caller_async_connection
 from ..db.database import Database
 from ..db.queries import Queries, for_schema
 from ..db.steps import run_async
-from ..errors import ConfigurationError, ConveyorError, NotFoundError, UnknownQueueError
+from ..errors import ConfigurationError, ConveyorError, NotFoundError, UnknownQueueError, UnknownTaskError
 from ..settings import Settings
-from ..tasks import Registry, check_queue_name, default_registry, jsonb_text
+from ..tasks import Registry, check_queue_name, default_registry, jsonb_text, unknown_task_message
 from .enqueue import JobRequest, TaskRef, enqueue_many, enqueue_one, prepare
+from .retention import apply_retention
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,9 @@ class Conveyor:
         replace: bool = False,
     ) -> str:
         """Create a schedule at run time (checked here, and again by the database)."""
+        if self.registry.resolve(task) is None:
+            name_of = task if isinstance(task, str) else getattr(task, "__name__", repr(task))
+            raise UnknownTaskError(unknown_task_message(self.registry, str(name_of)))
         # Checked as a declaration would be (cron, time zone, task and its arguments), on a
         # scratch registry so that nothing is declared in this process.
         scratch = Registry()
@@ -207,9 +211,20 @@ class Conveyor:
                 "max_attempts": checked.max_attempts,
                 "catch_up": checked.catch_up,
                 "replace": replace,
+                "now": self.clock.now(),
             },
         )
         return checked.name
+
+    async def check_materialized_view(self, view: str) -> str:
+        """The view's ``schema.name``; ConveyorError unless it is a materialized view."""
+        try:
+            rows = await self.db.fetch("matview_info", {"view": view})
+        except (psycopg.errors.SyntaxError, psycopg.errors.InvalidName):
+            rows = []
+        if not rows:
+            raise ConveyorError(f"{view!r} is not a materialized view")
+        return f"{rows[0][1]}.{rows[0][2]}"
 
     async def pause_schedule(self, name: str) -> None:
         await self._call("pause_schedule", {"name": name})
@@ -253,9 +268,9 @@ class Conveyor:
             },
         )
 
-    async def apply_retention(self) -> dict[str, int]:
-        rows = await self.db.fetch("apply_retention", {"now": self.clock.now()})
-        return {step: int(affected) for step, affected in rows}
+    async def apply_retention(self, *, budget: float = 60.0) -> dict[str, int]:
+        """Apply retention now, in short steps (see ``queue.retention``)."""
+        return await apply_retention(self.db, now=self.clock.now(), budget=budget)
 
     # -- jobs --------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import psycopg
 
@@ -91,10 +91,8 @@ class Maintenance:
             await self._db.ensure_history_partitions(now=now)
             await self._db.prune_workers(silent_for=timedelta(hours=1), now=now)
         self.passes += 1
-        return self._until_next_due(await self._db.next_scheduled_at(), now)
-
-    def _until_next_due(self, next_due: datetime | None, now: datetime | None) -> float:
-        if next_due is None:
+        # Measured by the database's clock: a host clock running ahead must not make it spin.
+        wait = await self._db.seconds_to_next_scheduled(now=now)
+        if wait is None:
             return self._stage_interval
-        wait = (next_due - (now or datetime.now(UTC))).total_seconds()
         return min(self._stage_interval, max(wait, 0.001))

@@ -4,7 +4,8 @@
 blocked) when the view has a unique index on plain columns and already holds data, a plain
 ``REFRESH`` otherwise. Two refreshes of one view never run at once: a refresh that finds
 another under way (on any worker) returns at once, saying so in its result. The result
-records how long the refresh took and how many rows the view holds.
+records how long the refresh took and how many rows the view holds. The refresh, its lock
+and the count are one transaction, so a failure or a cancellation leaves nothing held.
 
 Schedule it like any task, or with :func:`schedule_refresh`::
 
@@ -27,8 +28,8 @@ REFRESH_TASK = "conveyor.refresh_materialized_view"
 
 
 async def refresh_materialized_view(view: str, ctx: JobContext) -> dict[str, Any]:
-    async with ctx.connection() as conn, conn.cursor() as cur:
-        queries = for_schema(ctx.schema)
+    queries = for_schema(ctx.schema)
+    async with ctx.connection() as conn, conn.transaction(), conn.cursor() as cur:
         try:
             await cur.execute(queries["matview_info"], {"view": view})
             info = await cur.fetchone()
@@ -38,20 +39,18 @@ async def refresh_materialized_view(view: str, ctx: JobContext) -> dict[str, Any
         if info is None:
             raise Discard(f"{view!r} is not a materialized view")
         oid, schema, name, populated, has_unique_index = info
+        # The lock lives as long as this transaction: REFRESH runs inside it.
         await cur.execute(queries["matview_try_lock"], {"oid": oid})
         locked = await cur.fetchone()
         if not (locked and locked[0]):
             return {"view": f"{schema}.{name}", "skipped": "another refresh of this view is running"}
-        try:
-            concurrently = bool(populated and has_unique_index)
-            started = time.perf_counter()
-            statement = "refresh_matview_concurrently" if concurrently else "refresh_matview"
-            await cur.execute(queries.compose(statement, view=(schema, name)))
-            duration = time.perf_counter() - started
-            await cur.execute(queries.compose("matview_rows", view=(schema, name)))
-            counted = await cur.fetchone()
-        finally:
-            await cur.execute(queries["matview_unlock"], {"oid": oid})
+        concurrently = bool(populated and has_unique_index)
+        started = time.perf_counter()
+        statement = "refresh_matview_concurrently" if concurrently else "refresh_matview"
+        await cur.execute(queries.compose(statement, view=(schema, name)))
+        duration = time.perf_counter() - started
+        await cur.execute(queries.compose("matview_rows", view=(schema, name)))
+        counted = await cur.fetchone()
     return {
         "view": f"{schema}.{name}",
         "concurrently": concurrently,

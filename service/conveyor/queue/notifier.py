@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from ..db.connections import KEEPALIVES
 from ..db.queries import Queries
 
 log = logging.getLogger("conveyor.worker")
@@ -53,7 +54,9 @@ class Notifier:
             delay = min(delay * 2, 10.0)
 
     async def _listen(self) -> None:
-        async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, **KEEPALIVES
+        ) as conn:
             self.connection = conn
             await conn.execute(self._queries["listen"])
             self.listening.set()

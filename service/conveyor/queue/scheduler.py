@@ -1,22 +1,27 @@
 """The scheduler: fires cron schedules and keeps house, on whichever process is elected.
 
 Any number of scheduler processes may run; one leads at a time (see ``leader``). Every
-process writes the schedules its code declares on start (keeping an operator's pause). The
-leader, every tick:
+process writes the schedules its code declares on start (keeping an operator's pause, and
+removing none unless told to prune). The leader, every tick:
 
 - fires each due schedule in its own transaction: it locks the schedule row (SKIP LOCKED),
   works out the fire times owed since ``next_fire_at``, inserts each fire's row and job
   (``fire_schedule``: unique on schedule and fire time, so a fire happens once even if two
   processes get to it), and moves ``next_fire_at`` on;
-- promotes due delayed jobs and rescues expired leases (workers do this too; both are
-  idempotent), and now and then applies retention and creates partitions ahead.
+- in a task of its own, so that firing and lease renewal never wait on it: promotes due
+  delayed jobs and rescues expired leases (workers do this too; both are idempotent), and
+  now and then applies retention and creates partitions ahead, within a time budget.
 
 Fire times owed are handled like this. A fire at most ``on_time_window`` late (a leader
 hand-over, a slow tick) fires on its own, marked late if it is. Fires older than that were
 missed (no scheduler ran): the catch-up policy ``skip`` records the missed window without
-a job, ``once`` enqueues one job for the whole window. A resumed or newly defined schedule
-owes nothing; a resumed one owes, if fire times passed while it was paused, what its policy
-says: one catch-up job (``once``) or a skipped window (``skip``).
+a job, ``once`` enqueues one job for the whole window. A new or redefined schedule owes the
+fires from its definition on (so one defined a moment before a fire time still fires it). A
+resumed one owes, if fire times passed while it was paused, what its policy says: one
+catch-up job (``once``) or a skipped window (``skip``).
+
+A schedule the database refuses for good (an unknown queue, say) stops with the reason in
+``schedules.error``; a passing failure (a lost connection, a deadlock) is retried next tick.
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ from datetime import datetime, timedelta
 from ..clock import Clock, DatabaseClock
 from ..cron import Cron
 from ..db.database import Database, Transaction
+from ..db.errors import is_transient
 from ..errors import ConfigurationError, ConveyorError
 from ..settings import Settings
 from ..tasks import Registry, default_registry, jsonb_text
 from .leader import Elector
 from .maintenance import Maintenance
 from .notifier import Notifier
+from .retention import apply_retention
 from .stopping import cancel_and_wait
 
 log = logging.getLogger("conveyor.scheduler")
@@ -51,7 +58,9 @@ class SchedulerConfig:
     tick: float = 1.0
     on_time_window: float = 300.0
     retention_interval: float = 600.0
+    retention_budget: float = 60.0
     upkeep_interval: float = 3600.0
+    prune_declared: bool = False  # remove code schedules this process's code does not declare
 
     def __post_init__(self) -> None:
         if not self.tick > 0 or self.lease <= 2 * self.tick:
@@ -69,15 +78,18 @@ class DueSchedule:
     next_fire_at: datetime | None
     last_fire_at: datetime | None
     resumed: bool
+    defined_at: datetime
     now: datetime
 
 
 @dataclass
 class FireReport:
+    taken: int = 0  # schedules looked at
     fired: int = 0
     late: int = 0
     caught_up: int = 0
     skipped: int = 0
+    failed: int = 0
 
 
 class Scheduler:
@@ -98,7 +110,7 @@ class Scheduler:
         self.clock: Clock = clock or DatabaseClock()
         self.db = Database(settings.database_url, settings.schema, min_size=1, max_size=3)
         self.elector = Elector(self.db, self.clock, ttl=self.config.lease, tick=self.config.tick)
-        self.maintenance = Maintenance(self.db, self.clock)
+        self.maintenance = Maintenance(self.db, self.clock, upkeep_interval=self.config.upkeep_interval)
         self.notifier = Notifier(settings.database_url, self.db.queries, self._on_notify)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -115,12 +127,15 @@ class Scheduler:
 
     async def run(self) -> None:
         await self.db.open()
-        listener = asyncio.create_task(self.notifier.run(), name="conveyor-scheduler-notifier")
+        background = [
+            asyncio.create_task(self.notifier.run(), name="conveyor-scheduler-notifier"),
+            asyncio.create_task(self._housekeeping_loop(), name="conveyor-scheduler-housekeeping"),
+        ]
         try:
             await self.sync_declared()
             self.started.set()
             while not self._stopping.is_set():
-                pause = await self.tick()
+                pause = await self.fire_round()
                 self._wake.clear()
                 try:
                     async with asyncio.timeout(pause):
@@ -128,23 +143,41 @@ class Scheduler:
                 except TimeoutError:
                     pass
         finally:
-            await cancel_and_wait([listener])
+            await cancel_and_wait(background)
             await self.elector.resign()
             await self.db.close()
 
     async def tick(self) -> float:
-        """One round: elect, and if leading fire what is due and keep house. Returns how long
-        to wait before the next round."""
+        """One whole round, housekeeping included (tests drive the scheduler with this)."""
+        pause = await self.fire_round()
+        if self.elector.is_leader:
+            await self.keep_house()
+        return pause
+
+    async def fire_round(self) -> float:
+        """Elect, and if leading fire what is due. Returns how long to wait for the next round."""
         self.ticks += 1
         if not await self.elector.attempt():
             return self.config.tick
         try:
-            await self.fire_due()
-            await self._keep_house()
-            return await self._until_next_due()
+            report = await self.fire_due()
+            pause = await self._until_next_due()
         except Exception:
             log.exception("scheduler round failed")
             return self.config.tick
+        if pause == 0 and report.taken == report.failed:
+            # What is due is locked by someone else (or failed): do not spin on it.
+            return self.config.tick
+        return pause
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick)
+            if self.elector.is_leader:
+                try:
+                    await self.keep_house()
+                except Exception:
+                    log.exception("scheduler housekeeping failed")
 
     # -- schedules ---------------------------------------------------------------------
 
@@ -154,6 +187,12 @@ class Scheduler:
             log.info("no task modules loaded: schedules declared in code are left as they are")
             return
         specs = self.registry.schedules()
+        unknown = [f"{s.name} ({s.task})" for s in specs if self.registry.get(s.task) is None]
+        if unknown:
+            raise ConfigurationError(
+                f"schedules name tasks that no loaded module registers: {', '.join(unknown)}; "
+                "import their modules (--tasks) or fix the names"
+            )
         await self.db.create_queues(sorted({s.queue for s in specs if s.queue is not None}))
         rows = await self.db.fetch(
             "sync_schedules",
@@ -167,6 +206,8 @@ class Scheduler:
                 "priorities": [s.priority for s in specs],
                 "max_attempts": [s.max_attempts for s in specs],
                 "catch_ups": [s.catch_up for s in specs],
+                "prune": self.config.prune_declared,
+                "now": self.clock.now(),
                 "channel": self.db.queries.channel,
             },
         )
@@ -176,22 +217,29 @@ class Scheduler:
     async def fire_due(self) -> FireReport:
         """Fire every due schedule, each in its own transaction."""
         report = FireReport()
+        failed: list[str] = []
         while self.elector.is_leader:
             name = None
             try:
                 async with self.db.transaction() as tx:
-                    rows = await tx.fetch("take_due_schedule", {"now": self.clock.now()})
+                    rows = await tx.fetch("take_due_schedule", {"now": self.clock.now(), "skip": failed})
                     if not rows:
                         break
                     due = DueSchedule(*rows[0])
                     name = due.name
+                    report.taken += 1
                     await self._fire_one(tx, due, report)
             except Exception as exc:
                 if name is None:
                     raise
-                # Whatever the database refused (the transaction is gone), the schedule must
-                # not block the others or be retried every tick: it stops, with the reason.
-                log.exception("schedule %r failed to fire", name)
+                report.failed += 1
+                failed.append(name)
+                if is_transient(exc):
+                    log.warning("schedule %r could not fire now (%s); it will next tick", name, exc)
+                    continue
+                # The database refuses it for good (the transaction is gone): it stops, with
+                # the reason, until it is resumed or redefined; the others go on.
+                log.exception("schedule %r failed to fire and stops", name)
                 await self.db.fetch(
                     "schedule_failed", {"name": name, "error": f"{type(exc).__name__}: {exc}"}
                 )
@@ -208,7 +256,10 @@ class Scheduler:
             return
         last = last_fire_at
         if next_fire_at is None:
-            pass  # new or redefined: it owes nothing, and learns its next fire time below
+            # New or redefined: it owes the fires from its definition on.
+            next_fire_at = cron.next_after(due.defined_at)
+        if next_fire_at > now:
+            pass  # nothing due yet
         elif due.resumed:
             # Every fire time from next_fire_at to the resume was missed while paused.
             kind = "catch_up" if catch_up == "once" else "skipped"
@@ -276,7 +327,7 @@ class Scheduler:
 
     # -- housekeeping ------------------------------------------------------------------
 
-    async def _keep_house(self) -> None:
+    async def keep_house(self) -> None:
         await self.maintenance.run_once()
         moment = time.monotonic()
         if moment >= self._next_retention:
@@ -284,11 +335,7 @@ class Scheduler:
             await self.apply_retention()
 
     async def apply_retention(self) -> dict[str, int]:
-        rows = await self.db.fetch("apply_retention", {"now": self.clock.now()})
-        done = {step: int(affected) for step, affected in rows}
-        if any(done.values()):
-            log.info("retention: %s", ", ".join(f"{step}: {n}" for step, n in done.items() if n))
-        return done
+        return await apply_retention(self.db, now=self.clock.now(), budget=self.config.retention_budget)
 
     def _on_notify(self, payload: str) -> None:
         if payload == SCHEDULES_CHANGED:

@@ -29,6 +29,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from ..clock import Clock, DatabaseClock
+from ..db.connections import pool
 from ..db.database import ClaimedJob, Database, Held
 from ..errors import ConfigurationError
 from ..settings import Settings
@@ -114,6 +115,11 @@ class Worker:
         self.queues = list(self.config.queues or sorted(self.registry.queues() | {DEFAULT_QUEUE}))
         # Five loops share the pool (claim, completer, maintenance, heartbeat, progress), plus one spare.
         self.db = Database(settings.database_url, settings.schema, min_size=2, max_size=6)
+        # Tasks borrow connections (ctx.connection()) from a pool of their own: a slow one (a
+        # view refresh) must never keep the heartbeat or the acks from a connection.
+        self._task_pool = pool(
+            settings.database_url, min_size=0, max_size=self.config.concurrency, name="conveyor-tasks"
+        )
         self._threads = ThreadPoolExecutor(
             max_workers=self.config.concurrency, thread_name_prefix=JOB_THREAD_PREFIX
         )
@@ -142,7 +148,7 @@ class Worker:
             self.id,
             self.clock,
             self._progress.sink,
-            connection=self.db.pool.connection,
+            connection=self._task_pool.connection,
             schema=self.db.schema,
         )
         self._leases = LeaseKeeper(
@@ -187,6 +193,7 @@ class Worker:
     async def run(self) -> None:
         """Run until :meth:`stop` is called (or this is cancelled), then shut down."""
         await self.db.open()
+        await self._task_pool.open()
         helpers: list[asyncio.Task[Any]] = []
         try:
             await self._register()
@@ -220,6 +227,7 @@ class Worker:
                 log.warning("could not unregister worker %s: %s", self.id, exc)
             finally:
                 await self.db.close()
+                await self._task_pool.close()
                 self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def _register(self) -> None:
@@ -235,7 +243,10 @@ class Worker:
             concurrency=self.config.concurrency,
             now=self.clock.now(),
         )
-        await self.db.ensure_history_partitions(now=self.clock.now())
+        try:
+            await self.db.ensure_history_partitions(now=self.clock.now())
+        except Exception as exc:  # the default partition takes any row meanwhile
+            log.warning("history partitions not made ahead now (%s); maintenance will retry", exc)
 
     # -- claim -------------------------------------------------------------------------
 

@@ -1,0 +1,67 @@
+"""Conveyor, as its users run it: enqueue through the client, bulk through enqueue_many (COPY),
+a `Worker` per process. Leases with fencing, retries, history and LISTEN/NOTIFY all on."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from bench.common import Adapter, Recorder, main  # noqa: E402
+
+from conveyor import Conveyor, JobRequest, Registry, Worker, WorkerConfig  # noqa: E402
+from conveyor.db import migrations  # noqa: E402
+
+registry = Registry()
+_record: Recorder | None = None
+
+
+@registry.task(queue="bench")
+async def noop(i: int, t: float) -> None:
+    if _record is not None:
+        _record({"i": i, "t": t})
+
+
+class ConveyorAdapter(Adapter):
+    name = "conveyor"
+    concurrency = 500
+
+    async def setup(self) -> None:
+        migrations.upgrade(self.url, "conveyor")
+
+    async def open(self) -> None:
+        self.client = await Conveyor(self.url, registry=registry).open()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def enqueue_one(self, payload: dict[str, Any]) -> None:
+        await self.client.enqueue(noop, payload)
+
+    async def enqueue_many(self, payloads: Sequence[dict[str, Any]], *, delay: float = 0.0) -> None:
+        await self.client.enqueue_many([JobRequest(noop, p, delay=delay or None) for p in payloads])
+
+    async def run_worker(self, concurrency: int, record: Recorder) -> None:
+        global _record
+        _record = record
+        await Worker(self.url, registry=registry, config=WorkerConfig(queues=["bench"], concurrency=concurrency)).run()
+
+    async def sizes(self) -> dict[str, int]:
+        async with await psycopg.AsyncConnection.connect(self.url) as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT coalesce(p.relname, c.relname), sum(pg_total_relation_size(c.oid))::bigint"
+                    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent"
+                    " WHERE n.nspname = 'conveyor' AND c.relkind = 'r' GROUP BY 1"
+                )
+            ).fetchall()
+        return {name: int(size) for name, size in rows if size}
+
+
+if __name__ == "__main__":
+    main(ConveyorAdapter, __file__)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,11 +83,14 @@ class Adapter:
 
 
 class Recorder:
-    """Collects (job number, enqueued at, started at) in memory; a thread writes them out."""
+    """Collects (job number, enqueued at, started at) in memory; a thread writes them out.
+
+    A deque, because its append and popleft are atomic: a handler appending while the writer
+    takes rows away loses nothing (swapping a list out could drop an append in flight)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._rows: list[tuple[int, float, float]] = []
+        self._rows: deque[tuple[int, float, float]] = deque()
         self._count = 0
         self._lock = threading.Lock()
         self._file = path.open("a", buffering=1 << 16)
@@ -97,7 +102,7 @@ class Recorder:
 
     def flush(self) -> None:
         with self._lock:
-            rows, self._rows = self._rows, []
+            rows = [self._rows.popleft() for _ in range(len(self._rows))]
             if rows:
                 self._file.write("".join(f"{i} {t:.6f} {s:.6f}\n" for i, t, s in rows))
                 self._file.flush()
@@ -128,8 +133,17 @@ class Workers:
         self.folder = Path(tempfile.mkdtemp(prefix="bench-"))
         self.processes = [
             subprocess.Popen(
-                [sys.executable, script, "worker", "--url", url, "--concurrency", str(concurrency),
-                 "--record", str(self.folder / f"w{n}.log")],
+                [
+                    sys.executable,
+                    script,
+                    "worker",
+                    "--url",
+                    url,
+                    "--concurrency",
+                    str(concurrency),
+                    "--record",
+                    str(self.folder / f"w{n}.log"),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -140,10 +154,8 @@ class Workers:
     def count(self) -> int:
         total = 0
         for path in self.folder.glob("*.count"):
-            try:
+            with contextlib.suppress(OSError, ValueError):  # being rewritten
                 total += int(path.read_text() or 0)
-            except (OSError, ValueError):
-                pass
         return total
 
     def wait_for(self, n: int, *, timeout: float) -> None:
@@ -151,7 +163,9 @@ class Workers:
         while self.count() < n:
             for process in self.processes:
                 if process.poll() is not None:
-                    raise RuntimeError(f"a worker died: {process.stderr.read()[-3000:] if process.stderr else ''}")
+                    raise RuntimeError(
+                        f"a worker died: {process.stderr.read()[-3000:] if process.stderr else ''}"
+                    )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.count()} of {n} jobs ran within {timeout} s")
             time.sleep(0.02)
@@ -189,7 +203,11 @@ def _exactly_once(rows: Sequence[tuple[int, float, float]], n: int) -> dict[str,
     for i, _, _ in rows:
         if 0 <= i < n:
             seen[i] += 1
-    return {"executed": len(rows), "unique": sum(1 for c in seen if c), "twice": sum(1 for c in seen if c > 1)}
+    return {
+        "executed": len(rows),
+        "unique": sum(1 for c in seen if c),
+        "twice": sum(1 for c in seen if c > 1),
+    }
 
 
 def _rate(rows: Sequence[tuple[int, float, float]]) -> tuple[float, float]:
@@ -250,8 +268,15 @@ async def _drain(adapter: Adapter, args: argparse.Namespace, script: str) -> dic
         workers.stop()
     rows = workers.rows()
     seconds, rate = _rate(rows)
-    return {"jobs": args.n, "seconds": seconds, "rate": rate, **_exactly_once(rows, args.n),
-            "procs": args.procs, "concurrency": args.concurrency or adapter.concurrency, "delayed": args.delayed}
+    return {
+        "jobs": args.n,
+        "seconds": seconds,
+        "rate": rate,
+        **_exactly_once(rows, args.n),
+        "procs": args.procs,
+        "concurrency": args.concurrency or adapter.concurrency,
+        "delayed": args.delayed,
+    }
 
 
 async def _latency(adapter: Adapter, args: argparse.Namespace, script: str) -> dict[str, Any]:
@@ -271,8 +296,13 @@ async def _latency(adapter: Adapter, args: argparse.Namespace, script: str) -> d
         await adapter.close()
         workers.stop()
     waits = [(s - t) * 1000 for i, t, s in workers.rows() if i < args.count]
-    return {"count": len(waits), "p50_ms": percentile(waits, 50), "p95_ms": percentile(waits, 95),
-            "p99_ms": percentile(waits, 99), "max_ms": max(waits)}
+    return {
+        "count": len(waits),
+        "p50_ms": percentile(waits, 50),
+        "p95_ms": percentile(waits, 95),
+        "p99_ms": percentile(waits, 99),
+        "max_ms": max(waits),
+    }
 
 
 async def _load(adapter: Adapter, args: argparse.Namespace, script: str) -> dict[str, Any]:
@@ -314,9 +344,15 @@ async def _load(adapter: Adapter, args: argparse.Namespace, script: str) -> dict
     rows = [r for r in workers.rows() if r[0] < total]
     waits = [(s - t) * 1000 for _, t, s in rows]
     tail = backlog[len(backlog) // 2 :] or [0]
-    return {"target_rate": args.rate, "achieved_rate": total / produced_in, "p50_ms": percentile(waits, 50),
-            "p99_ms": percentile(waits, 99), "backlog": backlog, "backlog_second_half_max": max(tail),
-            **_exactly_once(rows, total)}
+    return {
+        "target_rate": args.rate,
+        "achieved_rate": total / produced_in,
+        "p50_ms": percentile(waits, 50),
+        "p99_ms": percentile(waits, 99),
+        "backlog": backlog,
+        "backlog_second_half_max": max(tail),
+        **_exactly_once(rows, total),
+    }
 
 
 async def _soak(adapter: Adapter, args: argparse.Namespace, script: str) -> dict[str, Any]:
@@ -343,8 +379,15 @@ async def _soak(adapter: Adapter, args: argparse.Namespace, script: str) -> dict
     first = _rate(rows[:tenth])[1]
     last = _rate(rows[-tenth:])[1]
     seconds, rate = _rate(rows)
-    result = {"jobs": args.n, "seconds": seconds, "rate": rate, "first_tenth_rate": first,
-              "last_tenth_rate": last, "last_to_first": last / first, **_exactly_once(rows, args.n)}
+    result = {
+        "jobs": args.n,
+        "seconds": seconds,
+        "rate": rate,
+        "first_tenth_rate": first,
+        "last_tenth_rate": last,
+        "last_to_first": last / first,
+        **_exactly_once(rows, args.n),
+    }
     if held:
         inside = [r for r in rows if held[0] <= r[2] <= held[1]]
         result["held_rate"] = _rate(inside)[1]
@@ -361,8 +404,12 @@ async def _soak(adapter: Adapter, args: argparse.Namespace, script: str) -> dict
 
 
 def main(adapter_class: type[Adapter], script: str) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workload", choices=["worker", "enqueue", "bulk", "drain", "latency", "load", "delayed", "soak"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "workload", choices=["worker", "enqueue", "bulk", "drain", "latency", "load", "delayed", "soak"]
+    )
     parser.add_argument("--url", required=True)
     parser.add_argument("--n", type=int)
     parser.add_argument("--procs", type=int, default=1)
@@ -397,4 +444,3 @@ def main(adapter_class: type[Adapter], script: str) -> None:
     }[args.workload]
     result = asyncio.run(run())
     print(json.dumps({"system": adapter.name, "workload": args.workload, **result}))
-

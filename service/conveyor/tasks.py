@@ -8,6 +8,7 @@ against the signature when the job is enqueued and again before it runs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -32,6 +33,8 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,126}")
 # \u0000 as JSON writes it: preceded by an even number of backslashes (an odd number would
 # make it the literal text "\u0000", which PostgreSQL stores fine).
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# One encoder for every job: json.dumps with options builds a new one on each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,20 +66,24 @@ def check_queue_name(queue: str) -> str:
 
 def jsonb_text(value: Any) -> str:
     """``value`` as JSON text that PostgreSQL's jsonb accepts; TypeError or ValueError if none."""
-    text = json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    text.encode()  # a lone surrogate raises UnicodeEncodeError, a ValueError
-    if _NUL_ESCAPE.search(text):
+    return _checked_json(value)[0]
+
+
+def _checked_json(value: Any) -> tuple[str, int]:
+    """JSON text for jsonb and its size in bytes."""
+    text = _ENCODER.encode(value)
+    size = len(text.encode())  # a lone surrogate raises UnicodeEncodeError, a ValueError
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise ValueError("it contains a NUL character (\\u0000), which PostgreSQL cannot store")
-    return text
+    return text, size
 
 
 def encode_args(task_name: str, args: Mapping[str, Any]) -> str:
     """The job's arguments as JSON text, refused if they are not storable JSON or too large."""
     try:
-        text = jsonb_text(args)
+        text, size = _checked_json(args)
     except (TypeError, ValueError) as exc:
         raise ArgumentsError(f"task {task_name!r}: arguments are not JSON: {exc}") from None
-    size = len(text.encode())
     if size > MAX_ARGS_BYTES:
         raise ArgumentsError(
             f"task {task_name!r}: arguments take {size} bytes as JSON, "
@@ -101,6 +108,7 @@ class Task:
     _params: Mapping[str, inspect.Parameter] = field(default_factory=dict, repr=False)
     _hints: Mapping[str, Any] = field(default_factory=dict, repr=False)
     _takes_any: bool = field(default=False, repr=False)
+    _required: frozenset[str] = field(default=frozenset(), repr=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function directly, in this process, without a job."""
@@ -116,18 +124,14 @@ class Task:
             raise ArgumentsError(
                 f"task {self.name!r}: argument {self.context_param!r} is reserved for the job context"
             )
-        unknown = [name for name in args if name not in self._params]
-        if unknown and not self._takes_any:
+        if not self._takes_any and not args.keys() <= self._params.keys():
+            unknown = [name for name in args if name not in self._params]
             raise ArgumentsError(
                 f"task {self.name!r}: unexpected argument {_names(unknown)}"
                 f" (it takes {_names(self._params) or 'no arguments'})"
             )
-        missing = [
-            name
-            for name, param in self._params.items()
-            if param.default is inspect.Parameter.empty and name not in args
-        ]
-        if missing:
+        if not self._required <= args.keys():
+            missing = [name for name in self._params if name in self._required and name not in args]
             raise ArgumentsError(f"task {self.name!r}: missing required argument {_names(missing)}")
         for name, value in args.items():
             hint = self._hints.get(name)
@@ -162,6 +166,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
+        self._by_func: dict[Callable[..., Any], Task] = {}
         self._schedules: dict[str, ScheduleSpec] = {}
 
     @overload
@@ -219,6 +224,8 @@ class Registry:
                 " pass name=... to one of them"
             )
         self._tasks[task.name] = task
+        with contextlib.suppress(TypeError):  # an unhashable callable is found by resolve()'s scan
+            self._by_func[task.func] = task
         return task
 
     def get(self, name: str) -> Task | None:
@@ -231,6 +238,9 @@ class Registry:
             return self.get(task.name)
         if isinstance(task, str):
             return self.get(task)
+        found = self._by_func.get(task)
+        if found is not None and self._tasks.get(found.name) is found:
+            return found
         for candidate in [*self._tasks.values(), *_builtins.values()]:
             if candidate.func is task:
                 return candidate
@@ -393,6 +403,7 @@ def build_task(
         _params=params,
         _hints={k: v for k, v in hints.items() if k in params},
         _takes_any=takes_any,
+        _required=frozenset(n for n, p in params.items() if p.default is inspect.Parameter.empty),
     )
 
 
@@ -416,6 +427,9 @@ def _fits(value: Any, hint: Any) -> bool:
     """Whether a JSON value fits a simple annotation; anything unusual is accepted."""
     if hint is Any or hint is object:
         return True
+    kind = type(value)
+    if (hint is kind and kind is not bool) or (hint is float and kind is int):
+        return True  # the common case, answered before the general rules below
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_fits(value, arg) for arg in typing.get_args(hint))

@@ -243,6 +243,32 @@ async def test_enqueue_many_ten_thousand_jobs_returns_ids_in_order(frozen: Any, 
     assert await client.enqueue_many([]) == []
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "back\\slash \\N \\t and a real\ttab, newline\n, return\r",
+        "\\",
+        "\\\\u0000 is text, not NUL",
+        'quotes " and \' and unicode: żółw 🐢 \u2028',
+        "\\N",
+        "",
+    ],
+)
+async def test_enqueue_many_writes_arguments_exactly_whatever_characters_they_hold(
+    frozen: Any, db: DB, value: str
+) -> None:
+    # Bulk enqueue writes COPY's text format itself: escaping must be exact, row after row.
+    client, _ = frozen
+    ids = await client.enqueue_many(
+        [JobRequest("blob", {"data": value}), JobRequest("blob", {"data": value + "x"}, delay=5)]
+    )
+    rows = db.all("select id, args, state from {schema}.jobs order by id")
+    assert rows == [
+        (ids[0], {"data": value}, "available"),
+        (ids[1], {"data": value + "x"}, "scheduled"),
+    ]
+
+
 async def test_enqueue_many_with_unique_keys_returns_the_holders(
     client: Conveyor, tasks: Registry, db: DB
 ) -> None:

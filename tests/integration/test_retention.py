@@ -304,11 +304,11 @@ async def test_the_live_jobs_table_does_not_grow_with_finished_jobs(
     """Three rounds of 3,000 no-op jobs, with VACUUM between rounds: after each round the live
     table is empty, and its size does not grow round over round.
 
-    Margin: a round's peak may exceed the first round's by up to 25%. Identical rounds are
+    Margin: a round's peak may exceed the first round's by up to 50%. Identical rounds are
     not identical page for page: each claim writes a new row version, and where it lands
     depends on when pages get pruned, which depends on timing (measured on PostgreSQL 15:
-    54 to 58 pages per round; 88 every round on 18, whose COPY extends the file in bulk). A
-    table that kept finished jobs would at least double by the second round."""
+    54 to 58 pages per round; 88 every round on 18, whose COPY extends the file in bulk; more spread on a loaded
+    machine). A table that kept finished jobs would at least double by the second round."""
 
     @registry.task
     async def noop() -> None:
@@ -331,6 +331,6 @@ async def test_the_live_jobs_table_does_not_grow_with_finished_jobs(
         after_vacuum.append(heap_pages())
 
     assert peaks[0] > 0
-    assert all(peak <= peaks[0] * 1.25 for peak in peaks[1:]), peaks
+    assert all(peak <= peaks[0] * 1.5 for peak in peaks[1:]), peaks
     assert all(size <= peaks[0] for size in after_vacuum), after_vacuum
     assert db.one("select count(*) from {schema}.job_history where state = 'completed'") == 3 * per_round

@@ -11,10 +11,10 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from bench.common import Adapter, Recorder, main  # noqa: E402
+from bench.common import Adapter, Recorder, main
 
-from conveyor import Conveyor, JobRequest, Registry, Worker, WorkerConfig  # noqa: E402
-from conveyor.db import migrations  # noqa: E402
+from conveyor import Conveyor, JobRequest, Registry, Worker, WorkerConfig
+from conveyor.db import migrations
 
 registry = Registry()
 _record: Recorder | None = None
@@ -48,7 +48,9 @@ class ConveyorAdapter(Adapter):
     async def run_worker(self, concurrency: int, record: Recorder) -> None:
         global _record
         _record = record
-        await Worker(self.url, registry=registry, config=WorkerConfig(queues=["bench"], concurrency=concurrency)).run()
+        await Worker(
+            self.url, registry=registry, config=WorkerConfig(queues=["bench"], concurrency=concurrency)
+        ).run()
 
     async def sizes(self) -> dict[str, int]:
         async with await psycopg.AsyncConnection.connect(self.url) as conn:

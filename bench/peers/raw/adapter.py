@@ -5,7 +5,6 @@ and deletes the batch. No leases, retries, history or results."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from bench.common import Adapter, Recorder, main  # noqa: E402
+from bench.common import Adapter, Recorder, main
 
 BATCH = 500
 
@@ -31,7 +30,9 @@ class Raw(Adapter):
                 "CREATE TABLE raw_jobs (id bigserial PRIMARY KEY, run_at timestamptz NOT NULL DEFAULT now(),"
                 " state text NOT NULL DEFAULT 'available', payload jsonb NOT NULL)"
             )
-            await conn.execute("CREATE INDEX raw_jobs_ready ON raw_jobs (run_at, id) WHERE state = 'available'")
+            await conn.execute(
+                "CREATE INDEX raw_jobs_ready ON raw_jobs (run_at, id) WHERE state = 'available'"
+            )
 
     async def open(self) -> None:
         self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)

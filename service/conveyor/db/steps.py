@@ -28,8 +28,10 @@ class Query:
 
 @dataclass(frozen=True)
 class Copy:
+    """COPY ... FROM STDIN of data already in COPY's text format."""
+
     name: str
-    rows: Sequence[Sequence[Any]]
+    data: Sequence[bytes]
 
 
 Step = Query | Copy
@@ -47,8 +49,8 @@ async def run_async(conn: psycopg.AsyncConnection[Any], queries: Queries, flow: 
                 return done.value  # type: ignore[no-any-return]
             if isinstance(step, Copy):
                 async with cursor.copy(queries[step.name]) as copy:
-                    for row in step.rows:
-                        await copy.write_row(row)
+                    for chunk in step.data:
+                        await copy.write(chunk)
                 rows = []
             else:
                 await cursor.execute(queries[step.name], step.params)
@@ -65,8 +67,8 @@ def run_sync(conn: psycopg.Connection[Any], queries: Queries, flow: Flow[T]) -> 
                 return done.value  # type: ignore[no-any-return]
             if isinstance(step, Copy):
                 with cursor.copy(queries[step.name]) as copy:
-                    for row in step.rows:
-                        copy.write_row(row)
+                    for chunk in step.data:
+                        copy.write(chunk)
                 rows = []
             else:
                 cursor.execute(queries[step.name], step.params)

@@ -19,7 +19,7 @@ from ..db.steps import run_async
 from ..errors import ConfigurationError, ConveyorError, NotFoundError, UnknownQueueError, UnknownTaskError
 from ..settings import Settings
 from ..tasks import Registry, check_queue_name, default_registry, jsonb_text, unknown_task_message
-from .enqueue import JobRequest, TaskRef, enqueue_many, enqueue_one, prepare
+from .enqueue import JobRequest, TaskRef, enqueue_many, enqueue_one, prepare, prepare_many
 from .retention import apply_retention
 
 
@@ -119,7 +119,7 @@ class Conveyor:
 
         All are checked before any is written: one bad request enqueues none.
         """
-        prepared = [prepare(self.registry, job) for job in jobs]
+        prepared = prepare_many(self.registry, jobs)
         queries = self._queries()
         flow = enqueue_many(
             prepared, channel=queries.channel, jobs_table=queries.jobs_table, now=self.clock.now()

@@ -7,7 +7,7 @@ prepared jobs (see ``db.steps``), the same for async and sync connections.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,12 +60,56 @@ class PreparedJob:
 
 def prepare(registry: Registry, request: JobRequest) -> PreparedJob:
     """Check a request; raise a ConveyorError that names the task and the problem."""
-    task = registry.resolve(request.task)
-    if task is None:
-        raise UnknownTaskError(unknown_task_message(registry, _task_name(request.task)))
-    task.check_args(request.args)
-    args_json = encode_args(task.name, request.args)
+    return prepare_many(registry, [request])[0]
 
+
+def prepare_many(registry: Registry, requests: Iterable[JobRequest]) -> list[PreparedJob]:
+    """Check requests (all of them before any is used). Options shared by many requests, as
+    in a bulk enqueue, are checked once."""
+    checked: dict[tuple[Any, ...], _Options] = {}
+    prepared = []
+    for request in requests:
+        task = registry.resolve(request.task)
+        if task is None:
+            raise UnknownTaskError(unknown_task_message(registry, _task_name(request.task)))
+        task.check_args(request.args)
+        args_json = encode_args(task.name, request.args)
+        # Types too: 1, 1.0 and True are equal keys, but not equally valid options.
+        key: tuple[Any, ...] | None = (
+            task.name,
+            request.queue,
+            request.priority,
+            type(request.priority),
+            request.max_attempts,
+            type(request.max_attempts),
+            request.delay,
+            type(request.delay),
+            request.run_at,
+        )
+        try:
+            options = checked.get(key) if key is not None else None
+        except TypeError:  # an unhashable option: checked below, and refused there
+            options, key = None, None
+        if options is None:
+            options = _check_options(registry, task, request)
+            if key is not None:
+                checked[key] = options
+        unique_key = request.unique_key
+        if unique_key is not None and not (
+            isinstance(unique_key, str) and 0 < len(unique_key) <= MAX_UNIQUE_KEY
+        ):
+            raise InvalidOptionError(
+                f"task {task.name!r}: unique_key must be 1 to {MAX_UNIQUE_KEY} characters"
+            )
+        prepared.append(PreparedJob(task.name, args_json, *options, unique_key))
+    return prepared
+
+
+# queue, declared_queue, priority, max_attempts, run_at, delay: PreparedJob's fields in order
+_Options = tuple[str, bool, int, int, datetime | None, timedelta]
+
+
+def _check_options(registry: Registry, task: Task, request: JobRequest) -> _Options:
     queue = request.queue if request.queue is not None else task.queue
     check_queue_name(queue)
     priority = task.priority if request.priority is None else parse_priority(request.priority)
@@ -81,20 +125,8 @@ def prepare(registry: Registry, request: JobRequest) -> PreparedJob:
     delay = _as_timedelta(request.delay)
     if delay < timedelta(0):
         raise InvalidOptionError(f"task {task.name!r}: delay must not be negative")
-    unique_key = request.unique_key
-    if unique_key is not None and not (0 < len(unique_key) <= MAX_UNIQUE_KEY):
-        raise InvalidOptionError(f"task {task.name!r}: unique_key must be 1 to {MAX_UNIQUE_KEY} characters")
-    return PreparedJob(
-        task=task.name,
-        args_json=args_json,
-        queue=queue,
-        declared_queue=queue == DEFAULT_QUEUE or queue in registry.queues(),
-        priority=priority,
-        max_attempts=max_attempts,
-        run_at=request.run_at,
-        delay=delay,
-        unique_key=unique_key,
-    )
+    declared = queue == task.queue or queue == DEFAULT_QUEUE or queue in registry.queues()
+    return queue, declared, priority, max_attempts, request.run_at, delay
 
 
 def enqueue_one(job: PreparedJob, *, channel: str, now: datetime | None) -> Flow[int]:
@@ -150,7 +182,7 @@ def enqueue_many(
     if any(job.unique_key is not None for job in jobs):
         ids = yield from _insert_unique(records, clock_now)
     else:
-        yield Copy("copy_jobs", records)
+        yield Copy("copy_jobs", copy_text(records))
 
     waking = sorted({record[1] for record in records if record[4] == "available"})
     if waking:
@@ -177,6 +209,45 @@ def _record(job_id: int, job: PreparedJob, now: datetime) -> Record:
         job.unique_key,
         now,
     )
+
+
+def copy_text(records: Sequence[Record]) -> list[bytes]:
+    """The records in COPY's text format, in chunks of about a megabyte.
+
+    Written here rather than by psycopg's write_row because a bulk enqueue repeats the same
+    queue, task, state and times on every row: those are formatted once, and only the id and
+    the arguments are formatted per row (the per-row formatting was most of a bulk enqueue).
+    """
+    chunks: list[bytes] = []
+    lines: list[str] = []
+    size = 0
+    middles: dict[tuple[object, ...], tuple[str, str]] = {}
+    for job_id, queue, task, args, state, priority, run_at, max_attempts, unique_key, now in records:
+        key = (queue, task, state, priority, run_at, max_attempts, unique_key, now)
+        around = middles.get(key)
+        if around is None:
+            around = middles[key] = (
+                f"\t{_copy_field(queue)}\t{_copy_field(task)}\t",
+                f"\t{state}\t{priority}\t{run_at.isoformat()}\t{max_attempts}"
+                f"\t{_copy_field(unique_key)}\t{now.isoformat()}\n",
+            )
+        line = f"{job_id}{around[0]}{_copy_field(args)}{around[1]}"
+        lines.append(line)
+        size += len(line)
+        if size >= 1 << 20:
+            chunks.append("".join(lines).encode())
+            lines, size = [], 0
+    if lines:
+        chunks.append("".join(lines).encode())
+    return chunks
+
+
+def _copy_field(value: str | None) -> str:
+    if value is None:
+        return "\\N"
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
 
 
 def _insert_unique(records: list[Record], now: datetime) -> Flow[list[int]]:

@@ -20,7 +20,7 @@ from ..db.steps import run_sync
 from ..errors import ConfigurationError
 from ..settings import Settings
 from ..tasks import Registry, default_registry
-from .enqueue import JobRequest, TaskRef, enqueue_many, enqueue_one, prepare
+from .enqueue import JobRequest, TaskRef, enqueue_many, enqueue_one, prepare, prepare_many
 
 
 class SyncConveyor:
@@ -96,7 +96,7 @@ class SyncConveyor:
             return run_sync(own, self.queries, flow)
 
     def enqueue_many(self, jobs: Iterable[JobRequest], *, conn: Any = None) -> list[int]:
-        prepared = [prepare(self.registry, job) for job in jobs]
+        prepared = prepare_many(self.registry, jobs)
         flow = enqueue_many(
             prepared,
             channel=self.queries.channel,

@@ -107,7 +107,9 @@ class Recorder:
                 self._file.write("".join(f"{i} {t:.6f} {s:.6f}\n" for i, t, s in rows))
                 self._file.flush()
                 self._count += len(rows)
-            Path(f"{self._path}.count").write_text(str(self._count))
+            # Written aside and renamed: a reader never sees the file empty.
+            Path(f"{self._path}.count.tmp").write_text(str(self._count))
+            os.replace(f"{self._path}.count.tmp", f"{self._path}.count")
 
     def _flush_forever(self) -> None:
         while True:

@@ -63,7 +63,9 @@ def prepare(name: str) -> System:
     folder = PEERS / name
     if (folder / "adapter.mjs").exists():
         if not (folder / "node_modules").exists():
-            subprocess.run(["npm", "ci", "--silent"], cwd=folder, check=True)
+            # npm install, not npm ci: the registry here lacks other platforms' optional
+            # packages, which npm then leaves out of the lock file; install keeps the lock as is.
+            subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=folder, check=True)
         return System(name, ["node", str(folder / "adapter.mjs")], redis=True)
     requirements = folder / "requirements.txt"
     if not requirements.exists():  # raw SQL and Conveyor run in the project's own environment

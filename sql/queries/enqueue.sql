@@ -26,6 +26,22 @@ WHERE %(declared_queue)s OR EXISTS (SELECT FROM {schema}.queues WHERE name = %(q
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified;
 
+-- name: enqueue_job_in_known_queue
+-- Insert one job without a unique key into a queue whose row exists: enqueue_job without the
+-- queue check and the unique-key arbiter, for the hot path of single enqueues.
+WITH clock AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS now
+)
+INSERT INTO {schema}.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, enqueued_at)
+SELECT %(queue)s, %(task)s, %(args)s::jsonb,
+       CASE WHEN due.at <= clock.now THEN 'available' ELSE 'scheduled' END,
+       %(priority)s, due.at, %(max_attempts)s, clock.now
+FROM clock
+CROSS JOIN LATERAL (
+    SELECT coalesce(%(run_at)s::timestamptz, clock.now + %(delay)s::interval) AS at
+) AS due
+RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified;
+
 -- name: find_unique_job
 -- The live job holding a unique key.
 SELECT id FROM {schema}.jobs WHERE unique_key = %(unique_key)s;

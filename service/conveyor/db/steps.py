@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import tuple_row
 
 from .queries import Queries
@@ -54,7 +55,7 @@ async def run_async(conn: psycopg.AsyncConnection[Any], queries: Queries, flow: 
                 rows = []
             else:
                 await cursor.execute(queries[step.name], step.params)
-                rows = await cursor.fetchall() if cursor.description else []
+                rows = await cursor.fetchall() if _returns_rows(cursor) else []
 
 
 def run_sync(conn: psycopg.Connection[Any], queries: Queries, flow: Flow[T]) -> T:
@@ -72,4 +73,10 @@ def run_sync(conn: psycopg.Connection[Any], queries: Queries, flow: Flow[T]) -> 
                 rows = []
             else:
                 cursor.execute(queries[step.name], step.params)
-                rows = cursor.fetchall() if cursor.description else []
+                rows = cursor.fetchall() if _returns_rows(cursor) else []
+
+
+def _returns_rows(cursor: psycopg.AsyncCursor[Any] | psycopg.Cursor[Any]) -> bool:
+    # Not cursor.description: that builds a Column object per column on every call.
+    result = cursor.pgresult
+    return result is not None and result.status == pq.ExecStatus.TUPLES_OK

@@ -56,6 +56,7 @@ class Conveyor:
         self.registry = registry if registry is not None else default_registry
         self.clock: Clock = clock or DatabaseClock()
         self._pool_size = pool_size
+        self._known_queues: set[str] = set()  # queues whose rows exist: enqueue takes the short insert
         self._db: Database | None = None
 
     async def open(self) -> Conveyor:
@@ -109,7 +110,13 @@ class Conveyor:
             JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts),
         )
         queries = self._queries()
-        flow = enqueue_one(job, channel=queries.channel, now=self.clock.now())
+        flow = enqueue_one(
+            job,
+            channel=queries.channel,
+            now=self.clock.now(),
+            known_queues=self._known_queues,
+            learn=conn is None,
+        )
         if conn is not None:
             return await run_async(await caller_async_connection(conn), queries, flow)
         return await self.db.run(flow)

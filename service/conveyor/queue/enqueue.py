@@ -129,8 +129,37 @@ def _check_options(registry: Registry, task: Task, request: JobRequest) -> _Opti
     return queue, declared, priority, max_attempts, request.run_at, delay
 
 
-def enqueue_one(job: PreparedJob, *, channel: str, now: datetime | None) -> Flow[int]:
-    """Insert one job; returns its id, or the id of the live job holding its unique key."""
+def enqueue_one(
+    job: PreparedJob,
+    *,
+    channel: str,
+    now: datetime | None,
+    known_queues: set[str] | None = None,
+    learn: bool = False,
+) -> Flow[int]:
+    """Insert one job; returns its id, or the id of the live job holding its unique key.
+
+    ``known_queues`` names queues whose rows are known to exist (queue rows are never
+    deleted): a job for one of them, without a unique key, takes the short insert. With
+    ``learn``, a queue this insert found or created is added to it; only for writes that
+    commit on their own, since a caller's transaction may roll the queue's creation back.
+    """
+    if known_queues is not None and job.unique_key is None and job.queue in known_queues:
+        rows = yield Query(
+            "enqueue_job_in_known_queue",
+            {
+                "now": now,
+                "queue": job.queue,
+                "task": job.task,
+                "args": job.args_json,
+                "priority": job.priority,
+                "max_attempts": job.max_attempts,
+                "run_at": job.run_at,
+                "delay": job.delay,
+                "channel": channel,
+            },
+        )
+        return int(rows[0][0])
     params = {
         "now": now,
         "queue": job.queue,
@@ -147,6 +176,8 @@ def enqueue_one(job: PreparedJob, *, channel: str, now: datetime | None) -> Flow
     for _ in range(5):
         rows = yield Query("enqueue_job", params)
         if rows:
+            if learn and known_queues is not None:
+                known_queues.add(job.queue)
             return int(rows[0][0])
         if job.unique_key is not None:
             rows = yield Query("find_unique_job", {"unique_key": job.unique_key})

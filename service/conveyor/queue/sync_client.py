@@ -41,6 +41,7 @@ class SyncConveyor:
         self.clock: Clock = clock or DatabaseClock()
         self.queries = for_schema(self.settings.schema)
         self._pool_size = pool_size
+        self._known_queues: set[str] = set()  # queues whose rows exist: enqueue takes the short insert
         self._pool: ConnectionPool[Any] | None = None
 
     def open(self) -> SyncConveyor:
@@ -89,7 +90,13 @@ class SyncConveyor:
             self.registry,
             JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts),
         )
-        flow = enqueue_one(job, channel=self.queries.channel, now=self.clock.now())
+        flow = enqueue_one(
+            job,
+            channel=self.queries.channel,
+            now=self.clock.now(),
+            known_queues=self._known_queues,
+            learn=conn is None,
+        )
         if conn is not None:
             return run_sync(caller_sync_connection(conn), self.queries, flow)
         with self._connection() as own:

@@ -3,6 +3,10 @@
 -- which only ever goes up: a worker that lost its lease (rescued, handed back, re-claimed,
 -- even by itself) matches no row and changes nothing.
 
+-- name: use_generic_plans
+-- For a worker's connections: prepared statements run their generic plan (see Database).
+SET plan_cache_mode = force_generic_plan;
+
 -- name: claim_jobs
 -- Claim up to %(limit)s due jobs from the worker's queues in priority order, skipping
 -- paused queues and rows other workers hold. %(limits)s caps each queue's share.

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import tuple_row
 
 from conveyor import Conveyor, JobRequest, Registry
@@ -26,9 +27,9 @@ from ..helpers import DB
 CLAIM_BATCH = 100
 
 
-def claim_cost(database_url: str, schema: str) -> tuple[int, int, float]:
+def claim_cost(database_url: str, schema: str, *, generic: bool) -> tuple[int, int, float]:
     """Buffers touched choosing the jobs, buffers touched in all, and the median ms of claiming
-    a batch; every claim is rolled back."""
+    a batch; every claim is rolled back. ``generic``: with the plan a worker's connections use."""
     queries = for_schema(schema)
     params: dict[str, Any] = {
         "now": None,
@@ -39,6 +40,9 @@ def claim_cost(database_url: str, schema: str) -> tuple[int, int, float]:
         "lease": timedelta(seconds=30),
     }
     with psycopg.connect(database_url) as conn, conn.cursor(row_factory=tuple_row) as cur:
+        if generic:
+            cur.execute(queries["use_generic_plans"])
+            conn.commit()
         cur.execute(b"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + queries["claim_jobs"], params)
         plan = cur.fetchone()[0]  # type: ignore[index]
         conn.rollback()
@@ -58,8 +62,9 @@ def _buffers(node: dict[str, Any]) -> int:
     return int(node["Shared Hit Blocks"] + node["Shared Read Blocks"])
 
 
+@pytest.mark.parametrize("generic", [False, True], ids=["custom plan", "generic plan (workers)"])
 async def test_delayed_backlog_does_not_slow_the_claim(
-    database_url: str, schema: str, registry: Registry, db: DB
+    database_url: str, schema: str, registry: Registry, db: DB, generic: bool
 ) -> None:
     @registry.task
     async def noop(i: int) -> None:
@@ -68,7 +73,7 @@ async def test_delayed_backlog_does_not_slow_the_claim(
     async with Conveyor(database_url, schema=schema, registry=registry) as client:
         await client.enqueue_many([JobRequest(noop, {"i": i}) for i in range(2_000)])
         db.all("analyze {schema}.jobs")
-        before_choose, before_total, before_ms = claim_cost(database_url, schema)
+        before_choose, before_total, before_ms = claim_cost(database_url, schema, generic=generic)
 
     # The backlog is written in SQL for speed; it is shaped as enqueue_many writes it.
     db.all(
@@ -78,7 +83,7 @@ async def test_delayed_backlog_does_not_slow_the_claim(
     )
     db.all("analyze {schema}.jobs")
     assert db.one("select count(*) from {schema}.jobs where state = 'scheduled'") == 200_000
-    after_choose, after_total, after_ms = claim_cost(database_url, schema)
+    after_choose, after_total, after_ms = claim_cost(database_url, schema, generic=generic)
 
     print(
         f"\nclaim of {CLAIM_BATCH} ready jobs: {before_ms:.2f} ms without the delayed backlog, "

@@ -8,6 +8,7 @@ dialect (``postgresql+psycopg://``), whose underlying psycopg connection is used
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -26,14 +27,20 @@ KEEPALIVES: dict[str, Any] = {
 
 
 def pool(
-    conninfo: str, *, min_size: int = 1, max_size: int = 4, name: str = "conveyor"
+    conninfo: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    name: str = "conveyor",
+    configure: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]] | None = None,
 ) -> AsyncConnectionPool[Any]:
-    """An (unopened) pool of autocommit connections."""
+    """An (unopened) pool of autocommit connections; ``configure`` runs on each new one."""
     return AsyncConnectionPool(
         conninfo,
         min_size=min_size,
         max_size=max_size,
         kwargs={"autocommit": True, **KEEPALIVES},
+        configure=configure,
         open=False,
         name=name,
         # A statement that cannot get a connection in this time fails (and is retried by its

@@ -80,11 +80,29 @@ class Transaction:
 class Database:
     """A pool of connections to one Conveyor schema."""
 
-    def __init__(self, conninfo: str, schema: str, *, min_size: int = 1, max_size: int = 4) -> None:
+    def __init__(
+        self, conninfo: str, schema: str, *, min_size: int = 1, max_size: int = 4, generic_plans: bool = False
+    ) -> None:
+        """``generic_plans``: prepared statements always run their generic plan (a worker's
+        pool). Left to choose, PostgreSQL re-planned the claim on every call, its custom plans
+        looking cheaper, and planning cost more than running: 0.78 ms per single-job claim
+        against 0.18 ms generic; 2.0 ms against 0.9 ms for 100 jobs beside 200,000 delayed
+        ones. The hot queries are written so that one plan fits every call (ids as arrays,
+        probed by primary key; per-queue limits in a lateral join)."""
         self.conninfo = conninfo
         self.schema = schema
         self.queries: Queries = for_schema(schema)
-        self.pool: AsyncConnectionPool[Any] = pool(conninfo, min_size=min_size, max_size=max_size)
+        self.pool: AsyncConnectionPool[Any] = pool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            configure=self._use_generic_plans if generic_plans else None,
+        )
+
+    async def _use_generic_plans(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        # A session setting: behind a pooler in transaction mode it may not stick, which
+        # costs speed only.
+        await conn.execute(self.queries["use_generic_plans"])
 
     async def open(self) -> None:
         # One direct connection first: if the database is unreachable this fails at once with

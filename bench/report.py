@@ -218,14 +218,15 @@ def write(destination: Path, log: Path, environment: dict[str, Any] | None = Non
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     for label, measured, met in targets(runs):
         lines.append(f"| {label} | {measured} | {'yes' if met else 'no' if met is not None else '–'} |")
-    soaks = {s: runs[(s, "soak")][0]["arguments"] for s in systems if (s, "soak") in runs}
-    if soaks:
-        lines += [
-            "",
-            "Soak sizes: "
-            + ", ".join(f"{LABELS[s]} {a[a.index('--n') + 1]}" for s, a in soaks.items())
-            + " jobs.",
-        ]
+    lines += ["", "Sizes each system ran (jobs; the load in seconds at 1,000 jobs/s):", ""]
+    for system in systems:
+        sizes = []
+        for workload, flag in (("drain", "--n"), ("delayed", "--n"), ("load", "--duration"), ("soak", "--n")):
+            if (system, workload) in runs:
+                arguments = runs[(system, workload)][0]["arguments"]
+                sizes.append(f"{workload} {int(float(arguments[arguments.index(flag) + 1])):,}")
+        repeats = max(len(runs.get((system, "drain"), [])), 1)
+        lines.append(f"- {LABELS[system]}: {', '.join(sizes)}; repeats {repeats}")
     failures = [r for rs in runs.values() for r in rs if "error" in r]
     if failures:
         lines += ["", "Failures:", ""] + [f"- {r['system']} {r['workload']}: {r['error']}" for r in failures]

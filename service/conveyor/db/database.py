@@ -7,7 +7,7 @@ never see SQL; the queue engine speaks in job ids, attempts and outcomes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -183,7 +183,11 @@ class Database:
         completed: frozenset[int] = frozenset()
         retried: frozenset[int] = frozenset()
         buried: frozenset[int] = frozenset()
-        async with self.pool.connection() as conn, conn.transaction():
+        statements = bool(outcomes.completed) + bool(outcomes.retried) + bool(outcomes.buried)
+        # One statement alone is atomic: BEGIN and COMMIT would be two more round trips for
+        # every batch of a draining worker.
+        atomic = statements > 1 or children is not None
+        async with self.pool.connection() as conn, conn.transaction() if atomic else nullcontext():
             async with conn.cursor(row_factory=tuple_row) as cur:
                 if outcomes.completed:
                     ids, claims, results = zip(*outcomes.completed, strict=True)

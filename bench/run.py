@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
@@ -40,12 +42,12 @@ PEERS = BENCH / "peers"
 SYSTEMS = [
     "raw",
     "conveyor",
+    "bullmq-redis",
     "pgqueuer",
     "oban",
+    "bullmq-postgres",
     "procrastinate",
     "chancy",
-    "bullmq-postgres",
-    "bullmq-redis",
 ]
 WORKLOADS = ["enqueue", "bulk", "drain", "drain2", "latency", "load", "delayed", "soak", "soak-xmin"]
 REPEATED = {"enqueue", "bulk", "drain", "drain2", "latency", "delayed"}
@@ -102,9 +104,22 @@ def _every_pyenv() -> dict[str, str]:
 
 
 def with_database(url: str, name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**info)
+    """``url`` naming database ``name``, as a postgresql:// URL (asyncpg takes no other form)."""
+    info = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(url).items()}
+    user = quote(info.pop("user", "postgres"), safe="")
+    password = info.pop("password", None)
+    host = info.pop("host", "")
+    port = info.pop("port", "")
+    info.pop("dbname", None)
+    netloc = user + (":" + quote(password, safe="") if password else "") + "@"
+    if host.startswith("/"):  # a Unix socket: given as a parameter
+        info["host"] = host
+        if port:
+            info["port"] = port
+    else:
+        netloc += host + (":" + port if port else "")
+    query = ("?" + urlencode(info)) if info else ""
+    return f"postgresql://{netloc}/{quote(name, safe='')}{query}"
 
 
 def server_url(args: argparse.Namespace) -> str:
@@ -142,8 +157,8 @@ class Database:
 
 def workload_arguments(workload: str, args: argparse.Namespace, system: System) -> list[str]:
     scale = 10 if args.quick else 1
-    # A slow system (--slow) drains a fifth as many jobs and is loaded for a third as long:
-    # at 500 jobs/s the full sizes would take this run's whole hour by themselves.
+    # A slow system (--slow) drains a fifth as many jobs, is loaded for a third as long and
+    # soaks for a third of the budget: at 500 jobs/s the full sizes would take an hour each.
     slow = 5 if system.name in args.slow.split(",") else 1
     if workload == "enqueue":
         return ["enqueue", "--n", str(10_000 // scale)]
@@ -159,7 +174,7 @@ def workload_arguments(workload: str, args: argparse.Namespace, system: System) 
         return ["delayed", "--n", str(50_000 // scale // slow), "--delayed", str(200_000 // scale)]
     drained = [r["rate"] for r in system.results.get("drain", []) if "rate" in r]
     rate = statistics.median(drained) if drained else 1000.0
-    n = int(min(1_000_000 // scale, rate * args.soak_budget))
+    n = int(min(1_000_000 // scale, rate * args.soak_budget / (3 if slow > 1 else 1)))
     n = max(n - n % 10, 10_000 // scale)
     return ["soak", "--n", str(n)] + (["--hold-xmin"] if workload == "soak-xmin" else [])
 
@@ -170,23 +185,28 @@ def run_one(
     arguments = workload_arguments(workload, args, system)
     with Database(server, args.redis_url, system) as url:
         started = time.monotonic()
+        # A session of its own: on a timeout its worker processes are stopped with it, so
+        # that none keeps taking jobs (or CPU) from the next run.
+        process = subprocess.Popen(
+            [*system.command, *arguments, "--url", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
-            done = subprocess.run(
-                [*system.command, *arguments, "--url", url],
-                capture_output=True,
-                text=True,
-                timeout=args.timeout,
-            )
+            stdout, stderr = process.communicate(timeout=args.timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
             result: dict[str, Any] = {"error": f"timed out after {args.timeout} s"}
         else:
-            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-            if done.returncode == 0 and lines:
+            lines = [line for line in stdout.splitlines() if line.startswith("{")]
+            if process.returncode == 0 and lines:
                 result = json.loads(lines[-1])
             else:
                 result = {
-                    "error": (done.stderr or done.stdout).strip().splitlines()[-1:]
-                    or ["exit " + str(done.returncode)]
+                    "error": (stderr or stdout).strip().splitlines()[-1:] or [f"exit {process.returncode}"]
                 }
         result.update(
             system=system.name, workload=workload, wall=time.monotonic() - started, arguments=arguments
@@ -209,10 +229,10 @@ def main() -> None:
     parser.add_argument("--soak-budget", type=float, default=180)
     parser.add_argument(
         "--slow",
-        default="oban,procrastinate,chancy,bullmq-postgres",
+        default="procrastinate,chancy,bullmq-postgres",
         help="systems run once, with a fifth of the drain sizes and a third of the load's length",
     )
-    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds a workload may take")
     parser.add_argument("--quick", action="store_true", help="a tenth of every size, one repeat: a smoke run")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
     args = parser.parse_args()

@@ -260,7 +260,7 @@ def environment(server: str, args: argparse.Namespace, seconds: float) -> dict[s
         version = conn.execute("SHOW server_version").fetchone()
         settings = conn.execute(
             "SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers', 'synchronous_commit',"
-            " 'fsync', 'max_connections', 'work_mem', 'wal_level', 'autovacuum_naptime', 'max_wal_size')"
+            " 'fsync', 'max_connections', 'work_mem', 'wal_level', 'autovacuum', 'max_wal_size')"
         ).fetchall()
     return {
         "command": "python bench/run.py " + " ".join(sys.argv[1:]),

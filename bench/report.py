@@ -237,7 +237,13 @@ def write(destination: Path, log: Path, environment: dict[str, Any] | None = Non
 
 
 def _main(argv: Sequence[str]) -> None:
-    log = Path(argv[0])
+    """``report.py LOG [LOG...]``: the tables of one run, or of runs made one after another
+    on the same server (the logs are joined in bench/results/ first)."""
+    logs = [Path(name) for name in argv]
+    log = logs[0]
+    if len(logs) > 1:
+        log = logs[0].with_name("joined-" + "-".join(path.stem for path in logs) + ".jsonl")
+        log.write_text("".join(path.read_text() for path in logs))
     write(Path(__file__).with_name("RESULTS-" + log.stem + ".md"), log)
 
 

@@ -79,6 +79,20 @@ class Adapter:
         return {}
 
 
+async def table_sizes(url: str, prefix: str, schema: str = "public") -> dict[str, int]:
+    """Total relation sizes (table, indexes, TOAST) of the tables in ``schema`` named ``prefix...``."""
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE %s",
+                [schema, prefix + "%"],
+            )
+        ).fetchall()
+    return {name: int(size) for name, size in rows}
+
+
 # -- the worker side ---------------------------------------------------------------------
 
 

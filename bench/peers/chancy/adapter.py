@@ -13,11 +13,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from chancy import Chancy, Job, Queue, Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from bench.common import Adapter, Recorder, main
+from bench.common import Adapter, Recorder, main, table_sizes
 
 _record: Recorder | None = None
 
@@ -91,15 +90,7 @@ class ChancyAdapter(Adapter):
             await worker.wait_for_shutdown()
 
     async def sizes(self) -> dict[str, int]:
-        async with await psycopg.AsyncConnection.connect(self.url) as conn:
-            rows = await (
-                await conn.execute(
-                    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
-                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                    " WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'chancy%%'"
-                )
-            ).fetchall()
-        return {name: int(size) for name, size in rows if size}
+        return await table_sizes(self.url, "chancy")
 
 
 if __name__ == "__main__":

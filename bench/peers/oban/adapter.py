@@ -16,10 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from bench.common import Adapter, Recorder, main
+from bench.common import Adapter, Recorder, main, table_sizes
 from oban import Job, Oban, worker
 from oban.schema import install
 
@@ -81,15 +79,7 @@ class ObanAdapter(Adapter):
             await asyncio.Event().wait()  # until SIGTERM
 
     async def sizes(self) -> dict[str, int]:
-        async with await psycopg.AsyncConnection.connect(self.url) as conn:
-            rows = await (
-                await conn.execute(
-                    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
-                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                    " WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'oban%'"
-                )
-            ).fetchall()
-        return {name: int(size) for name, size in rows}
+        return await table_sizes(self.url, "oban")
 
 
 if __name__ == "__main__":

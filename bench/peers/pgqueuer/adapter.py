@@ -22,7 +22,7 @@ import asyncpg
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from bench.common import Adapter, Recorder, main
+from bench.common import Adapter, Recorder, main, table_sizes
 from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 
 ENTRYPOINT = "bench"
@@ -89,15 +89,7 @@ class PgQueuerAdapter(Adapter):
         await qm.run(batch_size=batch_size, max_concurrent_tasks=concurrency if concurrency > 0 else None)
 
     async def sizes(self) -> dict[str, int]:
-        async with await psycopg.AsyncConnection.connect(self.url) as conn:
-            rows = await (
-                await conn.execute(
-                    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
-                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                    " WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'pgqueuer%'"
-                )
-            ).fetchall()
-        return {name: int(size) for name, size in rows}
+        return await table_sizes(self.url, "pgqueuer")
 
 
 if __name__ == "__main__":

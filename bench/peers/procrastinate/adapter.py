@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import procrastinate
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from bench.common import Adapter, Recorder, main
+from bench.common import Adapter, Recorder, main, table_sizes
 
 _record: Recorder | None = None
 
@@ -72,15 +71,7 @@ class ProcrastinateAdapter(Adapter):
             )
 
     async def sizes(self) -> dict[str, int]:
-        async with await psycopg.AsyncConnection.connect(self.url) as conn:
-            rows = await (
-                await conn.execute(
-                    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
-                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                    " WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'procrastinate%%'"
-                )
-            ).fetchall()
-        return {name: int(size) for name, size in rows if size}
+        return await table_sizes(self.url, "procrastinate")
 
 
 if __name__ == "__main__":

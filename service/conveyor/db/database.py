@@ -6,7 +6,8 @@ never see SQL; the queue engine speaks in job ids, attempts and outcomes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import json
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,6 +64,13 @@ class Recorded:
     completed: frozenset[int]
     retried: frozenset[int]
     buried: frozenset[int]
+
+
+def by_id(entries: Iterable[tuple[int, str]]) -> str:
+    """A JSON object from (job id, JSON value) pairs: how fenced writes take their jobs.
+
+    The values are JSON already (results and errors are encoded once, by the executor)."""
+    return "{" + ",".join(f'"{job_id}":{value}' for job_id, value in entries) + "}"
 
 
 class Transaction:
@@ -190,44 +198,22 @@ class Database:
         async with self.pool.connection() as conn, conn.transaction() if atomic else nullcontext():
             async with conn.cursor(row_factory=tuple_row) as cur:
                 if outcomes.completed:
-                    ids, claims, results = zip(*outcomes.completed, strict=True)
+                    jobs = by_id((i, f"[{c},{r or 'null'}]") for i, c, r in outcomes.completed)
                     await cur.execute(
-                        queries["complete_jobs"],
-                        {
-                            "ids": list(ids),
-                            "claims": list(claims),
-                            "results": list(results),
-                            "worker_id": worker_id,
-                            "now": now,
-                        },
+                        queries["complete_jobs"], {"jobs": jobs, "worker_id": worker_id, "now": now}
                     )
                     completed = frozenset(row[0] for row in await cur.fetchall())
                 if outcomes.retried:
-                    ids, claims, delays, errors = zip(*outcomes.retried, strict=True)
+                    jobs = by_id((i, f"[{c},{d!r},{e}]") for i, c, d, e in outcomes.retried)
                     await cur.execute(
                         queries["retry_jobs"],
-                        {
-                            "ids": list(ids),
-                            "claims": list(claims),
-                            "delays": list(delays),
-                            "errors": list(errors),
-                            "worker_id": worker_id,
-                            "now": now,
-                            "channel": queries.channel,
-                        },
+                        {"jobs": jobs, "worker_id": worker_id, "now": now, "channel": queries.channel},
                     )
                     retried = frozenset(row[0] for row in await cur.fetchall())
                 if outcomes.buried:
-                    ids, claims, errors = zip(*outcomes.buried, strict=True)
+                    jobs = by_id((i, f"[{c},{e}]") for i, c, e in outcomes.buried)
                     await cur.execute(
-                        queries["bury_jobs"],
-                        {
-                            "ids": list(ids),
-                            "claims": list(claims),
-                            "errors": list(errors),
-                            "worker_id": worker_id,
-                            "now": now,
-                        },
+                        queries["bury_jobs"], {"jobs": jobs, "worker_id": worker_id, "now": now}
                     )
                     buried = frozenset(row[0] for row in await cur.fetchall())
             follow_up = children(completed) if children is not None and completed else None
@@ -241,8 +227,7 @@ class Database:
         rows = await self.fetch(
             "release_jobs",
             {
-                "ids": [h.id for h in held],
-                "claims": [h.claim for h in held],
+                "jobs": by_id((h.id, str(h.claim)) for h in held),
                 "worker_id": worker_id,
                 "now": now,
                 "channel": self.queries.channel,
@@ -258,8 +243,7 @@ class Database:
         rows = await self.fetch(
             "extend_leases",
             {
-                "ids": [h.id for h in held],
-                "claims": [h.claim for h in held],
+                "jobs": by_id((h.id, str(h.claim)) for h in held),
                 "worker_id": worker_id,
                 "lease": lease,
                 "now": now,
@@ -275,10 +259,10 @@ class Database:
         await self.fetch(
             "set_progress",
             {
-                "ids": [h.id for h in progress],
-                "claims": [h.claim for h in progress],
-                "progress": [p for p, _ in progress.values()],
-                "messages": [m for _, m in progress.values()],
+                "jobs": by_id(
+                    (h.id, json.dumps([h.claim, percent, message]))
+                    for h, (percent, message) in progress.items()
+                ),
                 "worker_id": worker_id,
             },
         )

@@ -8,9 +8,9 @@ Invariants
    resets ``attempt`` but keeps ``claims``). So a token names exactly one execution, even
    when the same worker claims the same job again.
 2. Every write to a running job (complete, retry, bury, release, extend, progress) is
-   ``WHERE id = ? AND claims = ? AND worker_id = ? AND state = 'running'``. A worker that
-   lost its job (lease expired and the job was rescued, or it was handed back) matches
-   no row: its late ack changes nothing. The worker keys its own bookkeeping by the same
+   ``WHERE id = ? AND claims = ? AND worker_id = ?`` (a job has a worker_id exactly while
+   it runs: the table checks it). A worker that lost its job (lease expired and the job
+   was rescued, or it was handed back) matches no row: its late ack changes nothing. The worker keys its own bookkeeping by the same
    token, since it may run an old and a new execution of one job side by side.
 3. A claim sets ``lease_expires_at = now + lease``. While the job runs, the worker's
    heartbeat (every ``lease / 3``) pushes the lease back for jobs that have run a while;

@@ -18,7 +18,11 @@ SET plan_cache_mode = force_generic_plan;
 
 -- name: claim_jobs
 -- Claim up to %(limit)s due jobs from the worker's queues in priority order, skipping
--- paused queues and rows other workers hold. %(limits)s caps each queue's share.
+-- paused queues and rows other workers hold. %(limits)s caps each queue's share. Each
+-- priority level of a queue is read from its cursor in the after_* arrays (queue, priority,
+-- run_at, id: read only what lies past that key), or from the start of the level when it
+-- has none. Levels are read in order and only as far as needed: a queue whose first level
+-- fills its share locks nothing on the others.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), wanted AS (
@@ -26,16 +30,30 @@ WITH clock AS (
     FROM unnest(%(queues)s::text[], %(limits)s::integer[]) AS w (queue, max_jobs)
     LEFT JOIN {schema}.queues q ON q.name = w.queue
     WHERE q.paused IS NOT TRUE
+), after AS (
+    SELECT * FROM unnest(%(after_queues)s::text[], %(after_priorities)s::smallint[],
+                         %(after_run_ats)s::timestamptz[], %(after_ids)s::bigint[])
+                  AS a (queue, priority, run_at, id)
 ), candidates AS (
     SELECT c.id, c.priority, c.run_at
     FROM wanted w
     CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.run_at
-        FROM {schema}.jobs j
-        WHERE j.state = 'available' AND j.queue = w.queue
-        ORDER BY j.priority, j.run_at, j.id
+        SELECT l.id, l.priority, l.run_at
+        FROM unnest(ARRAY[0, 1, 2, 3]::smallint[]) AS p (priority)
+        CROSS JOIN LATERAL (
+            SELECT coalesce(max(a.run_at), '-infinity') AS run_at, coalesce(max(a.id), 0) AS id
+            FROM after a WHERE a.queue = w.queue AND a.priority = p.priority
+        ) AS cursor
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.priority, j.run_at
+            FROM {schema}.jobs j
+            WHERE j.state = 'available' AND j.queue = w.queue AND j.priority = p.priority
+              AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+            ORDER BY j.run_at, j.id
+            LIMIT w.max_jobs
+            FOR UPDATE SKIP LOCKED
+        ) AS l
         LIMIT w.max_jobs
-        FOR UPDATE SKIP LOCKED
     ) AS c
 ), picked AS (
     SELECT id FROM candidates ORDER BY priority, run_at, id LIMIT %(limit)s
@@ -50,7 +68,8 @@ SET state = 'running',
 FROM clock
 -- An array of ids is always probed through the primary key, whatever plan is cached.
 WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at;
+RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at,
+          j.run_at;
 
 -- name: complete_jobs
 -- Move finished jobs to history with their results; returns the ids that were still ours.

@@ -38,6 +38,10 @@ def claim_cost(database_url: str, schema: str, *, generic: bool) -> tuple[int, i
         "limit": CLAIM_BATCH,
         "worker_id": uuid.uuid4(),
         "lease": timedelta(seconds=30),
+        "after_queues": [],
+        "after_priorities": [],
+        "after_run_ats": [],
+        "after_ids": [],
     }
     with psycopg.connect(database_url) as conn, conn.cursor(row_factory=tuple_row) as cur:
         if generic:

@@ -36,6 +36,11 @@ class ClaimedJob:
     max_attempts: int
     priority: int
     enqueued_at: datetime
+    run_at: datetime  # with priority and id: where the claim index had it
+
+
+# Where a claim reads a queue's priority level from: (queue, priority) -> (run_at, id).
+Cursors = Mapping[tuple[str, int], tuple[datetime, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +168,10 @@ class Database:
         limit: int,
         lease: timedelta,
         now: datetime | None,
+        after: Cursors | None = None,
     ) -> list[ClaimedJob]:
+        """Claim jobs; ``after`` gives levels to read only past a key (see queue.cursors)."""
+        after = after or {}
         rows = await self.fetch(
             "claim_jobs",
             {
@@ -173,6 +181,10 @@ class Database:
                 "limit": limit,
                 "worker_id": worker_id,
                 "lease": lease,
+                "after_queues": [queue for queue, _ in after],
+                "after_priorities": [priority for _, priority in after],
+                "after_run_ats": [run_at for run_at, _ in after.values()],
+                "after_ids": [job_id for _, job_id in after.values()],
             },
         )
         return [ClaimedJob(*row) for row in rows]

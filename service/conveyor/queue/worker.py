@@ -30,11 +30,12 @@ from uuid import UUID, uuid4
 
 from ..clock import Clock, DatabaseClock
 from ..db.connections import pool
-from ..db.database import ClaimedJob, Database, Held
+from ..db.database import ClaimedJob, Cursors, Database, Held
 from ..errors import ConfigurationError
 from ..settings import Settings
 from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer
+from .cursors import ClaimCursors
 from .executor import Executor
 from .leases import LeaseKeeper
 from .maintenance import Maintenance
@@ -165,14 +166,17 @@ class Worker:
         # run while the next claim waits on the database, instead of the two taking turns
         # (measured draining no-op jobs at concurrency 500: about 10% more jobs per second).
         self._claim_batch = max(50, self.config.concurrency // 2)
+        self._cursors = ClaimCursors()
         self.claimed = 0
         self.claim_rounds = 0
 
     # -- control -----------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Claim and run housekeeping now instead of waiting for a notification or a poll."""
+        """Claim (from the start of the queues) and run housekeeping now, instead of waiting
+        for a notification or a poll."""
         self._woken = True
+        self._cursors.rescan()
         self._signal.set()
         self.maintenance.poke()
 
@@ -261,6 +265,7 @@ class Worker:
         while not self._stopping.is_set():
             free = config.concurrency - len(self._running)
             backlogged = self.completer.pending >= 10 * config.concurrency
+            wait = config.poll_interval
             if free > 0 and not backlogged and (more_waiting or self._woken):
                 cooldown = last_claim + config.fetch_cooldown - time.monotonic()
                 if cooldown > 0:
@@ -269,20 +274,27 @@ class Worker:
                 self._woken = False
                 last_claim = time.monotonic()
                 want = min(free, self._claim_batch)
-                jobs = await self._claim(want)
+                after = self._cursors.for_next_claim()
+                jobs = await self._claim(want, after)
+                if jobs is None:  # failed, and waited a poll interval: try again
+                    continue
+                self._cursors.claimed(jobs, full_scan=not after, started=last_claim)
                 more_waiting = len(jobs) == want
                 for job in jobs:
                     self._start(job)
-                continue
+                if more_waiting or not after:
+                    continue
+                # Short from the cursors: jobs may sit behind them; look when a full scan is due.
+                wait = min(wait, max(0.0, self._cursors.full_scan_due_in()))
             # Nothing to do until a notification, a freed slot, stop, or the poll interval.
             self._signal.clear()
             try:
-                async with asyncio.timeout(config.poll_interval):
+                async with asyncio.timeout(wait):
                     await self._signal.wait()
             except TimeoutError:
                 more_waiting = True  # poll: notifications are hints, not promises
 
-    async def _claim(self, free: int) -> list[ClaimedJob]:
+    async def _claim(self, free: int, after: Cursors) -> list[ClaimedJob] | None:
         try:
             jobs = await self.db.claim_jobs(
                 worker_id=self.id,
@@ -291,11 +303,12 @@ class Worker:
                 limit=free,
                 lease=self._lease,
                 now=self.clock.now(),
+                after=after,
             )
         except Exception as exc:
             log.warning("claim failed: %s", exc)
             await _first_of([self._stopping.wait()], within=self.config.poll_interval)
-            return []
+            return None
         self.claimed += len(jobs)
         self.claim_rounds += 1
         return jobs

@@ -78,13 +78,21 @@ def prepare(name: str) -> System:
         interpreter = (
             (folder / "python").read_text().strip() if (folder / "python").exists() else "python3.11"
         )
+        uv = _uv()
+        subprocess.run([uv, "venv", "-q", str(venv), "--python", interpreter], check=True, env=_every_pyenv())
         subprocess.run(
-            ["uv", "venv", "-q", str(venv), "--python", interpreter], check=True, env=_every_pyenv()
-        )
-        subprocess.run(
-            ["uv", "pip", "install", "-q", "--python", str(python), "-r", str(requirements)], check=True
+            [uv, "pip", "install", "-q", "--python", str(python), "-r", str(requirements)], check=True
         )
     return System(name, [str(python), str(folder / "adapter.py")])
+
+
+def _uv() -> str:
+    """uv from the PATH, or from this environment (`pip install uv`)."""
+    beside = Path(sys.executable).with_name("uv")
+    found = shutil.which("uv") or (str(beside) if beside.exists() else None)
+    if found is None:
+        raise SystemExit("bench needs uv to make the peers' environments: pip install uv")
+    return found
 
 
 def _every_pyenv() -> dict[str, str]:

@@ -43,7 +43,7 @@ class JobRequest:
     max_attempts: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PreparedJob:
     """A request checked against its task, with every default filled in."""
 
@@ -60,7 +60,13 @@ class PreparedJob:
 
 def prepare(registry: Registry, request: JobRequest) -> PreparedJob:
     """Check a request; raise a ConveyorError that names the task and the problem."""
-    return prepare_many(registry, [request])[0]
+    task = _resolve(registry, request)
+    return PreparedJob(
+        task.name,
+        encode_args(task.name, request.args),
+        *_check_options(registry, task, request),
+        _check_unique_key(task, request.unique_key),
+    )
 
 
 def prepare_many(registry: Registry, requests: Iterable[JobRequest]) -> list[PreparedJob]:
@@ -69,10 +75,7 @@ def prepare_many(registry: Registry, requests: Iterable[JobRequest]) -> list[Pre
     checked: dict[tuple[Any, ...], _Options] = {}
     prepared = []
     for request in requests:
-        task = registry.resolve(request.task)
-        if task is None:
-            raise UnknownTaskError(unknown_task_message(registry, _task_name(request.task)))
-        task.check_args(request.args)
+        task = _resolve(registry, request)
         args_json = encode_args(task.name, request.args)
         # Types too: 1, 1.0 and True are equal keys, but not equally valid options.
         key: tuple[Any, ...] | None = (
@@ -94,15 +97,25 @@ def prepare_many(registry: Registry, requests: Iterable[JobRequest]) -> list[Pre
             options = _check_options(registry, task, request)
             if key is not None:
                 checked[key] = options
-        unique_key = request.unique_key
-        if unique_key is not None and not (
-            isinstance(unique_key, str) and 0 < len(unique_key) <= MAX_UNIQUE_KEY
-        ):
-            raise InvalidOptionError(
-                f"task {task.name!r}: unique_key must be 1 to {MAX_UNIQUE_KEY} characters"
-            )
-        prepared.append(PreparedJob(task.name, args_json, *options, unique_key))
+        prepared.append(
+            PreparedJob(task.name, args_json, *options, _check_unique_key(task, request.unique_key))
+        )
     return prepared
+
+
+def _resolve(registry: Registry, request: JobRequest) -> Task:
+    """The request's task, its arguments checked against the task's signature."""
+    task = registry.resolve(request.task)
+    if task is None:
+        raise UnknownTaskError(unknown_task_message(registry, _task_name(request.task)))
+    task.check_args(request.args)
+    return task
+
+
+def _check_unique_key(task: Task, unique_key: str | None) -> str | None:
+    if unique_key is not None and not (isinstance(unique_key, str) and 0 < len(unique_key) <= MAX_UNIQUE_KEY):
+        raise InvalidOptionError(f"task {task.name!r}: unique_key must be 1 to {MAX_UNIQUE_KEY} characters")
+    return unique_key
 
 
 # queue, declared_queue, priority, max_attempts, run_at, delay: PreparedJob's fields in order

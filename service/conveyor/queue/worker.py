@@ -115,7 +115,7 @@ class Worker:
         self.id: UUID = uuid4()
         self.queues = list(self.config.queues or sorted(self.registry.queues() | {DEFAULT_QUEUE}))
         # Five loops share the pool (claim, completer, maintenance, heartbeat, progress), plus one spare.
-        self.db = Database(settings.database_url, settings.schema, min_size=2, max_size=6)
+        self.db = Database(settings.database_url, settings.schema, min_size=2, max_size=6, generic_plans=True)
         # Tasks borrow connections (ctx.connection()) from a pool of their own: a slow one (a
         # view refresh) must never keep the heartbeat or the acks from a connection.
         self._task_pool = pool(

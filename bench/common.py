@@ -78,6 +78,10 @@ class Adapter:
         """Bytes taken by the system's tables and indexes (their total relation sizes)."""
         return {}
 
+    def run_forever(self, coro: Any) -> None:
+        """Run a worker process's coroutine on the event loop the system's own command uses."""
+        asyncio.run(coro)
+
 
 async def table_sizes(url: str, prefix: str, schema: str = "public") -> dict[str, int]:
     """Total relation sizes (table, indexes, TOAST) of the tables in ``schema`` named ``prefix...``."""
@@ -139,7 +143,7 @@ def _worker_main(adapter: Adapter, args: argparse.Namespace) -> None:
         os._exit(0)  # benchmarks end workers abruptly; everything they did is recorded
 
     signal.signal(signal.SIGTERM, stop)
-    asyncio.run(adapter.run_worker(args.concurrency, record))
+    adapter.run_forever(adapter.run_worker(args.concurrency, record))
 
 
 class Workers:

@@ -23,6 +23,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 import psycopg
 
+from . import event_loop
 from .db import embedded
 from .errors import ConfigurationError, ConveyorError
 from .queue.client import Conveyor, sql_error_message
@@ -260,7 +261,7 @@ def worker(
     url = ctx.database_url()
     _require_schema(url, ctx.schema)
     config = _worker_config(queues, concurrency, lease, grace, poll_interval)
-    _run(_serve(Worker(url, schema=ctx.schema, config=config)))
+    event_loop.run(_serve(Worker(url, schema=ctx.schema, config=config)))
 
 
 def _require_schema(url: str, schema: str) -> None:
@@ -356,7 +357,7 @@ def scheduler(
     url = ctx.database_url()
     _require_schema(url, ctx.schema)
     config = SchedulerConfig(lease=lease, tick=tick, prune_declared=prune_schedules)
-    _run(_serve(scheduler=Scheduler(url, schema=ctx.schema, config=config)))
+    event_loop.run(_serve(scheduler=Scheduler(url, schema=ctx.schema, config=config)))
 
 
 @main.command()
@@ -393,7 +394,7 @@ def dev(
         f"Conveyor dev: {len(default_registry)} tasks and {len(default_registry.schedules())} schedules "
         "loaded; worker and scheduler running; Ctrl-C to stop"
     )
-    _run(_serve(Worker(url, schema=ctx.schema, config=config), Scheduler(url, schema=ctx.schema)))
+    event_loop.run(_serve(Worker(url, schema=ctx.schema, config=config), Scheduler(url, schema=ctx.schema)))
 
 
 @main.command()

@@ -1,5 +1,6 @@
 """Conveyor, as its users run it: enqueue through the client, bulk through enqueue_many (COPY),
-a `Worker` per process. Leases with fencing, retries, history and LISTEN/NOTIFY all on."""
+a `Worker` per process on the event loop `conveyor worker` uses (uvloop). Leases with fencing,
+retries, history and LISTEN/NOTIFY all on."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from bench.common import Adapter, Recorder, main
 
-from conveyor import Conveyor, JobRequest, Registry, Worker, WorkerConfig
+from conveyor import Conveyor, JobRequest, Registry, Worker, WorkerConfig, event_loop
 from conveyor.db import migrations
 
 registry = Registry()
@@ -51,6 +52,9 @@ class ConveyorAdapter(Adapter):
         await Worker(
             self.url, registry=registry, config=WorkerConfig(queues=["bench"], concurrency=concurrency)
         ).run()
+
+    def run_forever(self, coro: Any) -> None:
+        event_loop.run(coro)  # as `conveyor worker` runs: on uvloop when installed
 
     async def sizes(self) -> dict[str, int]:
         async with await psycopg.AsyncConnection.connect(self.url) as conn:

@@ -19,7 +19,7 @@ from conveyor.db import migrations
 
 from ..helpers import subprocess_env, wait_until_sync
 
-HEAD = "0002_scheduler"
+HEAD = "0003_job_domains"
 
 TABLES = {
     "alembic_version",
@@ -349,3 +349,53 @@ def test_each_revision_downgrades_to_exactly_the_one_before(
     again = describe(database_url, name)
     for kind in CATALOG:
         assert again[kind] == at_head[kind], kind
+
+
+def test_moving_to_domains_keeps_the_jobs_and_their_rules(
+    database_url: str, fresh: Callable[[str], str]
+) -> None:
+    """0003 rewrites the jobs table with domain-typed columns: the jobs waiting in it stay,
+    and every rule of the old CHECK constraints still refuses, under the same name."""
+    name = fresh("domains")
+    migrations.upgrade(database_url, name, "0002_scheduler")
+    schema = sql.Identifier(name)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("select {}.enqueue('t', '{{\"a\": 1}}', priority => 1)").format(schema))
+        before = conn.execute(
+            sql.SQL("select id, state, priority, args from {}.jobs").format(schema)
+        ).fetchall()
+    migrations.upgrade(database_url, name)
+    bad_rows = {
+        "live_state": "state => 'done'",
+        "priority_range": "priority => 7",
+        "max_attempts_positive": "max_attempts => 0",
+        "progress_range": "progress => 101",
+        "task_named": "task => ''",
+        "args_object": "args => '[1]'",
+    }
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        after = conn.execute(
+            sql.SQL("select id, state, priority, args from {}.jobs").format(schema)
+        ).fetchall()
+        assert after == before
+        for rule, row in bad_rows.items():
+            column, value = row.split(" => ")
+            statement = sql.SQL(
+                "insert into {}.jobs (queue, task, args, state, priority, run_at, max_attempts, enqueued_at, progress)"
+                " values ('default', {}, {}, {}, {}, now(), {}, now(), {})"
+            ).format(
+                schema,
+                *(
+                    sql.SQL(value) if column == field else sql.SQL(default)
+                    for field, default in [
+                        ("task", "'t'"),
+                        ("args", "'{}'"),
+                        ("state", "'available'"),
+                        ("priority", "2"),
+                        ("max_attempts", "5"),
+                        ("progress", "null"),
+                    ]
+                ),
+            )
+            with pytest.raises(psycopg.errors.CheckViolation, match=rule):
+                conn.execute(statement)

@@ -7,6 +7,7 @@ never see SQL; the queue engine speaks in job ids, attempts and outcomes.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -23,6 +25,9 @@ from .queries import Queries, for_schema
 from .steps import Flow, run_async
 
 T = TypeVar("T")
+
+# How long a connection may stay out of the pool as the spare (see Database.connection).
+SPARE_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,23 @@ def by_id(entries: Iterable[tuple[int, str]]) -> str:
     return "{" + ",".join(f'"{job_id}":{value}' for job_id, value in entries) + "}"
 
 
+class Borrowed:
+    """``async with``: a connection of a :class:`Database`, borrowed and given back."""
+
+    __slots__ = ("_conn", "_db")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def __aenter__(self) -> psycopg.AsyncConnection[Any]:
+        conn = await self._db._borrow()
+        self._conn = conn
+        return conn
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        await self._db._give_back(self._conn, failed=exc_type is not None)
+
+
 class Transaction:
     """Named queries run inside one transaction (see :meth:`Database.transaction`)."""
 
@@ -106,6 +128,9 @@ class Database:
         self.conninfo = conninfo
         self.schema = schema
         self.queries: Queries = for_schema(schema)
+        self._spare: psycopg.AsyncConnection[Any] | None = None
+        self._borrowed_at: dict[int, float] = {}  # by id(): when each connection left the pool
+        self._closing = False
         self.pool: AsyncConnectionPool[Any] = pool(
             conninfo,
             min_size=min_size,
@@ -118,6 +143,41 @@ class Database:
         # costs speed only.
         await conn.execute(self.queries["use_generic_plans"])
 
+    def connection(self) -> Borrowed:
+        """A connection for the length of an ``async with``.
+
+        The connection last given back is kept aside (the spare) for the next borrower, who
+        then does not go through the pool: psycopg_pool's getconn and putconn, and its own
+        connection() context, cost a serial caller (one enqueue after another) 23 us of CPU
+        per statement, measured, a tenth of a single enqueue. Anything else borrows from the
+        pool as usual. A connection that saw an error, or is not idle, goes back to the pool,
+        which discards broken ones; the spare goes back too after SPARE_SECONDS, so that the
+        pool's lifetime rules still apply to it."""
+        return Borrowed(self)
+
+    async def _borrow(self) -> psycopg.AsyncConnection[Any]:
+        conn = self._spare
+        if conn is not None:
+            self._spare = None
+            return conn
+        borrowed: psycopg.AsyncConnection[Any] = await self.pool.getconn()
+        self._borrowed_at.setdefault(id(borrowed), time.monotonic())
+        return borrowed
+
+    async def _give_back(self, conn: psycopg.AsyncConnection[Any], *, failed: bool) -> None:
+        taken = self._borrowed_at.get(id(conn), 0.0)
+        if (
+            not failed
+            and self._spare is None
+            and not self._closing
+            and conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
+            and time.monotonic() - taken < SPARE_SECONDS
+        ):
+            self._spare = conn
+            return
+        self._borrowed_at.pop(id(conn), None)
+        await self.pool.putconn(conn)
+
     async def open(self) -> None:
         # One direct connection first: if the database is unreachable this fails at once with
         # the server's reason, where the pool would retry for its whole timeout.
@@ -126,13 +186,17 @@ class Database:
         await self.pool.open(wait=True, timeout=10)
 
     async def close(self) -> None:
+        self._closing = True
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            await self.pool.putconn(spare)
         await self.pool.close()
 
     # -- generic -----------------------------------------------------------------------
 
     async def run(self, flow: Flow[T], *, atomic: bool = False) -> T:
         """Run a multi-step conversation on a pooled connection."""
-        async with self.pool.connection() as conn:
+        async with self.connection() as conn:
             if not atomic:
                 return await run_async(conn, self.queries, flow)
             async with conn.transaction():
@@ -142,19 +206,19 @@ class Database:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """A transaction on a pooled connection: committed at the end, rolled back on error."""
         async with (
-            self.pool.connection() as conn,
+            self.connection() as conn,
             conn.transaction(),
             conn.cursor(row_factory=tuple_row) as cur,
         ):
             yield Transaction(cur, self.queries)
 
     async def fetch(self, name: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        async with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+        async with self.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(self.queries[name], params or {})
             return await cur.fetchall() if cur.description else []
 
     async def fetch_dicts(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(self.queries[name], params or {})
             return await cur.fetchall() if cur.description else []
 
@@ -208,7 +272,7 @@ class Database:
         # One statement alone is atomic: BEGIN and COMMIT would be two more round trips for
         # every batch of a draining worker.
         atomic = statements > 1 or children is not None
-        async with self.pool.connection() as conn, conn.transaction() if atomic else nullcontext():
+        async with self.connection() as conn, conn.transaction() if atomic else nullcontext():
             async with conn.cursor(row_factory=tuple_row) as cur:
                 if outcomes.completed:
                     jobs = by_id((i, f"[{c},{r or 'null'}]") for i, c, r in outcomes.completed)

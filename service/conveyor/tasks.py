@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from . import jsonb
 from .backoff import Backoff
 from .cron import Cron
 from .errors import ArgumentsError, InvalidOptionError, TaskImportError
@@ -30,11 +31,6 @@ PRIORITIES: Mapping[str, int] = {"critical": 0, "high": 1, "normal": 2, "low": 3
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_QUEUE = "default"
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,126}")
-# \u0000 as JSON writes it: preceded by an even number of backslashes (an odd number would
-# make it the literal text "\u0000", which PostgreSQL stores fine).
-_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-# One encoder for every job: json.dumps with options builds a new one on each call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,24 +60,10 @@ def check_queue_name(queue: str) -> str:
     return queue
 
 
-def jsonb_text(value: Any) -> str:
-    """``value`` as JSON text that PostgreSQL's jsonb accepts; TypeError or ValueError if none."""
-    return _checked_json(value)[0]
-
-
-def _checked_json(value: Any) -> tuple[str, int]:
-    """JSON text for jsonb and its size in bytes."""
-    text = _ENCODER.encode(value)
-    size = len(text.encode())  # a lone surrogate raises UnicodeEncodeError, a ValueError
-    if "\\u0000" in text and _NUL_ESCAPE.search(text):
-        raise ValueError("it contains a NUL character (\\u0000), which PostgreSQL cannot store")
-    return text, size
-
-
 def encode_args(task_name: str, args: Mapping[str, Any]) -> str:
     """The job's arguments as JSON text, refused if they are not storable JSON or too large."""
     try:
-        text, size = _checked_json(args)
+        text, size = jsonb.dumps_sized(args if type(args) is dict else dict(args))
     except (TypeError, ValueError) as exc:
         raise ArgumentsError(f"task {task_name!r}: arguments are not JSON: {exc}") from None
     if size > MAX_ARGS_BYTES:
@@ -116,7 +98,7 @@ class Task:
 
     def check_args(self, args: Mapping[str, Any]) -> None:
         """Raise ArgumentsError unless ``args`` can be passed to the function as keywords."""
-        if not isinstance(args, Mapping):
+        if type(args) is not dict and not isinstance(args, Mapping):
             raise ArgumentsError(
                 f"task {self.name!r}: arguments must be a JSON object, got {type(args).__name__}"
             )
@@ -133,9 +115,10 @@ class Task:
         if not self._required <= args.keys():
             missing = [name for name in self._params if name in self._required and name not in args]
             raise ArgumentsError(f"task {self.name!r}: missing required argument {_names(missing)}")
+        hints = self._hints
         for name, value in args.items():
-            hint = self._hints.get(name)
-            if hint is not None and not _fits(value, hint):
+            hint = hints.get(name)
+            if hint is not None and (hint is not type(value) or hint is bool) and not _fits(value, hint):
                 raise ArgumentsError(
                     f"task {self.name!r}: argument {name!r} should be {_describe(hint)},"
                     f" got {type(value).__name__} {_preview(value)}"

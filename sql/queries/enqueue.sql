@@ -73,7 +73,13 @@ SELECT coalesce(%(now)s::timestamptz, now()) AS now,
 
 -- name: copy_jobs
 -- COPY rows straight into the jobs table (bulk enqueue without unique keys).
-COPY {schema}.jobs (id, queue, task, args, state, priority, run_at, max_attempts, unique_key, enqueued_at)
+COPY {schema}.jobs (id, queue, task, args, state, priority, run_at, max_attempts, enqueued_at)
+FROM STDIN;
+
+-- name: copy_jobs_due_now
+-- copy_jobs for jobs due now by the database's clock: state, run_at and enqueued_at are the
+-- columns' defaults ('available', now(), now()), which nothing has to send or parse.
+COPY {schema}.jobs (id, queue, task, args, priority, max_attempts)
 FROM STDIN;
 
 -- name: insert_jobs

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
 from conveyor import (
@@ -393,3 +394,35 @@ def test_sync_client_on_its_own_pool(database_url: str, schema: str, tasks: Regi
     assert rows == [(ids[i], str(10 + i), "scheduled" if i % 2 else "available") for i in range(100)]
     assert db.one("select count(*) from {schema}.jobs") == 3 + 100
     assert _queues(db) == ["default", "mail"]
+
+
+async def test_a_bad_argument_deep_in_a_large_batch_aborts_the_copy_and_writes_nothing(
+    client: Conveyor, tasks: Registry, db: DB
+) -> None:
+    """Arguments of a batch on Conveyor's own connection are checked as its rows stream into
+    COPY: one found bad after many megabytes went out still leaves nothing behind."""
+    kept = await client.enqueue("plain", {"n": -1})
+    requests = [JobRequest("plain", {"n": i}) for i in range(50_000)]
+    requests[40_000] = JobRequest("plain", {"n": "forty thousand"})
+    with pytest.raises(ArgumentsError, match="argument 'n' should be int, got str"):
+        await client.enqueue_many(requests)
+    assert db.all("select id from {schema}.job_list") == [(kept,)]
+    # The connection that carried the aborted COPY works on.
+    ids = await client.enqueue_many([JobRequest("plain", {"n": i}) for i in range(3)])
+    assert db.one("select count(*) from {schema}.jobs where id = any(%s)", [ids]) == 3
+
+
+async def test_a_bad_request_in_a_batch_on_the_callers_connection_leaves_its_transaction_usable(
+    database_url: str, client: Conveyor, tasks: Registry, db: DB
+) -> None:
+    requests = [JobRequest("plain", {"n": i}) for i in range(20_000)]
+    requests[15_000] = JobRequest("plain", {"n": "bad"})
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await conn.execute("create temporary table mine (x int)")
+        await conn.execute("insert into mine values (1)")
+        with pytest.raises(ArgumentsError, match="argument 'n' should be int, got str"):
+            await client.enqueue_many(requests, conn=conn)
+        await conn.execute("insert into mine values (2)")  # the transaction was not aborted
+        assert await (await conn.execute("select count(*) from mine")).fetchone() == (2,)
+        await conn.commit()
+    assert db.one("select count(*) from {schema}.jobs") == 0

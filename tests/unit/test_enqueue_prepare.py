@@ -1,6 +1,7 @@
 """Unit tests for conveyor.queue.enqueue.prepare and check_queue_name (no database)."""
 
 from datetime import UTC, datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -52,6 +53,12 @@ def test_prepare_fills_in_the_task_defaults(registry: Registry) -> None:
         delay=timedelta(0),
         unique_key=None,
     )
+
+
+def test_arguments_may_be_left_out_or_given_as_any_mapping(registry: Registry) -> None:
+    assert prepare(registry, JobRequest("noop")).args_json == "{}"
+    given = MappingProxyType({"to": "a@example.com"})
+    assert prepare(registry, JobRequest("send_email", given)).args_json == '{"to":"a@example.com"}'
 
 
 def test_prepare_applies_every_override(registry: Registry) -> None:

@@ -8,7 +8,7 @@ connection; this is the whole of Conveyor's sync layer for talking to the databa
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,10 +29,11 @@ class Query:
 
 @dataclass(frozen=True)
 class Copy:
-    """COPY ... FROM STDIN of data already in COPY's text format."""
+    """COPY ... FROM STDIN of data already in COPY's text format; ``data`` may be a generator,
+    whose next chunk is then made while the database takes in the last one."""
 
     name: str
-    data: Sequence[bytes]
+    data: Iterable[bytes]
 
 
 Step = Query | Copy

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from .. import jsonb
 from ..clock import Clock, DatabaseClock
 from ..db.connections import caller_async_connection
 from ..db.database import Database
@@ -18,8 +19,9 @@ from ..db.queries import Queries, for_schema
 from ..db.steps import run_async
 from ..errors import ConfigurationError, ConveyorError, NotFoundError, UnknownQueueError, UnknownTaskError
 from ..settings import Settings
-from ..tasks import Registry, check_queue_name, default_registry, jsonb_text, unknown_task_message
-from .enqueue import JobRequest, TaskRef, enqueue_many, enqueue_one, prepare, prepare_many
+from ..tasks import Registry, check_queue_name, default_registry, unknown_task_message
+from .bulk import Batch, enqueue_many, prepare_many, stream
+from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
 from .retention import apply_retention
 
 
@@ -124,12 +126,16 @@ class Conveyor:
     async def enqueue_many(self, jobs: Iterable[JobRequest], *, conn: Any = None) -> list[int]:
         """Enqueue many jobs in one transaction (COPY); returns their ids in order.
 
-        All are checked before any is written: one bad request enqueues none.
+        One bad request enqueues none (see ``queue.bulk``).
         """
-        prepared = prepare_many(self.registry, jobs)
         queries = self._queries()
+        # On a caller's connection, checked whole first: a refusal must leave the caller's
+        # transaction as it was. On our own, arguments are checked as rows are written.
+        batch = (
+            Batch.of(prepare_many(self.registry, jobs)) if conn is not None else stream(self.registry, jobs)
+        )
         flow = enqueue_many(
-            prepared, channel=queries.channel, jobs_table=queries.jobs_table, now=self.clock.now()
+            batch, channel=queries.channel, jobs_table=queries.jobs_table, now=self.clock.now()
         )
         if conn is not None:
             raw = await caller_async_connection(conn)
@@ -211,7 +217,7 @@ class Conveyor:
                 "name": checked.name,
                 "cron": checked.cron,
                 "task": checked.task,
-                "args": jsonb_text(checked.args),
+                "args": jsonb.dumps(checked.args),
                 "timezone": checked.timezone,
                 "queue": checked.queue,
                 "priority": checked.priority,

@@ -25,7 +25,7 @@ from ..clock import Clock
 from ..db.database import Database, Outcomes, Recorded
 from ..db.errors import is_transient
 from ..db.steps import Flow
-from .enqueue import enqueue_many
+from .bulk import Batch, enqueue_many
 from .executor import Bury, Completed, Outcome, Retry, error_entry
 
 log = logging.getLogger("conveyor.worker")
@@ -135,7 +135,7 @@ class Completer:
             if not jobs:
                 return None
             return enqueue_many(
-                jobs,
+                Batch.of(jobs),
                 channel=self._db.queries.channel,
                 jobs_table=self._db.queries.jobs_table,
                 now=self._clock.now(),

@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from .. import jsonb
 from ..clock import Clock
 from ..db.database import ClaimedJob, Held
 from ..errors import ArgumentsError, Discard
 from ..settings import MAX_ARGS_BYTES
-from ..tasks import Registry, Task, jsonb_text, unknown_task_message
+from ..tasks import Registry, Task, unknown_task_message
 from .context import Connect, JobContext, ProgressSink
 from .enqueue import PreparedJob
 
@@ -197,7 +198,7 @@ def _encode_result(result: Any) -> str | None:
     if result is None:
         return None
     try:
-        text = jsonb_text(result)
+        text = jsonb.dumps(result)
     except (TypeError, ValueError) as exc:
         return _safe_json({"unstorable_result": repr(result)[:1000], "why": str(exc)})
     if len(text.encode()) > MAX_ARGS_BYTES:

@@ -32,13 +32,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .. import jsonb
 from ..clock import Clock, DatabaseClock
 from ..cron import Cron
 from ..db.database import Database, Transaction
 from ..db.errors import is_transient
 from ..errors import ConfigurationError, ConveyorError
 from ..settings import Settings
-from ..tasks import Registry, default_registry, jsonb_text
+from ..tasks import Registry, default_registry
 from .leader import Elector
 from .maintenance import Maintenance
 from .notifier import Notifier
@@ -201,7 +202,7 @@ class Scheduler:
                 "crons": [s.cron for s in specs],
                 "timezones": [s.timezone for s in specs],
                 "tasks": [s.task for s in specs],
-                "args": [jsonb_text(s.args) for s in specs],
+                "args": [jsonb.dumps(s.args) for s in specs],
                 "queues": [s.queue for s in specs],
                 "priorities": [s.priority for s in specs],
                 "max_attempts": [s.max_attempts for s in specs],

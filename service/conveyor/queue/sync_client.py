@@ -20,7 +20,8 @@ from ..db.steps import run_sync
 from ..errors import ConfigurationError
 from ..settings import Settings
 from ..tasks import Registry, default_registry
-from .enqueue import JobRequest, TaskRef, enqueue_many, enqueue_one, prepare, prepare_many
+from .bulk import Batch, enqueue_many, prepare_many
+from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
 
 
 class SyncConveyor:
@@ -103,9 +104,8 @@ class SyncConveyor:
             return run_sync(own, self.queries, flow)
 
     def enqueue_many(self, jobs: Iterable[JobRequest], *, conn: Any = None) -> list[int]:
-        prepared = prepare_many(self.registry, jobs)
         flow = enqueue_many(
-            prepared,
+            Batch.of(prepare_many(self.registry, jobs)),
             channel=self.queries.channel,
             jobs_table=self.queries.jobs_table,
             now=self.clock.now(),

@@ -1,0 +1,69 @@
+"""JSON text that PostgreSQL's jsonb accepts, and JSON read back from it.
+
+Arguments, results and errors are encoded here. The rules are the standard library's
+``json`` with ``allow_nan=False``: a value json refuses (NaN, infinities, sets, bytes,
+datetimes, other objects) is refused, a lone surrogate is refused, and so is a NUL
+character, which jsonb cannot store.
+
+Where orjson is installed (a dependency on CPython) a flat object of plain values (str, int,
+finite float, bool, None under str keys: what most job arguments are) is encoded by orjson,
+about ten times faster; anything else, and anything orjson refuses, takes the json path, so
+what is accepted and how it is refused do not depend on orjson.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a dependency on CPython
+    orjson = None  # type: ignore[assignment]
+
+# \u0000 as JSON writes it: preceded by an even number of backslashes (an odd number would
+# make it the literal text "\u0000", which PostgreSQL stores fine).
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# One encoder for every value: json.dumps with options builds a new one on each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+loads: Callable[[str | bytes], Any] = orjson.loads if orjson is not None else json.loads
+
+
+def dumps(value: Any) -> str:
+    """``value`` as JSON text for jsonb; TypeError or ValueError if it has none."""
+    return dumps_sized(value)[0]
+
+
+def dumps_sized(value: Any) -> tuple[str, int]:
+    """JSON text for jsonb and its size in bytes."""
+    if orjson is not None and type(value) is dict and _flat_and_plain(value):
+        try:
+            encoded = orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate, an integer past 64 bits: json says why, or takes it
+        else:
+            text = encoded.decode()
+            _refuse_nul(text)
+            return text, len(encoded)
+    text = _ENCODER.encode(value)
+    size = len(text.encode())  # a lone surrogate raises UnicodeEncodeError, a ValueError
+    _refuse_nul(text)
+    return text, size
+
+
+def _flat_and_plain(value: dict[Any, Any]) -> bool:
+    for key, item in value.items():
+        kind = type(item)
+        if type(key) is not str or not (kind in _PLAIN or (kind is float and math.isfinite(item))):
+            return False
+    return True
+
+
+def _refuse_nul(text: str) -> None:
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise ValueError("it contains a NUL character (\\u0000), which PostgreSQL cannot store")

@@ -103,6 +103,7 @@ def main() -> None:
         conn.execute("SELECT pg_stat_statements_reset()")
 
     folder = Path(tempfile.mkdtemp(prefix="profile-"))
+    print(f"samples in {folder}", file=sys.stderr)
     record, samples = folder / "w.log", folder / "samples.txt"
     worker = subprocess.Popen(
         [

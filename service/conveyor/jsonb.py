@@ -8,7 +8,9 @@ character, which jsonb cannot store.
 Where orjson is installed (a dependency on CPython) a flat object of plain values (str, int,
 finite float, bool, None under str keys: what most job arguments are) is encoded by orjson,
 about ten times faster; anything else, and anything orjson refuses, takes the json path, so
-what is accepted and how it is refused do not depend on orjson.
+what is accepted and how it is refused do not depend on orjson. Reading is the same: orjson
+unless the text holds a run of 20 digits (orjson reads an integer past 64 bits as a float)
+or orjson refuses it (json reads 1e400 as inf, a lone surrogate as itself).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
 from typing import Any
 
 try:
@@ -31,7 +32,20 @@ _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 _PLAIN = frozenset({str, int, bool, type(None)})
 
-loads: Callable[[str | bytes], Any] = orjson.loads if orjson is not None else json.loads
+_LONG_DIGITS = re.compile(r"[0-9]{20}")
+_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{20}")
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON text read back as json.loads reads it (psycopg's loader for Conveyor's connections)."""
+    if orjson is not None:
+        long = _LONG_DIGITS_BYTES.search(text) if isinstance(text, bytes) else _LONG_DIGITS.search(text)
+        if long is None:
+            try:
+                return orjson.loads(text)
+            except orjson.JSONDecodeError:
+                pass
+    return json.loads(text)
 
 
 def dumps(value: Any) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor, FrozenClock, InvalidOptionError, JobContext, Registry, Worker, WorkerConfig
-from conveyor.db.database import Database, Outcomes
+from conveyor.db.database import Database, Held, Outcomes
 
 from ..helpers import DB, wait_until
 
@@ -87,8 +87,9 @@ async def test_cancelling_run_hands_running_jobs_back_and_leaves_no_tasks(
         await asyncio.wait_for(running, 20)
     assert running.cancelled()
     ours = ("conveyor-completer", "conveyor-notifier", "conveyor-maintenance", "conveyor-heartbeat")
-    ours += ("conveyor-progress", "conveyor-job-")
+    ours += ("conveyor-progress",)
     leftovers = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(ours)]
+    leftovers += [str(held) for held in _job_tasks()]
     assert leftovers == []
     assert db.all("select state, attempt from {schema}.jobs where id = %s", [job_id]) == [("available", 0)]
     assert db.one("select count(*) from {schema}.workers") == 0
@@ -142,9 +143,8 @@ async def test_stop_does_not_hang_on_a_task_that_swallows_cancellation(
     assert db.all("select state, attempt from {schema}.jobs where id = %s", [job_id]) == [("available", 0)]
 
     test_over = True  # let the abandoned task end, or the test's event loop cannot close
-    for task in asyncio.all_tasks():
-        if task.get_name() == f"conveyor-job-{job_id}":
-            task.cancel()
+    [abandoned] = [task for held, task in _job_tasks().items() if held.id == job_id]
+    abandoned.cancel()
 
 
 async def test_workers_starting_together_create_history_partitions_without_failing(
@@ -211,3 +211,14 @@ async def test_fencing_survives_the_dead_letter_round_trip_for_the_same_worker(
 def test_a_task_declaring_a_bad_queue_name_is_refused_at_registration(registry: Registry) -> None:
     with pytest.raises(InvalidOptionError, match="queue name 'bad name' is not allowed"):
         registry.task(queue="bad name")(lambda: None)
+
+
+def _job_tasks() -> dict[Held, asyncio.Task[Any]]:
+    """The tasks running jobs (Worker._run_job), by the claim they run."""
+    found = {}
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        if getattr(coro, "__qualname__", "") == "Worker._run_job" and frame is not None:
+            found[frame.f_locals["held"]] = task
+    return found

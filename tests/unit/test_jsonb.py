@@ -82,3 +82,19 @@ def test_a_flat_object_of_plain_values_takes_orjson() -> None:
     assert not jsonb._flat_and_plain({"a": float("nan")})
     assert not jsonb._flat_and_plain({"a": [1]})
     assert not jsonb._flat_and_plain({1: "a"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "b": [true, null, "x"], "c": 1.5}',
+        '{"big": 123456789012345678901234567890}',  # orjson would give a float
+        '{"huge": 1e400}',  # orjson refuses; json reads inf
+        '["\\ud800"]',  # a lone surrogate, as jsonb may hold it escaped
+        '{"id": "12345678901234567890123"}',  # digits in a string: read either way, the same
+    ],
+    ids=["plain", "big int", "huge float", "surrogate", "digits in a string"],
+)
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+def test_loads_reads_as_json_reads(text: str, as_bytes: bool) -> None:
+    assert jsonb.loads(text.encode() if as_bytes else text) == json.loads(text)

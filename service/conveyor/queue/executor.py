@@ -12,11 +12,11 @@ import functools
 import json
 import random
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from .. import jsonb
@@ -28,23 +28,23 @@ from ..tasks import Registry, Task, unknown_task_message
 from .context import Connect, JobContext, ProgressSink
 from .enqueue import PreparedJob
 
+# Outcomes are tuples: a draining worker makes one per job, and frozen dataclasses were a
+# microsecond or two each.
 
-@dataclass(frozen=True, slots=True)
-class Completed:
+
+class Completed(NamedTuple):
     job: ClaimedJob
     result_json: str | None
-    children: list[PreparedJob] = field(default_factory=list)
+    children: Sequence[PreparedJob] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Retry:
+class Retry(NamedTuple):
     job: ClaimedJob
     delay: float
     error_json: str
 
 
-@dataclass(frozen=True, slots=True)
-class Bury:
+class Bury(NamedTuple):
     job: ClaimedJob
     error_json: str
 
@@ -131,7 +131,7 @@ class Executor:
             return Execution(Bury(job, self._error(job, f"discarded: {_describe(exc)}", exc)))
         except BaseException as exc:  # a task must not be able to stop the worker
             return Execution(self._failed(job, task, _describe(exc), exc))
-        children = ctx.children() if ctx is not None else []
+        children = ctx.children() if ctx is not None else ()
         return Execution(Completed(job, _encode_result(result), children), lingering)
 
     async def _run_async(self, task: Task, kwargs: dict[str, Any]) -> Any:

@@ -23,7 +23,7 @@ import socket
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -81,11 +81,11 @@ class WorkerConfig:
             check_queue_name(queue)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Running:
     job: ClaimedJob
     task: asyncio.Task[None]
-    started: float = field(default_factory=time.monotonic)
+    started: float
     recorded: bool = False  # its outcome is with the completer (a sync thread may linger on)
 
 
@@ -280,8 +280,9 @@ class Worker:
                     continue
                 self._cursors.claimed(jobs, full_scan=not after, started=last_claim)
                 more_waiting = len(jobs) == want
+                started = time.monotonic()
                 for job in jobs:
-                    self._start(job)
+                    self._start(job, started)
                 if more_waiting or not after:
                     continue
                 # Short from the cursors: jobs may sit behind them; look when a full scan is due.
@@ -313,10 +314,12 @@ class Worker:
         self.claim_rounds += 1
         return jobs
 
-    def _start(self, job: ClaimedJob) -> None:
-        held = Held.of(job)
-        task = asyncio.create_task(self._run_job(held, job), name=f"conveyor-job-{job.id}")
-        self._running[held] = _Running(job, task)
+    def _start(self, job: ClaimedJob, now: float) -> None:
+        held = Held(job.id, job.claim)
+        # Unnamed: naming a task costs more than the rest of creating it; its coroutine's
+        # arguments (held) say which job it runs.
+        task = asyncio.create_task(self._run_job(held, job))
+        self._running[held] = _Running(job, task, now)
 
     async def _run_job(self, held: Held, job: ClaimedJob) -> None:
         try:

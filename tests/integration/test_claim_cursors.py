@@ -17,8 +17,9 @@ from psycopg.rows import tuple_row
 from conveyor import Conveyor, JobRequest, Registry
 from conveyor.db.database import ClaimedJob, Cursors, Database, Outcomes
 from conveyor.db.queries import for_schema
+from conveyor.queue import cursors
 
-from ..helpers import DB
+from ..helpers import DB, wait_until
 
 LEASE = timedelta(seconds=60)
 
@@ -161,10 +162,32 @@ async def test_the_worker_finds_a_job_behind_its_cursors_without_waiting_for_a_p
     await client.enqueue_many([JobRequest(mark, {"i": i}) for i in range(50)])
     async with start_worker(concurrency=10, poll_interval=3600) as worker:
         await asyncio.wait_for(drained.wait(), 10)
-        assert worker._cursors.for_next_claim()  # claims read from cursors now
+        assert worker._cursors._cursors  # the worker has cursors past the 50 jobs
         enqueued = time.monotonic()
         await client.enqueue(mark, {"i": 1000}, run_at=datetime(2000, 1, 1, tzinfo=UTC))
-        while 1000 not in ran:
-            assert time.monotonic() - enqueued < 10, "the job behind the cursor was not claimed"
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: 1000 in ran, within=10)  # not the poll: an hour
     print(f"\njob behind the cursor ran {(ran[1000] - enqueued) * 1000:.0f} ms after its enqueue")
+
+
+async def test_jobs_finishing_meanwhile_do_not_put_off_the_look_from_the_start(
+    client: Conveyor, registry: Registry, start_worker: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each job that finishes wakes the worker; none of those wake-ups may push the look
+    from the start back to the next poll."""
+    monkeypatch.setattr(cursors, "MIN_INTERVAL", 1.0)  # full scans at most once a second
+    ran: dict[int, float] = {}
+
+    @registry.task
+    async def nap(i: int, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        ran[i] = time.monotonic()
+
+    await client.enqueue_many([JobRequest(nap, {"i": i, "seconds": 0.0}) for i in range(20)])
+    async with start_worker(concurrency=10, poll_interval=3600):
+        await wait_until(lambda: len(ran) == 20)
+        # Finishing one after another while the straggler waits for its full scan.
+        await client.enqueue_many([JobRequest(nap, {"i": 100 + n, "seconds": 0.1 * n}) for n in range(1, 8)])
+        enqueued = time.monotonic()
+        await client.enqueue(nap, {"i": 1000, "seconds": 0.0}, run_at=datetime(2000, 1, 1, tzinfo=UTC))
+        await wait_until(lambda: 1000 in ran, within=10)  # not the poll: an hour
+    assert ran[1000] - enqueued < 3

@@ -262,10 +262,12 @@ class Worker:
         config = self.config
         more_waiting = True  # at start, assume there is work
         last_claim = 0.0
+        # After a short claim from the cursors: when to look again from the start (jobs may
+        # sit behind the cursors), whatever wakes the loop in between.
+        look_again_at: float | None = None
         while not self._stopping.is_set():
             free = config.concurrency - len(self._running)
             backlogged = self.completer.pending >= 10 * config.concurrency
-            wait = config.poll_interval
             if free > 0 and not backlogged and (more_waiting or self._woken):
                 cooldown = last_claim + config.fetch_cooldown - time.monotonic()
                 if cooldown > 0:
@@ -280,20 +282,26 @@ class Worker:
                     continue
                 self._cursors.claimed(jobs, full_scan=not after, started=last_claim)
                 more_waiting = len(jobs) == want
+                look_again_at = None
+                if not more_waiting and after:
+                    look_again_at = time.monotonic() + max(0.0, self._cursors.full_scan_due_in())
                 started = time.monotonic()
                 for job in jobs:
                     self._start(job, started)
-                if more_waiting or not after:
+                if more_waiting:
                     continue
-                # Short from the cursors: jobs may sit behind them; look when a full scan is due.
-                wait = min(wait, max(0.0, self._cursors.full_scan_due_in()))
-            # Nothing to do until a notification, a freed slot, stop, or the poll interval.
+            # Nothing to do until a notification, a freed slot, stop, the poll interval, or a
+            # look from the start.
+            wait = config.poll_interval
+            if look_again_at is not None and free > 0 and not backlogged:
+                wait = max(0.0, min(wait, look_again_at - time.monotonic()))
             self._signal.clear()
             try:
                 async with asyncio.timeout(wait):
                     await self._signal.wait()
             except TimeoutError:
                 more_waiting = True  # poll: notifications are hints, not promises
+                look_again_at = None
 
     async def _claim(self, free: int, after: Cursors) -> list[ClaimedJob] | None:
         try:

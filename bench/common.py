@@ -402,7 +402,7 @@ async def _soak(adapter: Adapter, args: argparse.Namespace, script: str) -> dict
     finally:
         workers.stop()
     rows = sorted(workers.rows(), key=lambda r: r[2])
-    tenth = len(rows) // 10
+    tenth, third = len(rows) // 10, len(rows) // 3
     first = _rate(rows[:tenth])[1]
     last = _rate(rows[-tenth:])[1]
     seconds, rate = _rate(rows)
@@ -413,6 +413,8 @@ async def _soak(adapter: Adapter, args: argparse.Namespace, script: str) -> dict
         "first_tenth_rate": first,
         "last_tenth_rate": last,
         "last_to_first": last / first,
+        # The third a --hold-xmin run holds its transaction over: what its held rate compares with.
+        "middle_third_rate": _rate(rows[third : 2 * third])[1],
         **_exactly_once(rows, args.n),
     }
     if held:

@@ -282,7 +282,7 @@ function rate(rows) {
 
 // The keys whose values are floats in Python, where an integral float prints as "200.0".
 const FLOAT_KEYS = new Set(['seconds', 'rate', 'p50_ms', 'p95_ms', 'p99_ms', 'max_ms', 'target_rate', 'achieved_rate',
-  'first_tenth_rate', 'last_tenth_rate', 'last_to_first', 'held_rate', 'held_to_first']);
+  'first_tenth_rate', 'last_tenth_rate', 'last_to_first', 'middle_third_rate', 'held_rate', 'held_to_first']);
 
 // json.dumps(value) with its defaults: ", " and ": " separators, NaN / Infinity as bare words.
 function pyJson(value, float = false) {
@@ -442,11 +442,13 @@ async function soak(adapter, args) {
   }
   const rows = workers.rows().sort((a, b) => a[2] - b[2]);
   const tenth = Math.floor(rows.length / 10);
+  const third = Math.floor(rows.length / 3);
   const first = rate(rows.slice(0, tenth))[1];
   const last = rate(tenth ? rows.slice(-tenth) : rows)[1];
   const [seconds, r] = rate(rows);
   const result = { jobs: args.n, seconds, rate: r, first_tenth_rate: first, last_tenth_rate: last,
-    last_to_first: last / first, ...exactlyOnce(rows, args.n) };
+    last_to_first: last / first, middle_third_rate: rate(rows.slice(third, 2 * third))[1],
+    ...exactlyOnce(rows, args.n) };
   if (args.hold_xmin) {
     result.held_rate = null;
     result.held_to_first = null;

@@ -42,6 +42,14 @@ VALUES (
     coalesce(%(now)s::timestamptz, now()))
 RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified;
 
+-- name: enqueue_job_due_now
+-- enqueue_job_in_known_queue for a job due now: the column defaults give state
+-- ('available'); the clock gives run_at and enqueued_at. The single enqueue's commonest form.
+INSERT INTO {schema}.jobs AS j (queue, task, args, priority, max_attempts, run_at, enqueued_at)
+VALUES (%(queue)s, %(task)s, %(args)s::jsonb, %(priority)s, %(max_attempts)s,
+        coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()))
+RETURNING j.id, pg_notify(%(channel)s, j.queue) IS NOT NULL AS notified;
+
 -- name: find_unique_job
 -- The live job holding a unique key.
 SELECT id FROM {schema}.jobs WHERE unique_key = %(unique_key)s;

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from conveyor import (
     ArgumentsError,
@@ -426,3 +427,25 @@ async def test_a_bad_request_in_a_batch_on_the_callers_connection_leaves_its_tra
         assert await (await conn.execute("select count(*) from mine")).fetchone() == (2,)
         await conn.commit()
     assert db.one("select count(*) from {schema}.jobs") == 0
+
+
+async def test_a_second_job_into_a_known_queue_is_written_as_the_first_was(
+    database_url: str, frozen: Any, db: DB, schema: str
+) -> None:
+    """The first enqueue into a queue learns that it exists; later ones due now take one short
+    insert. The rows and the notification must not tell the two apart."""
+    client, _ = frozen
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener:
+        await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(schema)))
+        first = await client.enqueue("mail", {"to": "a@example.com"})
+        second = await client.enqueue("mail", {"to": "a@example.com"})
+        heard = [n.payload async for n in listener.notifies(timeout=1.0, stop_after=2)]
+    assert "mail" in client._known_queues
+    rows = db.all(
+        "select queue, task, args, state, priority, max_attempts, attempt, run_at, enqueued_at, errors"
+        " from {schema}.jobs where id = any(%s) order by id",
+        [[first, second]],
+    )
+    assert rows[0] == rows[1]
+    assert rows[0][3:] == ("available", 1, 3, 0, T0, T0, [])
+    assert heard == ["mail", "mail"]

@@ -231,6 +231,26 @@ class Database:
 
     # -- the hot path ------------------------------------------------------------------
 
+    async def enqueue_due_job(
+        self, *, queue: str, task: str, args_json: str, priority: int, max_attempts: int, now: datetime | None
+    ) -> int:
+        """Insert one job due now into a queue that exists; its id. (One statement, no
+        conversation: the commonest enqueue, a tenth cheaper this way.)"""
+        params = {
+            "queue": queue,
+            "task": task,
+            "args": args_json,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "now": now,
+            "channel": self.queries.channel,
+        }
+        async with self.connection() as conn:
+            cursor = await conn.execute(self.queries["enqueue_job_due_now"], params)
+            row = await cursor.fetchone()
+        assert row is not None  # an INSERT ... VALUES returns its row
+        return int(row[0])
+
     async def claim_jobs(
         self,
         *,

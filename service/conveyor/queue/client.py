@@ -111,6 +111,23 @@ class Conveyor:
             self.registry,
             JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts),
         )
+        # The commonest call, a job due now into a queue known to exist on Conveyor's own
+        # connection, is one statement with no conversation around it.
+        if (
+            conn is None
+            and job.unique_key is None
+            and job.run_at is None
+            and not job.delay
+            and (job.queue in self._known_queues)
+        ):
+            return await self.db.enqueue_due_job(
+                queue=job.queue,
+                task=job.task,
+                args_json=job.args_json,
+                priority=job.priority,
+                max_attempts=job.max_attempts,
+                now=self.clock.now(),
+            )
         queries = self._queries()
         flow = enqueue_one(
             job,

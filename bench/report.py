@@ -207,7 +207,12 @@ def write(destination: Path, log: Path, environment: dict[str, Any] | None = Non
     lines = ["# Benchmark results", ""]
     if environment:
         lines += [
-            f"Run on {environment['date']}: `{environment['command']}` ({environment['seconds'] / 60:.0f} min).",
+            f"Run on {environment['date']}: `{environment['command']}` ({environment['seconds'] / 60:.0f} min"
+            + (
+                ", the part after the interruption the log was resumed from)."
+                if environment.get("resumed")
+                else ")."
+            ),
             "",
             f"- Machine: {environment['cpu']}, {environment['cores']} cores, {environment['memory_gib']} GiB.",
             f"- PostgreSQL {environment['postgres']}{' (embedded)' if environment['embedded'] else ''}; "

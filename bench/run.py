@@ -1,7 +1,7 @@
 """Run every system's workloads side by side and write bench/RESULTS.md.
 
     python bench/run.py [--database-url URL] [--redis-url URL] [--systems a,b] [--workloads a,b]
-                        [--repeat 3] [--soak-budget 180] [--quick]
+                        [--repeat 3] [--soak-budget 180] [--quick] [--resume results/<run>.jsonl]
 
 Each system is an adapter in ``bench/peers/<system>/`` (``adapter.py`` or ``adapter.mjs``) with
 its pinned requirements; this script makes its virtual environment (``bench/.venvs/<system>``)
@@ -244,13 +244,24 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds a workload may take")
     parser.add_argument("--quick", action="store_true", help="a tenth of every size, one repeat: a smoke run")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        help="a run's JSON lines: keep its results, run only what it lacks and append to it",
+    )
     args = parser.parse_args()
     if args.quick:
         args.repeat = 1
     server = server_url(args)
-    log = BENCH / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    log = args.resume or BENCH / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     log.parent.mkdir(exist_ok=True)
     systems = [prepare(name) for name in args.systems.split(",")]
+    if args.resume:
+        by_name = {system.name: system for system in systems}
+        for line in args.resume.read_text().splitlines():
+            earlier = json.loads(line)
+            if earlier["system"] in by_name:
+                by_name[earlier["system"]].results.setdefault(earlier["workload"], []).append(earlier)
     workloads = args.workloads.split(",")
     started = time.time()
     # Workload by workload, and each repeat round through every system: the machine's speed
@@ -262,7 +273,7 @@ def main() -> None:
                 repeats = (
                     args.repeat if workload in REPEATED and system.name not in args.slow.split(",") else 1
                 )
-                if round_ < repeats:
+                if len(system.results.get(workload, [])) <= round_ < repeats:
                     result = run_one(system, workload, args, server, log)
                     system.results.setdefault(workload, []).append(result)
     import report  # bench/report.py: the tables, from the JSON lines
@@ -289,6 +300,7 @@ def environment(server: str, args: argparse.Namespace, seconds: float) -> dict[s
         "node": _version(["node", "--version"]),
         "redis": _version(["redis-server", "--version"]),
         "seconds": seconds,
+        "resumed": bool(args.resume),
         "date": time.strftime("%Y-%m-%d"),
     }
 

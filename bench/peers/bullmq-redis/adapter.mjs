@@ -36,7 +36,26 @@ const KEEP = { removeOnComplete: { count: 1000 }, removeOnFail: { count: 5000 } 
 const BULK_CHUNK = 50_000; // _prefill already hands over at most 50,000 at a time
 
 // time.time(): wall clock in seconds with sub-millisecond resolution (Date.now() has only ms).
-const now = () => (performance.timeOrigin + performance.now()) / 1000;
+// Not performance.timeOrigin: Node reads it apart from the monotonic clock's start, and a
+// process started while both cores are busy can be descheduled in between, which put one
+// worker's clock 2 ms behind its producer's (a negative median latency). The offset is
+// taken instead at the edge of a Date.now() millisecond; being descheduled there only makes
+// it smaller, so the largest of three is kept.
+const wallOffset = (() => {
+  let best = -Infinity;
+  for (let edges = 0; edges < 3; edges++) {
+    const from = Date.now();
+    let ms = from;
+    let at = performance.now();
+    while (ms === from) {
+      ms = Date.now();
+      at = performance.now();
+    }
+    best = Math.max(best, ms - at);
+  }
+  return best;
+})();
+const now = () => (wallOffset + performance.now()) / 1000;
 // time.perf_counter() / time.monotonic()
 const monotonic = () => performance.now() / 1000;
 const sleep = (seconds) => sleepMs(Math.max(0, seconds * 1000));

@@ -190,7 +190,7 @@ def targets(runs: dict[tuple[str, str], list[dict[str, Any]]]) -> list[tuple[str
             " lost",
         ),
     ]
-    out = []
+    out: list[tuple[str, str, bool | None]] = []
     for label, measured, ok, unit in rows:
         if measured is None:
             out.append((label, "not measured", None))
@@ -212,11 +212,7 @@ def write(destination: Path, log: Path, environment: dict[str, Any] | None = Non
     if environment:
         lines += [
             f"Run on {environment['date']}: `{environment['command']}` ({environment['seconds'] / 60:.0f} min"
-            + (
-                ", the part after the interruption the log was resumed from)."
-                if environment.get("resumed")
-                else ")."
-            ),
+            + ("; resumed: only the runs the log lacked)." if environment.get("resumed") else ")."),
             "",
             f"- Machine: {environment['cpu']}, {environment['cores']} cores, {environment['memory_gib']} GiB.",
             f"- PostgreSQL {environment['postgres']}{' (embedded)' if environment['embedded'] else ''}; "

@@ -38,6 +38,8 @@ from urllib.parse import quote, urlencode
 import psycopg
 from psycopg import sql
 
+import report  # bench/report.py: the tables, from the JSON lines
+
 BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / "peers"
 SYSTEMS = [
@@ -258,10 +260,9 @@ def main() -> None:
     systems = [prepare(name) for name in args.systems.split(",")]
     if args.resume:
         by_name = {system.name: system for system in systems}
-        for line in args.resume.read_text().splitlines():
-            earlier = json.loads(line)
-            if earlier["system"] in by_name:
-                by_name[earlier["system"]].results.setdefault(earlier["workload"], []).append(earlier)
+        for (name, workload), earlier in report.load(args.resume).items():
+            if name in by_name:
+                by_name[name].results[workload] = earlier
     workloads = args.workloads.split(",")
     started = time.time()
     # Workload by workload, and each repeat round through every system: the machine's speed
@@ -276,7 +277,6 @@ def main() -> None:
                 if len(system.results.get(workload, [])) <= round_ < repeats:
                     result = run_one(system, workload, args, server, log)
                     system.results.setdefault(workload, []).append(result)
-    import report  # bench/report.py: the tables, from the JSON lines
 
     report.write(args.results, log, environment(server, args, time.time() - started))
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conveyor import Conveyor, JobRequest
-from conveyor.db.database import Database, Outcomes
+from conveyor.db.database import Database
+from conveyor.jobs import Outcomes
 
 from ..helpers import DB, REPO, subprocess_env, wait_until_sync
 from . import scripted_tasks  # noqa: F401 - registers the tasks used below

@@ -15,8 +15,9 @@ import pytest
 from psycopg.rows import tuple_row
 
 from conveyor import Conveyor, JobRequest, Registry
-from conveyor.db.database import ClaimedJob, Cursors, Database, Outcomes
+from conveyor.db.database import Database
 from conveyor.db.queries import for_schema
+from conveyor.jobs import ClaimedJob, Cursors, Outcomes
 from conveyor.queue import cursors
 
 from ..helpers import DB, wait_until

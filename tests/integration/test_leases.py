@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from conveyor import Conveyor, FrozenClock, JobContext, Registry
-from conveyor.db.database import Database, Held, Outcomes
+from conveyor.db.database import Database
+from conveyor.jobs import Held, Outcomes
 
 from ..helpers import DB, wait_until
 

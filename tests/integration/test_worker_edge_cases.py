@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor, FrozenClock, InvalidOptionError, JobContext, Registry, Worker, WorkerConfig
-from conveyor.db.database import Database, Held, Outcomes
+from conveyor.db.database import Database
+from conveyor.jobs import Held, Outcomes
 
 from ..helpers import DB, wait_until
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conveyor.db.database import ClaimedJob
+from conveyor.jobs import ClaimedJob
 from conveyor.queue.cursors import FACTOR, MAX_INTERVAL, MIN_INTERVAL, ClaimCursors
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)

@@ -10,9 +10,8 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -22,6 +21,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from .. import jsonb
+from ..jobs import ClaimedJob, Cursors, Held, Outcomes, Recorded
 from .connections import pool
 from .queries import Queries, for_schema
 from .steps import Flow, run_async
@@ -30,53 +30,6 @@ T = TypeVar("T")
 
 # How long a connection may stay out of the pool as the spare (see Database.connection).
 SPARE_SECONDS = 60.0
-
-
-class ClaimedJob(NamedTuple):
-    """A job as a claim returned it. (Tuples: a draining worker makes thousands a second,
-    and a frozen dataclass of ten fields took 2 us to make.)"""
-
-    id: int
-    claim: int  # the job's claim count when this worker claimed it: the fencing token
-    queue: str
-    task: str
-    args: dict[str, Any]
-    attempt: int
-    max_attempts: int
-    priority: int
-    enqueued_at: datetime
-    run_at: datetime  # with priority and id: where the claim index had it
-
-
-# Where a claim reads a queue's priority level from: (queue, priority) -> (run_at, id).
-Cursors = Mapping[tuple[str, int], tuple[datetime, int]]
-
-
-class Held(NamedTuple):
-    """A claim: the fencing token every write to a running job must present."""
-
-    id: int
-    claim: int
-
-    @classmethod
-    def of(cls, job: ClaimedJob) -> Held:
-        return cls(job.id, job.claim)
-
-
-@dataclass(frozen=True)
-class Outcomes:
-    """What a batch of finished executions did, as written by record_outcomes."""
-
-    completed: Sequence[tuple[int, int, str | None]] = ()  # id, claim, result JSON
-    retried: Sequence[tuple[int, int, float, str]] = ()  # id, claim, delay s, error JSON
-    buried: Sequence[tuple[int, int, str]] = ()  # id, claim, error JSON
-
-
-@dataclass(frozen=True)
-class Recorded:
-    completed: frozenset[int]
-    retried: frozenset[int]
-    buried: frozenset[int]
 
 
 def by_id(entries: Iterable[tuple[int, str]]) -> str:

@@ -22,9 +22,10 @@ from uuid import UUID
 from psycopg_pool import PoolClosed
 
 from ..clock import Clock
-from ..db.database import Database, Outcomes, Recorded
+from ..db.database import Database
 from ..db.errors import is_transient
 from ..db.steps import Flow
+from ..jobs import Outcomes, Recorded
 from .bulk import Batch, enqueue_many
 from .executor import Bury, Completed, Outcome, Retry, error_entry
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from ..db.database import ClaimedJob
+from ..jobs import ClaimedJob
 from ..tasks import Registry
 from .enqueue import JobRequest, PreparedJob, TaskRef, prepare
 

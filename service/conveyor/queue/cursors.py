@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from ..db.database import ClaimedJob, Cursors
+from ..jobs import ClaimedJob, Cursors
 
 FACTOR = 20
 MIN_INTERVAL = 0.02

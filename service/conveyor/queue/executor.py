@@ -21,8 +21,8 @@ from uuid import UUID
 
 from .. import jsonb
 from ..clock import Clock
-from ..db.database import ClaimedJob, Held
 from ..errors import ArgumentsError, Discard
+from ..jobs import ClaimedJob, Held
 from ..settings import MAX_ARGS_BYTES
 from ..tasks import Registry, Task, unknown_task_message
 from .context import Connect, JobContext, ProgressSink

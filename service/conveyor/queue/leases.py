@@ -43,7 +43,8 @@ from uuid import UUID
 import psycopg
 
 from ..clock import Clock
-from ..db.database import Database, Held
+from ..db.database import Database
+from ..jobs import Held
 
 log = logging.getLogger("conveyor.worker")
 

@@ -12,7 +12,8 @@ import contextlib
 import logging
 from uuid import UUID
 
-from ..db.database import Database, Held
+from ..db.database import Database
+from ..jobs import Held
 from .context import ProgressSink
 
 log = logging.getLogger("conveyor.worker")

@@ -30,8 +30,9 @@ from uuid import UUID, uuid4
 
 from ..clock import Clock, DatabaseClock
 from ..db.connections import pool
-from ..db.database import ClaimedJob, Cursors, Database, Held
+from ..db.database import Database
 from ..errors import ConfigurationError
+from ..jobs import ClaimedJob, Cursors, Held
 from ..settings import Settings
 from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer

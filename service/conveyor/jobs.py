@@ -1,0 +1,59 @@
+"""What the engine says about jobs: pure types, shared by the database seam and the engine.
+
+Nothing here touches the database; ``conveyor.db`` builds these from rows and the queue
+engine passes them around.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+
+class ClaimedJob(NamedTuple):
+    """A job as a claim returned it. (Tuples: a draining worker makes thousands a second,
+    and a frozen dataclass of ten fields took 2 us to make.)"""
+
+    id: int
+    claim: int  # the job's claim count when this worker claimed it: the fencing token
+    queue: str
+    task: str
+    args: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    priority: int
+    enqueued_at: datetime
+    run_at: datetime  # with priority and id: where the claim index had it
+
+
+# Where a claim reads a queue's priority level from: (queue, priority) -> (run_at, id).
+Cursors = Mapping[tuple[str, int], tuple[datetime, int]]
+
+
+class Held(NamedTuple):
+    """A claim: the fencing token every write to a running job must present."""
+
+    id: int
+    claim: int
+
+    @classmethod
+    def of(cls, job: ClaimedJob) -> Held:
+        return cls(job.id, job.claim)
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """What a batch of finished executions did, as written by record_outcomes."""
+
+    completed: Sequence[tuple[int, int, str | None]] = ()  # id, claim, result JSON
+    retried: Sequence[tuple[int, int, float, str]] = ()  # id, claim, delay s, error JSON
+    buried: Sequence[tuple[int, int, str]] = ()  # id, claim, error JSON
+
+
+@dataclass(frozen=True)
+class Recorded:
+    completed: frozenset[int]
+    retried: frozenset[int]
+    buried: frozenset[int]

@@ -723,3 +723,25 @@ def test_dev_without_database_url_runs_an_embedded_postgres_that_other_commands_
         assert embedded.running_url(pgdata) is None, "conveyor dev left its PostgreSQL running"
     finally:
         _stop_embedded(pgdata)
+
+
+# -- a worker with no task module ------------------------------------------------------
+
+
+def test_worker_started_where_no_task_module_is_refuses_to_start_and_loses_no_job(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    # Outside the project: no `tasks` module in this folder nor on the path (the repo root,
+    # which has one, is left off PYTHONPATH; Conveyor itself is installed).
+    env = {**env, "PYTHONPATH": ""}
+    job_id = sql_enqueue(db, "add", {"a": 1})
+    empty_list = {**env, "CONVEYOR_TASKS": " , "}
+    # With --queues it has work to claim, and used to bury every job as "unknown task".
+    default = conveyor("worker", "--queues", "default", env=env, cwd=tmp_path, timeout=15)
+    empty = conveyor("worker", "--queues", "default", env=empty_list, cwd=tmp_path, timeout=15)
+    line = expect_error(default, f"no task module 'tasks' in {tmp_path}", logs=True)
+    assert line.endswith("or name your task modules with --tasks or CONVEYOR_TASKS"), str(default)
+    expect_error(empty, "no task module named", logs=True)
+    assert db.one("select state, attempt from {schema}.jobs where id = %s", [job_id]) == ("available", 0)
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+    assert db.one("select count(*) from {schema}.workers") == 0

@@ -106,14 +106,27 @@ async def with_client(ctx: Context, action: Callable[[Conveyor], Coroutine[Any, 
         return await action(client)
 
 
-def load_tasks(modules: str | None) -> None:
-    """Import task modules; the default `tasks` may be absent, a named module may not."""
+def load_tasks(modules: str | None, *, required: bool = False) -> None:
+    """Import task modules; the default `tasks` may be absent, a named module may not.
+
+    ``required`` (a worker): importing no task module at all is a refusal, since a worker
+    without its tasks can run none of the jobs it claims.
+    """
     source = click.get_current_context().get_parameter_source("tasks_modules")
     explicit = source is not click.core.ParameterSource.DEFAULT
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     names = [m.strip() for m in (modules or "").split(",") if m.strip()]
+    if required and not names:
+        raise ConfigurationError(
+            "no task module named: pass your task modules with --tasks or CONVEYOR_TASKS (comma-separated)"
+        )
     if not explicit and names == ["tasks"] and importlib.util.find_spec("tasks") is None:
+        if required:
+            raise ConfigurationError(
+                f"no task module 'tasks' in {os.getcwd()}: start the worker in your project's folder, "
+                "or name your task modules with --tasks or CONVEYOR_TASKS"
+            )
         log.warning("no task module `tasks` here; pass --tasks or set CONVEYOR_TASKS")
         return
     default_registry.import_modules(names)

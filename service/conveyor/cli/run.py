@@ -226,6 +226,7 @@ def dev(
         click.echo(f"Conveyor dev: using DATABASE_URL, schema {ctx.schema!r}")
     else:
         pgdata = ctx.data_dir / "pgdata"
+        embedded.check_installed()
         click.echo(f"Conveyor dev: starting the embedded PostgreSQL in {pgdata}/ ...")
         url = embedded.start(pgdata)
         click.echo(f"Conveyor dev: database {url}")

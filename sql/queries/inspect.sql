@@ -54,3 +54,9 @@ SELECT {schema}.pause_queue(%(queue)s);
 -- name: resume_queue
 -- Let workers claim from a queue again, and wake them.
 SELECT {schema}.resume_queue(%(queue)s);
+
+-- name: registered_tasks
+-- The defaults workers recorded for these tasks (sync_tasks), for a producer that enqueues
+-- a task by name without importing it.
+SELECT name, queue, priority, max_attempts, timeout_seconds
+FROM {schema}.tasks WHERE name = ANY(%(names)s::text[]);

@@ -28,7 +28,7 @@ from psycopg import sql
 
 from conveyor.db import embedded, migrations
 
-from ..helpers import DB, REPO, subprocess_env, wait_until_sync
+from ..helpers import DB, REPO, subprocess_env, url_with_driver, wait_until_sync
 
 pytestmark = pytest.mark.processes
 
@@ -376,6 +376,38 @@ def test_enqueue_rejects_bad_input_with_one_line_and_writes_nothing(
 
     assert db.all("select id, task, queue, args from {schema}.jobs") == []
     assert db.all("select name from {schema}.queues order by name") == queues_before
+
+
+def test_enqueue_by_name_from_a_box_without_the_task_module_on_a_sqlalchemy_url(
+    database_url: str, schema: str, db: DB, tmp_path: Path
+) -> None:
+    # An ops box: DATABASE_URL as the application's SQLAlchemy engine has it, and no task
+    # module; a worker elsewhere recorded the task and its defaults.
+    env = {
+        **env_without_database(PYTHONPATH=""),
+        "DATABASE_URL": url_with_driver(database_url, "postgresql+psycopg"),
+        "CONVEYOR_SCHEMA": schema,
+    }
+    db.all("select {schema}.create_queue('media')")
+    db.all(
+        "insert into {schema}.tasks (name, queue, priority, max_attempts, timeout_seconds)"
+        " values ('resize_image', 'media', 1, 7, null)"
+    )
+    by_name, unknown, status = conveyor_many(
+        [
+            ["enqueue", "resize_image", "--args", '{"path": "a.png"}'],
+            ["enqueue", "resize_imag", "--args", "{}"],
+            ["status"],
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+    job_id = int(ok(by_name))
+    assert db.one(
+        "select queue, priority, max_attempts, args from {schema}.jobs where id = %s", [job_id]
+    ) == ("media", 1, 7, {"path": "a.png"})
+    expect_error(unknown, "unknown task 'resize_imag'")
+    assert "media" in ok(status)
 
 
 # -- configuration errors --------------------------------------------------------------

@@ -106,11 +106,12 @@ async def with_client(ctx: Context, action: Callable[[Conveyor], Coroutine[Any, 
         return await action(client)
 
 
-def load_tasks(modules: str | None, *, required: bool = False) -> None:
+def load_tasks(modules: str | None, *, required: bool = False, warn: bool = False) -> None:
     """Import task modules; the default `tasks` may be absent, a named module may not.
 
     ``required`` (a worker): importing no task module at all is a refusal, since a worker
-    without its tasks can run none of the jobs it claims.
+    without its tasks can run none of the jobs it claims. ``warn``: its absence is logged.
+    (A producer needs none: it enqueues by name what workers recorded.)
     """
     source = click.get_current_context().get_parameter_source("tasks_modules")
     explicit = source is not click.core.ParameterSource.DEFAULT
@@ -127,7 +128,8 @@ def load_tasks(modules: str | None, *, required: bool = False) -> None:
                 f"no task module 'tasks' in {os.getcwd()}: start the worker in your project's folder, "
                 "or name your task modules with --tasks or CONVEYOR_TASKS"
             )
-        log.warning("no task module `tasks` here; pass --tasks or set CONVEYOR_TASKS")
+        if warn:
+            log.warning("no task module `tasks` here; pass --tasks or set CONVEYOR_TASKS")
         return
     default_registry.import_modules(names)
 

@@ -198,7 +198,7 @@ def scheduler(
 ) -> None:
     """Fire cron schedules and keep house, when elected (run as many as you like)."""
     setup_logging(verbose)
-    load_tasks(tasks_modules)
+    load_tasks(tasks_modules, warn=True)
     url = ctx.database_url()
     _require_schema(url, ctx.schema)
     config = SchedulerConfig(lease=lease, tick=tick, prune_declared=prune_schedules)
@@ -234,7 +234,7 @@ def dev(
     from ..db import migrations  # Alembic and SQLAlchemy take a while to import
 
     migrations.upgrade(url, ctx.schema)
-    load_tasks(tasks_modules)
+    load_tasks(tasks_modules, warn=True)
     config = _worker_config(queues, concurrency, lease, grace, poll_interval)
     click.echo(
         f"Conveyor dev: {len(default_registry)} tasks and {len(default_registry.schedules())} schedules "

@@ -22,6 +22,7 @@ from ..settings import Settings
 from ..tasks import Registry, check_queue_name, default_registry, unknown_task_message
 from .bulk import Batch, enqueue_many, prepare_many, stream
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
+from .registered import RegisteredTasks, unknown_names
 from .retention import apply_retention
 
 
@@ -59,6 +60,7 @@ class Conveyor:
         self.clock: Clock = clock or DatabaseClock()
         self._pool_size = pool_size
         self._known_queues: set[str] = set()  # queues whose rows exist: enqueue takes the short insert
+        self._registered = RegisteredTasks()  # tasks known by name only, as workers recorded them
         self._db: Database | None = None
 
     async def open(self) -> Conveyor:
@@ -106,9 +108,16 @@ class Conveyor:
         max_attempts: int | None = None,
         conn: Any = None,
     ) -> int:
-        """Enqueue one job; returns its id (or that of the live job holding ``unique_key``)."""
+        """Enqueue one job; returns its id (or that of the live job holding ``unique_key``).
+
+        ``task`` may name a task this process does not import: the defaults the workers
+        recorded for it are used, and its arguments are checked by the worker that runs it.
+        """
+        registry = self.registry
+        if isinstance(task, str) and registry.get(task) is None:
+            registry = await self._with_registered([task], conn)
         job = prepare(
-            self.registry,
+            registry,
             JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts),
         )
         # The commonest call, a job due now into a queue known to exist on Conveyor's own
@@ -143,14 +152,18 @@ class Conveyor:
     async def enqueue_many(self, jobs: Iterable[JobRequest], *, conn: Any = None) -> list[int]:
         """Enqueue many jobs in one transaction (COPY); returns their ids in order.
 
-        One bad request enqueues none (see ``queue.bulk``).
+        One bad request enqueues none (see ``queue.bulk``). Tasks named but not imported
+        here are taken as the workers recorded them (see :meth:`enqueue`).
         """
         queries = self._queries()
+        registry = self.registry
+        if not isinstance(jobs, list | tuple):
+            jobs = list(jobs)
+        if names := unknown_names(registry, (job.task for job in jobs)):
+            registry = await self._with_registered(names, conn)
         # On a caller's connection, checked whole first: a refusal must leave the caller's
         # transaction as it was. On our own, arguments are checked as rows are written.
-        batch = (
-            Batch.of(prepare_many(self.registry, jobs)) if conn is not None else stream(self.registry, jobs)
-        )
+        batch = Batch.of(prepare_many(registry, jobs)) if conn is not None else stream(registry, jobs)
         flow = enqueue_many(
             batch, channel=queries.channel, jobs_table=queries.jobs_table, now=self.clock.now()
         )
@@ -166,6 +179,20 @@ class Conveyor:
 
     def _queries(self) -> Queries:
         return for_schema(self.settings.schema)
+
+    async def _with_registered(self, names: list[str], conn: Any) -> Registry:
+        """The registry with the tasks of ``names`` that workers recorded, read on the
+        connection the job will be written on."""
+        if missing := self._registered.missing(names):
+            params = {"names": missing}
+            if conn is not None:
+                raw = await caller_async_connection(conn)
+                cursor = await raw.execute(self._queries()["registered_tasks"], params)
+                rows = await cursor.fetchall()
+            else:
+                rows = await self.db.fetch("registered_tasks", params)
+            self._registered.learn(missing, rows)
+        return self._registered.overlay(self.registry, names)
 
     # -- queues ------------------------------------------------------------------------
 

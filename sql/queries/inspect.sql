@@ -60,3 +60,12 @@ SELECT {schema}.resume_queue(%(queue)s);
 -- a task by name without importing it.
 SELECT name, queue, priority, max_attempts, timeout_seconds
 FROM {schema}.tasks WHERE name = ANY(%(names)s::text[]);
+
+-- name: scheduler_status
+-- Who leads the scheduler role and until when (a leader renews its lease every tick), and
+-- how many schedules would fire: `conveyor status` and the worker's start-up warning.
+SELECT l.holder, l.hostname, l.pid, l.elected_at, l.expires_at,
+       (SELECT count(*) FROM {schema}.schedules WHERE NOT paused) AS active_schedules,
+       coalesce(%(now)s::timestamptz, now()) AS checked_at
+FROM (SELECT 1) AS one
+LEFT JOIN {schema}.leaders l ON l.role = 'scheduler';

@@ -206,8 +206,8 @@ def started(*args: str, env: Mapping[str, str], cwd: Path, name: str) -> Iterato
 
 
 def table(text: str) -> tuple[list[str], dict[str, list[str]]]:
-    """A `conveyor status` table: its header and its rows by first cell."""
-    lines = text.rstrip("\n").splitlines()
+    """A `conveyor status` table: its header and its rows by first cell (up to a blank line)."""
+    lines = text.rstrip("\n").split("\n\n")[0].splitlines()
     header = lines[0].split()
     rows = {}
     for line in lines[1:]:
@@ -572,6 +572,74 @@ def test_status_prints_one_line_per_queue_with_its_counts(
     assert re.fullmatch(r"0:0\d:\d\d", rows["emails"][7]), rows["emails"]
     assert rows["idle"] == ["idle", "yes", "0", "0", "0", "0", "0", "-"]
     assert rows["reports"] == ["reports", "no", "0", "0", "0", "1", "2", "-"]
+
+
+def test_status_shows_the_scheduler_and_warns_when_schedules_exist_and_none_ticks(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    plain, as_json = conveyor_many([["status"], ["status", "--json"]], env=env, cwd=tmp_path)
+    assert "scheduler: none running; 0 schedule(s) active\n" in ok(plain)
+    assert plain.stderr == "", str(plain)  # no schedules: nothing to warn about
+    assert json.loads(ok(as_json))["warnings"] == []
+
+    db.all("insert into {schema}.schedules (name, cron, task) values ('nightly', '0 3 * * *', 'add')")
+    never = conveyor("status", env=env, cwd=tmp_path)
+    assert "scheduler: none running; 1 schedule(s) active\n" in ok(never)
+    assert never.stderr == (
+        "conveyor: warning: 1 schedule(s) will not fire: no scheduler has ticked within its lease"
+        " (none has run on this schema); start `conveyor scheduler` (or `conveyor dev`)\n"
+    ), str(never)
+
+    db.all(
+        "insert into {schema}.leaders (role, holder, hostname, pid, elected_at, expires_at) values"
+        " ('scheduler', gen_random_uuid(), 'box-a', 42, now() - interval '1 hour', now() - interval '1 minute')"
+    )
+    lapsed = conveyor("status", env=env, cwd=tmp_path)
+    assert "scheduler: none running; 1 schedule(s) active\n" in ok(lapsed)
+    assert "no scheduler has ticked within its lease (the last lease ended at 20" in lapsed.stderr, str(
+        lapsed
+    )
+
+    with started(
+        "scheduler", "--tasks", TASKS, "--tick", "0.2", "--lease", "3", env=env, cwd=tmp_path, name="s"
+    ) as s:
+        wait_until_sync(
+            lambda: (
+                s.alive()
+                and db.one("select pid from {schema}.leaders where role = 'scheduler'") == s.popen.pid
+            ),
+            within=30,
+        )
+        plain, as_json = conveyor_many([["status"], ["status", "--json"]], env=env, cwd=tmp_path)
+        assert re.search(
+            rf"^scheduler: leader \S+ pid {s.popen.pid} since .*, until .*; 1 schedule\(s\) active$",
+            ok(plain),
+            re.M,
+        ), str(plain)
+        assert plain.stderr == "", str(plain)
+        document = json.loads(ok(as_json))
+        assert document["scheduler"]["running"] is True
+        assert document["scheduler"]["pid"] == s.popen.pid
+        assert document["scheduler"]["active_schedules"] == 1
+        assert document["warnings"] == []
+        assert [q["queue"] for q in document["queues"]] == ["default"]
+        assert s.stop() == 0, str(s)
+
+
+def test_a_worker_started_with_schedules_and_no_scheduler_logs_a_warning(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    db.all("insert into {schema}.schedules (name, cron, task) values ('nightly', '0 3 * * *', 'add')")
+    worker_args = ["worker", "--tasks", TASKS, "--poll-interval", "0.2", "--grace", "5"]
+    with started(*worker_args, env=env, cwd=tmp_path, name="worker") as worker:
+        wait_until_sync(lambda: worker.alive() and "will not fire" in worker.stderr(), within=30)
+        assert worker.stop() == 0, str(worker)
+    warnings = [line for line in worker.stderr().splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, str(worker)
+    assert warnings[0].endswith(
+        "WARNING conveyor: 1 schedule(s) will not fire: no scheduler has ticked within its lease"
+        " (none has run on this schema); start `conveyor scheduler` (or `conveyor dev`)"
+    ), str(worker)
 
 
 # -- dead-letter queue -----------------------------------------------------------------

@@ -7,6 +7,7 @@ User mistakes (bad JSON, unknown task or queue, no database) print one line star
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -16,8 +17,10 @@ import re
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
+from uuid import UUID
 
 import click
 import psycopg
@@ -153,6 +156,33 @@ def cell(value: Any) -> str:
         return "yes" if value else "no"
     text = str(value).replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def warn(message: str) -> None:
+    """A warning for the user: one line on stderr; the command goes on."""
+    click.echo(f"conveyor: warning: {message}", err=True)
+
+
+def json_option(func: Callable[..., T]) -> Callable[..., T]:
+    """``--json`` for a read command: print JSON (one document on stdout) instead of text."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
+
+
+def echo_json(value: Any) -> None:
+    """Times as ISO 8601, durations as seconds, ids as strings, dataclasses as objects."""
+    click.echo(json.dumps(value, default=_json_value, indent=2, ensure_ascii=False))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, UUID | Decimal):
+        return str(value) if isinstance(value, UUID) else float(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def setup_logging(verbose: bool) -> None:

@@ -15,6 +15,7 @@ import click
 from .. import event_loop
 from ..db import embedded
 from ..errors import ConfigurationError
+from ..queue.client import read_scheduler_status
 from ..queue.scheduler import Scheduler, SchedulerConfig
 from ..queue.worker import Worker, WorkerConfig
 from ..tasks import default_registry
@@ -146,6 +147,8 @@ async def _serve(worker: Worker | None = None, scheduler: Scheduler | None = Non
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     parts = [asyncio.create_task(part.run()) for part in (worker, scheduler) if part is not None]
+    # A worker on its own says so when no scheduler runs: its schedules would never fire.
+    check = asyncio.create_task(_warn_without_scheduler(worker)) if worker and not scheduler else None
     try:
         done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_EXCEPTION)
         if any(task.exception() for task in done):
@@ -156,6 +159,8 @@ async def _serve(worker: Worker | None = None, scheduler: Scheduler | None = Non
                 scheduler.stop()
         await asyncio.gather(*parts)
     finally:
+        if check is not None:
+            check.cancel()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     if worker is None:
@@ -168,6 +173,18 @@ async def _serve(worker: Worker | None = None, scheduler: Scheduler | None = Non
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+async def _warn_without_scheduler(worker: Worker) -> None:
+    """Once the worker has started: a warning if schedules exist and no scheduler ticks."""
+    await worker.started.wait()
+    try:
+        status = await read_scheduler_status(worker.db, now=None)
+    except Exception as exc:  # a warning that cannot be read is no reason to stop working
+        log.debug("could not read the scheduler's status: %s", exc)
+        return
+    if (warning := status.warning()) is not None:
+        log.warning(warning)
 
 
 @click.command()

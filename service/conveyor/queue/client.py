@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
@@ -36,6 +37,44 @@ class QueueStats:
     completed_24h: int
     dead: int
     oldest_waiting_age: timedelta | None
+
+
+@dataclass(frozen=True)
+class SchedulerStatus:
+    """The elected scheduler, as its lease row says. A leader renews its lease every tick,
+    so a lease still running means a scheduler ticked within its lease."""
+
+    holder: UUID | None
+    hostname: str | None
+    pid: int | None
+    elected_at: datetime | None
+    expires_at: datetime | None
+    active_schedules: int  # schedules not paused
+    checked_at: datetime
+
+    @property
+    def running(self) -> bool:
+        return self.expires_at is not None and self.expires_at > self.checked_at
+
+    def warning(self) -> str | None:
+        """Why schedules will not fire now, if they will not."""
+        if self.running or not self.active_schedules:
+            return None
+        since = (
+            f"the last lease ended at {self.expires_at:%Y-%m-%d %H:%M:%S%z}"
+            if self.expires_at is not None
+            else "none has run on this schema"
+        )
+        return (
+            f"{self.active_schedules} schedule(s) will not fire: no scheduler has ticked within its lease "
+            f"({since}); start `conveyor scheduler` (or `conveyor dev`)"
+        )
+
+
+async def read_scheduler_status(db: Database, *, now: datetime | None) -> SchedulerStatus:
+    """One read of the scheduler's lease row and the schedules (see SchedulerStatus)."""
+    rows = await db.fetch_dicts("scheduler_status", {"now": now})
+    return SchedulerStatus(**rows[0])
 
 
 class Conveyor:
@@ -198,6 +237,10 @@ class Conveyor:
 
     async def queue_stats(self) -> list[QueueStats]:
         return [QueueStats(**row) for row in await self.db.fetch_dicts("queue_stats")]
+
+    async def scheduler_status(self) -> SchedulerStatus:
+        """Who leads the scheduler role, until when, and whether schedules would fire."""
+        return await read_scheduler_status(self.db, now=self.clock.now())
 
     async def create_queue(self, name: str) -> None:
         await self.db.create_queues([check_queue_name(name)])

@@ -234,6 +234,7 @@ class SyncConveyor:
     # -- everything else: the async client's operations ----------------------------------
 
     queue_stats = blocking(Conveyor.queue_stats)
+    scheduler_status = blocking(Conveyor.scheduler_status)
     create_queue = blocking(Conveyor.create_queue)
     pause_queue = blocking(Conveyor.pause_queue)
     resume_queue = blocking(Conveyor.resume_queue)

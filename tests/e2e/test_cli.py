@@ -79,8 +79,11 @@ def _text(data: str | bytes | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
-def conveyor(*args: str, env: Mapping[str, str], cwd: Path, timeout: float = 30.0) -> Run:
-    """Run ``python -m conveyor ARGS`` to the end (or kill it after ``timeout`` seconds)."""
+def conveyor(
+    *args: str, env: Mapping[str, str], cwd: Path, timeout: float = 30.0, input: str | None = None
+) -> Run:
+    """Run ``python -m conveyor ARGS`` to the end (or kill it after ``timeout`` seconds);
+    its stdin is ``input``, or empty."""
     started = time.monotonic()
     try:
         done = subprocess.run(
@@ -90,6 +93,7 @@ def conveyor(*args: str, env: Mapping[str, str], cwd: Path, timeout: float = 30.
             capture_output=True,
             text=True,
             timeout=timeout,
+            input=input if input is not None else "",
         )
     except subprocess.TimeoutExpired as exc:
         return Run(args, None, _text(exc.stdout), _text(exc.stderr), time.monotonic() - started, timeout)
@@ -734,7 +738,21 @@ def test_dlq_show_prints_every_attempt_and_retry_all_and_purge_all_work_by_queue
     ]
     assert db.all("select id from {schema}.dead_jobs") == [(503,)]
 
-    assert ok(conveyor("dlq", "purge", "--all", env=env, cwd=tmp_path)) == "purged 1 dead job(s)\n"
+    # --all asks first: no answer, or no, purges nothing.
+    for answer in ("", "n\n"):
+        refused = conveyor("dlq", "purge", "--all", "--queue", "default", env=env, cwd=tmp_path, input=answer)
+        expect_error(
+            refused, "nothing purged: confirm deleting every dead job in queue default, or pass --yes"
+        )
+        assert refused.stdout.startswith("Delete every dead job in queue default for good? [y/N]: "), str(
+            refused
+        )
+    assert db.all("select id from {schema}.dead_jobs") == [(503,)]
+    yes = conveyor("dlq", "purge", "--all", env=env, cwd=tmp_path, input="y\n")
+    assert ok(yes).endswith("purged 1 dead job(s)\n")
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+    insert_dead(db, 504, "default", "add", [_error(1, "nope")], {"a": 1})
+    assert ok(conveyor("dlq", "purge", "--all", "--yes", env=env, cwd=tmp_path)) == "purged 1 dead job(s)\n"
     assert db.one("select count(*) from {schema}.dead_jobs") == 0
     assert db.one("select count(*) from {schema}.jobs") == 2
 
@@ -755,7 +773,7 @@ def test_dlq_refuses_unknown_ids_and_commands_without_ids_or_all(
         runs,
         [
             "no dead job with id 999999",
-            "no dead job with id 999999",
+            "job 999999: not found",
             "name the dead jobs to retry by id, or pass --all",
             "name the dead jobs to purge by id, or pass --all",
             "give ids or --all, not both",

@@ -13,19 +13,19 @@ import importlib.util
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from uuid import UUID
 
 import click
 import psycopg
 
 from ..db import embedded
+from ..durations import parse_duration
 from ..errors import ConfigurationError, ConveyorError
 from ..queue.client import Conveyor, sql_error_message
 from ..settings import Settings
@@ -158,6 +158,14 @@ def cell(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def echo_errors(errors: Sequence[dict[str, Any]]) -> None:
+    """A job's errors, each attempt's with its traceback."""
+    for error in errors:
+        click.echo(f"\n-- attempt {error.get('attempt')} at {error.get('at')}: {error.get('error')}")
+        if error.get("traceback"):
+            click.echo(error["traceback"].rstrip())
+
+
 def warn(message: str) -> None:
     """A warning for the user: one line on stderr; the command goes on."""
     click.echo(f"conveyor: warning: {message}", err=True)
@@ -194,18 +202,36 @@ def setup_logging(verbose: bool) -> None:
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+if TYPE_CHECKING:  # click's ParamType is generic from 8.2 on, and cannot be subscripted before
+    _DurationBase = click.ParamType[timedelta, Any]
+else:
+    _DurationBase = click.ParamType
 
 
-def duration(text: str | None) -> timedelta | None:
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
-    if match is None:
-        raise ConveyorError(
-            f"duration {text!r} is not valid: use a number and a unit, like 30m, 24h, 7d or 2w"
-        )
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+class Duration(_DurationBase):
+    """A duration option: ``45s``, ``30m``, ``12h``, ``7d`` (see ``conveyor.durations``); a
+    bare number is in ``default_unit``, as the option always took it."""
+
+    name = "duration"
+
+    def __init__(self, default_unit: str | None = "s", *, minimum: float = 0.0) -> None:
+        self.default_unit = default_unit
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            duration = parse_duration(str(value), default_unit=self.default_unit)
+        except ConveyorError as exc:
+            self.fail(str(exc), param, ctx)
+        if duration.total_seconds() < self.minimum:
+            self.fail(f"{value!r} is shorter than the least allowed, {self.minimum:g}s", param, ctx)
+        return duration
+
+
+def seconds(duration: timedelta | None) -> float | None:
+    return None if duration is None else duration.total_seconds()
 
 
 def json_object(text: str) -> dict[str, Any]:

@@ -9,9 +9,20 @@ from datetime import timedelta
 
 import click
 
-from ..errors import ConveyorError
+from ..errors import ConveyorError, NotFoundError
 from ..queue.client import Conveyor
-from .common import Context, cell, handle_errors, run_coroutine, table, with_client
+from .common import (
+    Context,
+    Duration,
+    cell,
+    echo_errors,
+    echo_json,
+    handle_errors,
+    json_option,
+    run_coroutine,
+    table,
+    with_client,
+)
 
 
 @click.group()
@@ -23,10 +34,14 @@ def dlq() -> None:
 @click.option("--queue", "-q")
 @click.option("--task")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
 @click.pass_obj
 @handle_errors
-def dlq_list(ctx: Context, queue: str | None, task: str | None, limit: int) -> None:
+def dlq_list(ctx: Context, queue: str | None, task: str | None, limit: int, as_json: bool) -> None:
     rows = run_coroutine(with_client(ctx, lambda c: c.dead_jobs(queue=queue, task=task, limit=limit)))
+    if as_json:
+        echo_json(rows)
+        return
     headers = ["id", "queue", "task", "attempts", "died_at", "last_error"]
     click.echo(
         table(
@@ -48,10 +63,14 @@ def dlq_list(ctx: Context, queue: str | None, task: str | None, limit: int) -> N
 
 @dlq.command("show")
 @click.argument("job_id", type=int)
+@json_option
 @click.pass_obj
 @handle_errors
-def dlq_show(ctx: Context, job_id: int) -> None:
+def dlq_show(ctx: Context, job_id: int, as_json: bool) -> None:
     job = run_coroutine(with_client(ctx, lambda c: c.dead_job(job_id)))
+    if as_json:
+        echo_json(job)
+        return
     for key in (
         "id",
         "queue",
@@ -65,10 +84,7 @@ def dlq_show(ctx: Context, job_id: int) -> None:
     ):
         click.echo(f"{key + ':':14}{cell(job[key])}")
     click.echo(f"{'args:':14}{json.dumps(job['args'])}")
-    for error in job["errors"]:
-        click.echo(f"\n-- attempt {error.get('attempt')} at {error.get('at')}: {error.get('error')}")
-        if error.get("traceback"):
-            click.echo(error["traceback"].rstrip())
+    echo_errors(job["errors"])
 
 
 def _ids_or_all(ids: Sequence[int], all_: bool, what: str) -> None:
@@ -90,20 +106,40 @@ def _ids_or_all(ids: Sequence[int], all_: bool, what: str) -> None:
 def dlq_retry(
     ctx: Context, job_ids: tuple[int, ...], all_: bool, queue: str | None, task: str | None
 ) -> None:
-    """Put dead jobs back in their queue with a fresh attempt budget."""
+    """Put dead jobs back in their queue with a fresh attempt budget.
+
+    Says what became of each: retried, or (on stderr, and exit status 1) not found, not
+    dead, or kept dead (its unique key is taken by a live job)."""
     _ids_or_all(job_ids, all_, "retry")
 
     async def go(client: Conveyor) -> tuple[list[int], dict[int, str]]:
         if all_:
             return await client.retry_dead_matching(queue=queue, task=task)
-        return [await client.retry_dead(i) for i in job_ids], {}
+        retried: list[int] = []
+        failed: dict[int, str] = {}
+        for job_id in dict.fromkeys(job_ids):
+            try:
+                retried.append(await client.retry_dead(job_id))
+            except NotFoundError:
+                failed[job_id] = await _why_not_dead(client, job_id)
+            except ConveyorError as exc:
+                failed[job_id] = f"stays dead: {exc}"
+        return retried, failed
 
-    retried, refused = run_coroutine(with_client(ctx, go))
+    retried, failed = run_coroutine(with_client(ctx, go))
     click.echo(f"retried {len(retried)} job(s)" + (": " + ", ".join(map(str, retried)) if retried else ""))
-    for job_id, reason in refused.items():
-        click.echo(f"job {job_id} stays dead: {reason}", err=True)
-    if refused:
+    for job_id, outcome in failed.items():
+        click.echo(f"conveyor: error: job {job_id}: {outcome}", err=True)
+    if failed:
         sys.exit(1)
+
+
+async def _why_not_dead(client: Conveyor, job_id: int) -> str:
+    try:
+        job = await client.get_job(job_id)
+    except NotFoundError:
+        return "not found"
+    return f"not dead (it is {job['state']})"
 
 
 @dlq.command("purge")
@@ -112,8 +148,11 @@ def dlq_retry(
 @click.option("--queue", "-q")
 @click.option("--task")
 @click.option(
-    "--older-than", type=click.FloatRange(min=0), help="Only jobs dead for more than this many hours."
+    "--older-than",
+    type=Duration("h"),
+    help="Only jobs dead for longer than this (7d, 12h, 30m; a bare number is in hours).",
 )
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation of --all.")
 @click.pass_obj
 @handle_errors
 def dlq_purge(
@@ -122,11 +161,23 @@ def dlq_purge(
     all_: bool,
     queue: str | None,
     task: str | None,
-    older_than: float | None,
+    older_than: timedelta | None,
+    yes: bool,
 ) -> None:
-    """Delete dead jobs for good."""
+    """Delete dead jobs for good (--all asks first, unless --yes)."""
     _ids_or_all(job_ids, all_, "purge")
-    age = timedelta(hours=older_than) if older_than is not None else None
+    if all_ and not yes:
+        matching = [f"{name} {value}" for name, value in (("in queue", queue), ("of task", task)) if value]
+        if older_than is not None:
+            matching.append(f"dead for longer than {older_than}")
+        scope = "every dead job" + (" " + ", ".join(matching) if matching else "")
+        try:
+            confirmed = click.confirm(f"Delete {scope} for good?", default=False)
+        except click.Abort:  # no answer (no terminal, end of input)
+            confirmed = False
+        if not confirmed:
+            raise ConveyorError(f"nothing purged: confirm deleting {scope}, or pass --yes")
+    age = older_than
     count = run_coroutine(
         with_client(
             ctx, lambda c: c.purge_dead(ids=list(job_ids) or None, queue=queue, task=task, older_than=age)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import Context, handle_errors, run_coroutine, table, with_client
+from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, with_client
 
 
 @click.group()
@@ -13,10 +13,14 @@ def queues() -> None:
 
 
 @queues.command("list")
+@json_option
 @click.pass_obj
 @handle_errors
-def queues_list(ctx: Context) -> None:
+def queues_list(ctx: Context, as_json: bool) -> None:
     stats = run_coroutine(with_client(ctx, lambda c: c.queue_stats()))
+    if as_json:
+        echo_json([{"queue": s.queue, "paused": s.paused} for s in stats])
+        return
     click.echo(table([[s.queue, s.paused] for s in stats], ["queue", "paused"]))
 
 

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 
 from ..queue.client import Conveyor
-from .common import Context, duration, handle_errors, run_coroutine, table, with_client
+from .common import (
+    Context,
+    Duration,
+    echo_json,
+    handle_errors,
+    json_option,
+    run_coroutine,
+    table,
+    with_client,
+)
 
 
 @click.group()
@@ -14,41 +25,45 @@ def retention() -> None:
 
 
 @retention.command("show")
+@json_option
 @click.pass_obj
 @handle_errors
-def retention_show(ctx: Context) -> None:
+def retention_show(ctx: Context, as_json: bool) -> None:
     rows = run_coroutine(with_client(ctx, lambda c: c.retention()))
+    if as_json:
+        echo_json(rows)
+        return
     headers = ["queue", "completed_keep", "completed_max", "dead_keep", "runs_keep"]
     click.echo(table([[r[h] for h in headers] for r in rows], headers))
 
 
 @retention.command("set")
 @click.option("--queue", "-q", default="*", show_default=True, help="A queue, or * for the defaults.")
-@click.option("--completed", metavar="DURATION", help="Keep finished jobs this long (e.g. 24h, 3d).")
+@click.option("--completed", type=Duration(None), help="Keep finished jobs this long (e.g. 24h, 3d).")
 @click.option(
     "--completed-max", type=click.IntRange(min=0), help="Keep at most this many finished jobs per queue."
 )
-@click.option("--dead", metavar="DURATION", help="Keep dead jobs this long (e.g. 7d).")
-@click.option("--runs", metavar="DURATION", help="Keep the run log this long (e.g. 90d).")
+@click.option("--dead", type=Duration(None), help="Keep dead jobs this long (e.g. 7d).")
+@click.option("--runs", type=Duration(None), help="Keep the run log this long (e.g. 90d).")
 @click.pass_obj
 @handle_errors
 def retention_set(
     ctx: Context,
     queue: str,
-    completed: str | None,
+    completed: timedelta | None,
     completed_max: int | None,
-    dead: str | None,
-    runs: str | None,
+    dead: timedelta | None,
+    runs: timedelta | None,
 ) -> None:
     """Change the defaults (or one queue's retention); unset options are left as they are."""
 
     async def go(client: Conveyor) -> None:
         await client.set_retention(
             queue,
-            completed_keep=duration(completed),
+            completed_keep=completed,
             completed_max=completed_max,
-            dead_keep=duration(dead),
-            runs_keep=duration(runs),
+            dead_keep=dead,
+            runs_keep=runs,
         )
 
     run_coroutine(with_client(ctx, go))

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -19,7 +20,7 @@ from ..queue.client import read_scheduler_status
 from ..queue.scheduler import Scheduler, SchedulerConfig
 from ..queue.worker import Worker, WorkerConfig
 from ..tasks import default_registry
-from .common import Context, handle_errors, load_tasks, log, setup_logging
+from .common import Context, Duration, handle_errors, load_tasks, log, setup_logging
 
 
 @click.command()
@@ -61,16 +62,26 @@ def _worker_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Comma-separated task modules to import.",
         ),
         click.option(
-            "--lease", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Lease seconds."
+            "--lease",
+            type=Duration(minimum=1),
+            default="30s",
+            show_default=True,
+            help="How long a claimed job stays leased without a heartbeat.",
         ),
         click.option(
             "--grace",
-            type=click.FloatRange(min=0),
-            default=25.0,
+            type=Duration(),
+            default="25s",
             show_default=True,
-            help="Seconds running jobs get to finish on stop.",
+            help="How long running jobs get to finish on stop.",
         ),
-        click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True),
+        click.option(
+            "--poll-interval",
+            type=Duration(minimum=0.01),
+            default="1s",
+            show_default=True,
+            help="How often to look for jobs when no notification comes.",
+        ),
         click.option("--verbose", "-v", is_flag=True),
     ]
     for option in reversed(options):
@@ -79,11 +90,15 @@ def _worker_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _worker_config(
-    queues: str | None, concurrency: int, lease: float, grace: float, poll_interval: float
+    queues: str | None, concurrency: int, lease: timedelta, grace: timedelta, poll_interval: timedelta
 ) -> WorkerConfig:
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     return WorkerConfig(
-        queues=names, concurrency=concurrency, lease=lease, grace=grace, poll_interval=poll_interval
+        queues=names,
+        concurrency=concurrency,
+        lease=lease.total_seconds(),
+        grace=grace.total_seconds(),
+        poll_interval=poll_interval.total_seconds(),
     )
 
 
@@ -96,9 +111,9 @@ def worker(
     queues: str | None,
     concurrency: int,
     tasks_modules: str,
-    lease: float,
-    grace: float,
-    poll_interval: float,
+    lease: timedelta,
+    grace: timedelta,
+    poll_interval: timedelta,
     verbose: bool,
 ) -> None:
     """Run jobs until SIGTERM or Ctrl-C (then finish running jobs within --grace)."""
@@ -197,7 +212,7 @@ async def _warn_without_scheduler(worker: Worker) -> None:
     help="Task modules whose declared schedules to write on start.",
 )
 @click.option(
-    "--lease", type=click.FloatRange(min=3), default=15.0, show_default=True, help="Leader lease seconds."
+    "--lease", type=Duration(minimum=3), default="15s", show_default=True, help="The leader's lease."
 )
 @click.option(
     "--prune-schedules",
@@ -205,20 +220,22 @@ async def _warn_without_scheduler(worker: Worker) -> None:
     help="Remove schedules declared in code that these task modules no longer declare.",
 )
 @click.option(
-    "--tick", type=click.FloatRange(min=0.1), default=1.0, show_default=True, help="Seconds between rounds."
+    "--tick", type=Duration(minimum=0.1), default="1s", show_default=True, help="Time between rounds."
 )
 @click.option("--verbose", "-v", is_flag=True)
 @click.pass_obj
 @handle_errors
 def scheduler(
-    ctx: Context, tasks_modules: str, lease: float, prune_schedules: bool, tick: float, verbose: bool
+    ctx: Context, tasks_modules: str, lease: timedelta, prune_schedules: bool, tick: timedelta, verbose: bool
 ) -> None:
     """Fire cron schedules and keep house, when elected (run as many as you like)."""
     setup_logging(verbose)
     load_tasks(tasks_modules, warn=True)
     url = ctx.database_url()
     _require_schema(url, ctx.schema)
-    config = SchedulerConfig(lease=lease, tick=tick, prune_declared=prune_schedules)
+    config = SchedulerConfig(
+        lease=lease.total_seconds(), tick=tick.total_seconds(), prune_declared=prune_schedules
+    )
     event_loop.run(_serve(scheduler=Scheduler(url, schema=ctx.schema, config=config)))
 
 
@@ -231,9 +248,9 @@ def dev(
     queues: str | None,
     concurrency: int,
     tasks_modules: str,
-    lease: float,
-    grace: float,
-    poll_interval: float,
+    lease: timedelta,
+    grace: timedelta,
+    poll_interval: timedelta,
     verbose: bool,
 ) -> None:
     """Run Conveyor locally: the embedded PostgreSQL (unless DATABASE_URL is set), migrated, a worker and a scheduler."""

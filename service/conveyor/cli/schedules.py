@@ -7,7 +7,17 @@ import click
 from ..errors import ConveyorError
 from ..queue.client import Conveyor
 from ..queue.matviews import REFRESH_TASK
-from .common import Context, handle_errors, json_object, load_tasks, run_coroutine, table, with_client
+from .common import (
+    Context,
+    echo_json,
+    handle_errors,
+    json_object,
+    json_option,
+    load_tasks,
+    run_coroutine,
+    table,
+    with_client,
+)
 
 
 @click.group()
@@ -16,10 +26,14 @@ def schedules() -> None:
 
 
 @schedules.command("list")
+@json_option
 @click.pass_obj
 @handle_errors
-def schedules_list(ctx: Context) -> None:
+def schedules_list(ctx: Context, as_json: bool) -> None:
     rows = run_coroutine(with_client(ctx, lambda c: c.schedules()))
+    if as_json:
+        echo_json(rows)
+        return
     headers = [
         "name",
         "cron",
@@ -136,10 +150,14 @@ for _verb, _done in (
 @schedules.command("fires")
 @click.argument("name")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@json_option
 @click.pass_obj
 @handle_errors
-def schedules_fires(ctx: Context, name: str, limit: int) -> None:
+def schedules_fires(ctx: Context, name: str, limit: int, as_json: bool) -> None:
     """The latest fires of a schedule, with their jobs."""
     rows = run_coroutine(with_client(ctx, lambda c: c.schedule_fires(name, limit=limit)))
+    if as_json:
+        echo_json(rows)
+        return
     headers = ["fire_time", "kind", "window_end", "job_id", "fired_at"]
     click.echo(table([[r[h] for h in headers] for r in rows], headers))

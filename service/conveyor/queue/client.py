@@ -18,7 +18,14 @@ from ..db.connections import caller_async_connection
 from ..db.database import Database
 from ..db.queries import Queries, for_schema
 from ..db.steps import run_async
-from ..errors import ConfigurationError, ConveyorError, NotFoundError, UnknownQueueError, UnknownTaskError
+from ..errors import (
+    ConfigurationError,
+    ConveyorError,
+    InvalidOptionError,
+    NotFoundError,
+    UnknownQueueError,
+    UnknownTaskError,
+)
 from ..settings import Settings
 from ..tasks import Registry, check_queue_name, default_registry, unknown_task_message
 from .bulk import Batch, enqueue_many, prepare_many, stream
@@ -37,6 +44,11 @@ class QueueStats:
     completed_24h: int
     dead: int
     oldest_waiting_age: timedelta | None
+
+
+# Where a job can be: live (jobs), finished (job_history), dead (dead_jobs).
+JOB_STATES = ("available", "scheduled", "running", "completed", "cancelled", "dead")
+MAX_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -384,6 +396,25 @@ class Conveyor:
                     row["state"] = "dead"
                 return row
         raise NotFoundError(f"no job with id {job_id}")
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Jobs wherever they are, newest (highest id) first, filtered by queue, state and
+        task. Pages by id: pass the last id of a page as ``before`` to get the next one."""
+        if state is not None and state not in JOB_STATES:
+            raise InvalidOptionError(f"unknown state {state!r}: use one of {', '.join(JOB_STATES)}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise InvalidOptionError(f"limit must be 1 to {MAX_PAGE}, got {limit!r}")
+        return await self.db.fetch_dicts(
+            "list_jobs", {"queue": queue, "state": state, "task": task, "limit": limit, "before": before}
+        )
 
     # -- dead-letter queue -------------------------------------------------------------
 

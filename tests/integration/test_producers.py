@@ -164,3 +164,14 @@ def test_the_sync_client_enqueues_a_task_known_by_name_only(database_url: str, s
         1,
         7,
     )
+
+
+async def test_a_schedule_may_name_a_task_known_by_name_only(client: Conveyor, db: DB) -> None:
+    with pytest.raises(UnknownTaskError, match=r"unknown task 'resize_image'"):
+        await client.create_schedule("thumbnails", "*/5 * * * *", "resize_image", {"size": 64})
+    _record_task(db, "resize_image", "media", 1, 7)  # a worker started meanwhile: asked again
+    await client.create_schedule("thumbnails", "*/5 * * * *", "resize_image", {"size": 64})
+    assert db.one("select task, args from {schema}.schedules where name = 'thumbnails'") == (
+        "resize_image",
+        {"size": 64},
+    )

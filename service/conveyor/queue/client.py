@@ -242,7 +242,7 @@ class Conveyor:
                 rows = await cursor.fetchall()
             else:
                 rows = await self.db.fetch("registered_tasks", params)
-            self._registered.learn(missing, rows)
+            self._registered.learn(rows)
         return self._registered.overlay(self.registry, names)
 
     # -- queues ------------------------------------------------------------------------
@@ -290,14 +290,19 @@ class Conveyor:
         catch_up: str = "once",
         replace: bool = False,
     ) -> str:
-        """Create a schedule at run time (checked here, and again by the database)."""
-        if self.registry.resolve(task) is None:
+        """Create a schedule at run time (checked here, and again by the database).
+
+        ``task`` may name a task this process does not import, as for :meth:`enqueue`."""
+        registry = self.registry
+        if isinstance(task, str) and registry.get(task) is None:
+            registry = await self._with_registered([task], None)
+        if registry.resolve(task) is None:
             name_of = task if isinstance(task, str) else getattr(task, "__name__", repr(task))
-            raise UnknownTaskError(unknown_task_message(self.registry, str(name_of)))
+            raise UnknownTaskError(unknown_task_message(registry, str(name_of)))
         # Checked as a declaration would be (cron, time zone, task and its arguments), on a
         # scratch registry so that nothing is declared in this process.
         scratch = Registry()
-        for known in self.registry.with_builtins():
+        for known in registry.with_builtins():
             scratch.add(known)
         checked = scratch.schedule(
             name,

@@ -51,26 +51,24 @@ class RegisteredTasks:
     """A producer's cache of the tasks workers recorded, each trusted for TRUST_SECONDS."""
 
     def __init__(self) -> None:
-        self._read: dict[str, tuple[float, Task | None]] = {}
+        self._read: dict[str, tuple[float, Task]] = {}
 
     def missing(self, names: Iterable[str]) -> list[str]:
         """The names to read (again) from the database."""
         now = time.monotonic()
         return [n for n in names if n not in self._read or now - self._read[n][0] > TRUST_SECONDS]
 
-    def learn(self, names: Iterable[str], rows: Iterable[tuple[Any, ...]]) -> None:
-        """Record what the database said of ``names`` (a name with no row: not registered)."""
+    def learn(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Record what the database said of the names asked. Only tasks found are kept: a
+        name no worker has recorded yet is asked again next time (workers may be starting)."""
         now = time.monotonic()
-        found = {row[0]: registered_task(*row) for row in rows}
-        for name in names:
-            self._read[name] = (now, found.get(name))
+        for row in rows:
+            self._read[row[0]] = (now, registered_task(*row))
 
     def overlay(self, registry: Registry, names: Iterable[str]) -> Registry:
         """``registry`` with the registered tasks of ``names`` that it lacks (a scratch copy;
         ``registry`` itself when none are needed). A name no one knows is refused."""
-        extra: Mapping[str, Task] = {
-            n: task for n in names if (task := self._read.get(n, (0.0, None))[1]) is not None
-        }
+        extra: Mapping[str, Task] = {n: self._read[n][1] for n in names if n in self._read}
         for name in names:
             if name not in extra and registry.get(name) is None:
                 raise unknown_anywhere(registry, name)

@@ -228,7 +228,7 @@ class SyncConveyor:
             else:
                 with self._connection() as own:
                     rows = own.execute(self.queries["registered_tasks"], params).fetchall()
-            self._registered.learn(missing, rows)
+            self._registered.learn(rows)
         return self._registered.overlay(self.registry, names)
 
     # -- everything else: the async client's operations ----------------------------------

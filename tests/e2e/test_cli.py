@@ -860,6 +860,9 @@ def test_worker_started_where_no_task_module_is_refuses_to_start_and_loses_no_jo
     line = expect_error(default, f"no task module 'tasks' in {tmp_path}", logs=True)
     assert line.endswith("or name your task modules with --tasks or CONVEYOR_TASKS"), str(default)
     expect_error(empty, "no task module named", logs=True)
+    dev = conveyor("dev", env=env_without_database(PYTHONPATH=""), cwd=tmp_path, timeout=15)
+    expect_error(dev, f"no task module 'tasks' in {tmp_path}", logs=True)
+    assert not (tmp_path / ".conveyor").exists()  # refused before starting a database
     assert db.one("select state, attempt from {schema}.jobs where id = %s", [job_id]) == ("available", 0)
     assert db.one("select count(*) from {schema}.dead_jobs") == 0
     assert db.one("select count(*) from {schema}.workers") == 0

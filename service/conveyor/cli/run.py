@@ -255,6 +255,7 @@ def dev(
 ) -> None:
     """Run Conveyor locally: the embedded PostgreSQL (unless DATABASE_URL is set), migrated, a worker and a scheduler."""
     setup_logging(verbose)
+    load_tasks(tasks_modules, required=True)  # before anything starts: its worker needs them
     if ctx.settings.database_url:
         url = ctx.settings.database_url
         click.echo(f"Conveyor dev: using DATABASE_URL, schema {ctx.schema!r}")
@@ -268,7 +269,6 @@ def dev(
     from ..db import migrations  # Alembic and SQLAlchemy take a while to import
 
     migrations.upgrade(url, ctx.schema)
-    load_tasks(tasks_modules, warn=True)
     config = _worker_config(queues, concurrency, lease, grace, poll_interval)
     click.echo(
         f"Conveyor dev: {len(default_registry)} tasks and {len(default_registry.schedules())} schedules "

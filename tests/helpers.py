@@ -76,3 +76,20 @@ def subprocess_env(database_url: str, schema: str, **extra: str) -> dict[str, st
     )
     env.update(extra)
     return env
+
+
+def url_with_driver(database_url: str, scheme: str) -> str:
+    """The test database as a URL with another scheme (``postgresql+psycopg``, ``postgres`` ...),
+    the forms applications keep in DATABASE_URL."""
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    auth = str(info.get("user", ""))
+    if info.get("password"):
+        auth += f":{info['password']}"
+    host, port = str(info.get("host", "")), info.get("port")
+    query = ""
+    if host.startswith("/"):  # a Unix socket (the embedded server) goes in the query
+        host, query = "", f"?host={host}"
+    where = f"{host}:{port}" if port and host else host
+    if port and not host:
+        query += f"&port={port}" if query else f"?port={port}"
+    return f"{scheme}://{auth}{'@' if auth else ''}{where}/{info.get('dbname', '')}{query}"

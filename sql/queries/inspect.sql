@@ -54,3 +54,55 @@ SELECT {schema}.pause_queue(%(queue)s);
 -- name: resume_queue
 -- Let workers claim from a queue again, and wake them.
 SELECT {schema}.resume_queue(%(queue)s);
+
+-- name: registered_tasks
+-- The defaults workers recorded for these tasks (sync_tasks), for a producer that enqueues
+-- a task by name without importing it.
+SELECT name, queue, priority, max_attempts, timeout_seconds
+FROM {schema}.tasks WHERE name = ANY(%(names)s::text[]);
+
+-- name: scheduler_status
+-- Who leads the scheduler role and until when (a leader renews its lease every tick), and
+-- how many schedules would fire: `conveyor status` and the worker's start-up warning.
+SELECT l.holder, l.hostname, l.pid, l.elected_at, l.expires_at,
+       (SELECT count(*) FROM {schema}.schedules WHERE NOT paused) AS active_schedules,
+       coalesce(%(now)s::timestamptz, now()) AS checked_at
+FROM (SELECT 1) AS one
+LEFT JOIN {schema}.leaders l ON l.role = 'scheduler';
+
+-- name: list_jobs
+-- Jobs wherever they are (live, finished, dead), newest first, filtered when asked; one page
+-- of keyset paging: ids below %(before)s. Each table is read by its id index, and a state
+-- filter skips the tables that cannot hold that state.
+SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, finished_at, last_error
+FROM (
+    (SELECT id, queue, task, state::text AS state, priority::smallint AS priority, attempt,
+            max_attempts::integer AS max_attempts, run_at, enqueued_at, NULL::timestamptz AS finished_at,
+            errors -> -1 ->> 'error' AS last_error
+     FROM {schema}.jobs
+     WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
+       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+       AND (%(task)s::text IS NULL OR task = %(task)s)
+       AND (%(state)s::text IS NULL OR (%(state)s IN ('available', 'scheduled', 'running') AND state = %(state)s))
+     ORDER BY id DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, finished_at,
+            errors -> -1 ->> 'error'
+     FROM {schema}.job_history
+     WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
+       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+       AND (%(task)s::text IS NULL OR task = %(task)s)
+       AND (%(state)s::text IS NULL OR (%(state)s IN ('completed', 'cancelled') AND state = %(state)s))
+     ORDER BY id DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id, queue, task, 'dead', priority, attempt, max_attempts, run_at, enqueued_at, died_at,
+            errors -> -1 ->> 'error'
+     FROM {schema}.dead_jobs
+     WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
+       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+       AND (%(task)s::text IS NULL OR task = %(task)s)
+       AND (%(state)s::text IS NULL OR %(state)s = 'dead')
+     ORDER BY id DESC LIMIT %(limit)s)
+) AS found
+ORDER BY id DESC
+LIMIT %(limit)s;

@@ -28,7 +28,7 @@ from psycopg import sql
 
 from conveyor.db import embedded, migrations
 
-from ..helpers import DB, REPO, subprocess_env, wait_until_sync
+from ..helpers import DB, REPO, subprocess_env, url_with_driver, wait_until_sync
 
 pytestmark = pytest.mark.processes
 
@@ -79,8 +79,11 @@ def _text(data: str | bytes | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
-def conveyor(*args: str, env: Mapping[str, str], cwd: Path, timeout: float = 30.0) -> Run:
-    """Run ``python -m conveyor ARGS`` to the end (or kill it after ``timeout`` seconds)."""
+def conveyor(
+    *args: str, env: Mapping[str, str], cwd: Path, timeout: float = 30.0, input: str | None = None
+) -> Run:
+    """Run ``python -m conveyor ARGS`` to the end (or kill it after ``timeout`` seconds);
+    its stdin is ``input``, or empty."""
     started = time.monotonic()
     try:
         done = subprocess.run(
@@ -90,6 +93,7 @@ def conveyor(*args: str, env: Mapping[str, str], cwd: Path, timeout: float = 30.
             capture_output=True,
             text=True,
             timeout=timeout,
+            input=input if input is not None else "",
         )
     except subprocess.TimeoutExpired as exc:
         return Run(args, None, _text(exc.stdout), _text(exc.stderr), time.monotonic() - started, timeout)
@@ -206,8 +210,8 @@ def started(*args: str, env: Mapping[str, str], cwd: Path, name: str) -> Iterato
 
 
 def table(text: str) -> tuple[list[str], dict[str, list[str]]]:
-    """A `conveyor status` table: its header and its rows by first cell."""
-    lines = text.rstrip("\n").splitlines()
+    """A `conveyor status` table: its header and its rows by first cell (up to a blank line)."""
+    lines = text.rstrip("\n").split("\n\n")[0].splitlines()
     header = lines[0].split()
     rows = {}
     for line in lines[1:]:
@@ -378,6 +382,38 @@ def test_enqueue_rejects_bad_input_with_one_line_and_writes_nothing(
     assert db.all("select name from {schema}.queues order by name") == queues_before
 
 
+def test_enqueue_by_name_from_a_box_without_the_task_module_on_a_sqlalchemy_url(
+    database_url: str, schema: str, db: DB, tmp_path: Path
+) -> None:
+    # An ops box: DATABASE_URL as the application's SQLAlchemy engine has it, and no task
+    # module; a worker elsewhere recorded the task and its defaults.
+    env = {
+        **env_without_database(PYTHONPATH=""),
+        "DATABASE_URL": url_with_driver(database_url, "postgresql+psycopg"),
+        "CONVEYOR_SCHEMA": schema,
+    }
+    db.all("select {schema}.create_queue('media')")
+    db.all(
+        "insert into {schema}.tasks (name, queue, priority, max_attempts, timeout_seconds)"
+        " values ('resize_image', 'media', 1, 7, null)"
+    )
+    by_name, unknown, status = conveyor_many(
+        [
+            ["enqueue", "resize_image", "--args", '{"path": "a.png"}'],
+            ["enqueue", "resize_imag", "--args", "{}"],
+            ["status"],
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+    job_id = int(ok(by_name))
+    assert db.one(
+        "select queue, priority, max_attempts, args from {schema}.jobs where id = %s", [job_id]
+    ) == ("media", 1, 7, {"path": "a.png"})
+    expect_error(unknown, "unknown task 'resize_imag'")
+    assert "media" in ok(status)
+
+
 # -- configuration errors --------------------------------------------------------------
 
 
@@ -542,6 +578,74 @@ def test_status_prints_one_line_per_queue_with_its_counts(
     assert rows["reports"] == ["reports", "no", "0", "0", "0", "1", "2", "-"]
 
 
+def test_status_shows_the_scheduler_and_warns_when_schedules_exist_and_none_ticks(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    plain, as_json = conveyor_many([["status"], ["status", "--json"]], env=env, cwd=tmp_path)
+    assert "scheduler: none running; 0 schedule(s) active\n" in ok(plain)
+    assert plain.stderr == "", str(plain)  # no schedules: nothing to warn about
+    assert json.loads(ok(as_json))["warnings"] == []
+
+    db.all("insert into {schema}.schedules (name, cron, task) values ('nightly', '0 3 * * *', 'add')")
+    never = conveyor("status", env=env, cwd=tmp_path)
+    assert "scheduler: none running; 1 schedule(s) active\n" in ok(never)
+    assert never.stderr == (
+        "conveyor: warning: 1 schedule(s) will not fire: no scheduler has ticked within its lease"
+        " (none has run on this schema); start `conveyor scheduler` (or `conveyor dev`)\n"
+    ), str(never)
+
+    db.all(
+        "insert into {schema}.leaders (role, holder, hostname, pid, elected_at, expires_at) values"
+        " ('scheduler', gen_random_uuid(), 'box-a', 42, now() - interval '1 hour', now() - interval '1 minute')"
+    )
+    lapsed = conveyor("status", env=env, cwd=tmp_path)
+    assert "scheduler: none running; 1 schedule(s) active\n" in ok(lapsed)
+    assert "no scheduler has ticked within its lease (the last lease ended at 20" in lapsed.stderr, str(
+        lapsed
+    )
+
+    with started(
+        "scheduler", "--tasks", TASKS, "--tick", "0.2", "--lease", "3", env=env, cwd=tmp_path, name="s"
+    ) as s:
+        wait_until_sync(
+            lambda: (
+                s.alive()
+                and db.one("select pid from {schema}.leaders where role = 'scheduler'") == s.popen.pid
+            ),
+            within=30,
+        )
+        plain, as_json = conveyor_many([["status"], ["status", "--json"]], env=env, cwd=tmp_path)
+        assert re.search(
+            rf"^scheduler: leader \S+ pid {s.popen.pid} since .*, until .*; 1 schedule\(s\) active$",
+            ok(plain),
+            re.M,
+        ), str(plain)
+        assert plain.stderr == "", str(plain)
+        document = json.loads(ok(as_json))
+        assert document["scheduler"]["running"] is True
+        assert document["scheduler"]["pid"] == s.popen.pid
+        assert document["scheduler"]["active_schedules"] == 1
+        assert document["warnings"] == []
+        assert [q["queue"] for q in document["queues"]] == ["default"]
+        assert s.stop() == 0, str(s)
+
+
+def test_a_worker_started_with_schedules_and_no_scheduler_logs_a_warning(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    db.all("insert into {schema}.schedules (name, cron, task) values ('nightly', '0 3 * * *', 'add')")
+    worker_args = ["worker", "--tasks", TASKS, "--poll-interval", "0.2", "--grace", "5"]
+    with started(*worker_args, env=env, cwd=tmp_path, name="worker") as worker:
+        wait_until_sync(lambda: worker.alive() and "will not fire" in worker.stderr(), within=30)
+        assert worker.stop() == 0, str(worker)
+    warnings = [line for line in worker.stderr().splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, str(worker)
+    assert warnings[0].endswith(
+        "WARNING conveyor: 1 schedule(s) will not fire: no scheduler has ticked within its lease"
+        " (none has run on this schema); start `conveyor scheduler` (or `conveyor dev`)"
+    ), str(worker)
+
+
 # -- dead-letter queue -----------------------------------------------------------------
 
 DLQ_ROW = re.compile(r"^(\d+)\s+(\S+)\s+(\S+)\s+(\d+/\d+)\s+(\S+ \S+)\s+(.*)$")
@@ -634,7 +738,21 @@ def test_dlq_show_prints_every_attempt_and_retry_all_and_purge_all_work_by_queue
     ]
     assert db.all("select id from {schema}.dead_jobs") == [(503,)]
 
-    assert ok(conveyor("dlq", "purge", "--all", env=env, cwd=tmp_path)) == "purged 1 dead job(s)\n"
+    # --all asks first: no answer, or no, purges nothing.
+    for answer in ("", "n\n"):
+        refused = conveyor("dlq", "purge", "--all", "--queue", "default", env=env, cwd=tmp_path, input=answer)
+        expect_error(
+            refused, "nothing purged: confirm deleting every dead job in queue default, or pass --yes"
+        )
+        assert refused.stdout.startswith("Delete every dead job in queue default for good? [y/N]: "), str(
+            refused
+        )
+    assert db.all("select id from {schema}.dead_jobs") == [(503,)]
+    yes = conveyor("dlq", "purge", "--all", env=env, cwd=tmp_path, input="y\n")
+    assert ok(yes).endswith("purged 1 dead job(s)\n")
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+    insert_dead(db, 504, "default", "add", [_error(1, "nope")], {"a": 1})
+    assert ok(conveyor("dlq", "purge", "--all", "--yes", env=env, cwd=tmp_path)) == "purged 1 dead job(s)\n"
     assert db.one("select count(*) from {schema}.dead_jobs") == 0
     assert db.one("select count(*) from {schema}.jobs") == 2
 
@@ -655,7 +773,7 @@ def test_dlq_refuses_unknown_ids_and_commands_without_ids_or_all(
         runs,
         [
             "no dead job with id 999999",
-            "no dead job with id 999999",
+            "job 999999: not found",
             "name the dead jobs to retry by id, or pass --all",
             "name the dead jobs to purge by id, or pass --all",
             "give ids or --all, not both",
@@ -723,3 +841,262 @@ def test_dev_without_database_url_runs_an_embedded_postgres_that_other_commands_
         assert embedded.running_url(pgdata) is None, "conveyor dev left its PostgreSQL running"
     finally:
         _stop_embedded(pgdata)
+
+
+# -- a worker with no task module ------------------------------------------------------
+
+
+def test_worker_started_where_no_task_module_is_refuses_to_start_and_loses_no_job(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    # Outside the project: no `tasks` module in this folder nor on the path (the repo root,
+    # which has one, is left off PYTHONPATH; Conveyor itself is installed).
+    env = {**env, "PYTHONPATH": ""}
+    job_id = sql_enqueue(db, "add", {"a": 1})
+    empty_list = {**env, "CONVEYOR_TASKS": " , "}
+    # With --queues it has work to claim, and used to bury every job as "unknown task".
+    default = conveyor("worker", "--queues", "default", env=env, cwd=tmp_path, timeout=15)
+    empty = conveyor("worker", "--queues", "default", env=empty_list, cwd=tmp_path, timeout=15)
+    line = expect_error(default, f"no task module 'tasks' in {tmp_path}", logs=True)
+    assert line.endswith("or name your task modules with --tasks or CONVEYOR_TASKS"), str(default)
+    expect_error(empty, "no task module named", logs=True)
+    dev = conveyor("dev", env=env_without_database(PYTHONPATH=""), cwd=tmp_path, timeout=15)
+    expect_error(dev, f"no task module 'tasks' in {tmp_path}", logs=True)
+    assert not (tmp_path / ".conveyor").exists()  # refused before starting a database
+    assert db.one("select state, attempt from {schema}.jobs where id = %s", [job_id]) == ("available", 0)
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+    assert db.one("select count(*) from {schema}.workers") == 0
+
+
+def test_dev_without_the_embedded_postgres_installed_says_how_to_install_it(tmp_path: Path) -> None:
+    # An install without the `dev` extra: the module is absent (None in sys.modules makes
+    # its import fail as a missing module does).
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\n\nsys.modules['embedded_postgres'] = None\n")
+    env = env_without_database(PYTHONPATH=os.pathsep.join([str(site), str(REPO)]))
+    project = tmp_path / "project"
+    project.mkdir()
+    run = conveyor("dev", "--tasks", TASKS, env=env, cwd=project, timeout=20)
+    line = expect_error(run, "conveyor dev needs the embedded PostgreSQL", logs=True)
+    assert "pip install 'conveyor[dev]'" in line, str(run)
+    assert "DATABASE_URL" in line, str(run)
+    assert not (project / ".conveyor").exists()
+
+
+# -- jobs --------------------------------------------------------------------------------
+
+
+def insert_finished(
+    db: DB, job_id: int, *, task: str, result: Any, errors: list[dict[str, Any]], queue: str = "default"
+) -> None:
+    """A finished job, as a worker leaves one in job_history."""
+    db.all(
+        "insert into {schema}.job_history (id, run_at, enqueued_at, started_at, finished_at, worker_id,"
+        " attempt, max_attempts, priority, state, queue, task, args, result, errors) values"
+        " (%s, '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00', '2026-01-01 00:02:30+00',"
+        " '2026-01-01 00:03:00+00', gen_random_uuid(), %s, 5, 2, 'completed', %s, %s, %s::jsonb,"
+        " %s::jsonb, %s::jsonb)",
+        [job_id, len(errors) + 1, queue, task, json.dumps({"a": 2}), json.dumps(result), json.dumps(errors)],
+    )
+
+
+def test_jobs_show_prints_a_job_wherever_it_is_with_its_timeline(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    insert_finished(db, 9001, task="add", result={"total": 5}, errors=[_error(1, "flaky")])
+    running = sql_enqueue(db, "add", {"a": 1})
+    db.all(
+        "update {schema}.jobs set state = 'running', attempt = 1, worker_id = gen_random_uuid(),"
+        " started_at = now(), lease_expires_at = now() + interval '1 minute', progress = 40,"
+        " progress_message = 'querying' where id = %s",
+        [running],
+    )
+    insert_dead(db, 9002, "default", "explode", [_error(1, "boom"), _error(2, "boom again")], {"m": 1})
+    finished, live, dead, as_json, missing = conveyor_many(
+        [
+            ["jobs", "show", "9001"],
+            ["jobs", "show", str(running)],
+            ["jobs", "show", "9002"],
+            ["jobs", "show", "9001", "--json"],
+            ["jobs", "show", "999999"],
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+
+    shown = ok(finished)
+    for line in (
+        "id:           9001",
+        "state:        completed",
+        "attempts:     2/5",
+        'args:         {"a": 2}',
+    ):
+        assert f"{line}\n" in shown, shown
+    assert 'result:       {"total": 5}\n' in shown
+    timeline = shown.split("timeline:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split("  ", 2)[2] for line in timeline] == [
+        "enqueued",
+        "attempt 1 failed: ValueError: flaky",
+        "attempt 2 started",
+        "completed",
+    ], shown
+    assert timeline[0].startswith("  2026-01-01 00:00:00+0000"), shown
+    assert "-- attempt 1 at 2026-01-01T00:01:00+00:00: ValueError: flaky\n" in shown
+
+    shown = ok(live)
+    assert "state:        running\n" in shown
+    assert "progress:     40% querying\n" in shown
+    assert shown.rstrip().endswith("lease expires unless renewed"), shown
+
+    shown = ok(dead)
+    assert "state:        dead\n" in shown
+    assert shown.index("attempt 1 failed: ValueError: boom") < shown.index("attempt 2 failed")
+
+    document = json.loads(ok(as_json))
+    assert (document["id"], document["state"], document["result"]) == (9001, "completed", {"total": 5})
+    assert [event["event"] for event in document["timeline"]][-1] == "completed"
+    assert document["timeline"][-1]["at"] == "2026-01-01T00:03:00+00:00"
+    expect_error(missing, "no job with id 999999")
+
+
+def test_jobs_list_filters_and_pages_by_id(env: dict[str, str], db: DB, tmp_path: Path) -> None:
+    db.all("select {schema}.create_queue('emails')")
+    live = [sql_enqueue(db, "add", {"a": n}) for n in range(3)]
+    email = sql_enqueue(db, "send_email", {"to": "a@b.c"}, ", queue => 'emails'")
+    later = sql_enqueue(db, "add", {"a": 9}, ", run_at => now() + interval '1 hour'")
+    insert_finished(db, 9001, task="add", result=3, errors=[])
+    insert_dead(db, 9100, "emails", "send_email", [_error(1, "smtp down")], {"to": "x@y.z"})
+
+    everything, dead, emails, adds, scheduled, page_one, as_json, bad = conveyor_many(
+        [
+            ["jobs", "list"],
+            ["jobs", "list", "--state", "dead"],
+            ["jobs", "list", "--queue", "emails"],
+            ["jobs", "list", "--task", "add", "--state", "available"],
+            ["jobs", "list", "--state", "scheduled"],
+            ["jobs", "list", "--limit", "3"],
+            ["jobs", "list", "--limit", "3", "--json"],
+            ["jobs", "list", "--state", "lost"],
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+
+    def ids(run: Run) -> list[int]:
+        header, rows = table(ok(run))
+        assert header == [
+            "id",
+            "queue",
+            "task",
+            "state",
+            "attempts",
+            "enqueued_at",
+            "finished_at",
+            "last_error",
+        ]
+        return [int(i) for i in rows]
+
+    assert ids(everything) == [9100, 9001, later, email, *reversed(live)]
+    assert ids(dead) == [9100]
+    assert "smtp down" in dead.stdout
+    assert ids(emails) == [9100, email]
+    assert ids(adds) == list(reversed(live))
+    assert ids(scheduled) == [later]
+    assert ids(page_one) == [9100, 9001, later]
+    assert page_one.stdout.endswith(f"\nnext page: --before {later}\n")
+    assert "next page" not in everything.stdout  # a short page is the last
+
+    page = json.loads(ok(as_json))
+    assert [job["id"] for job in page["jobs"]] == [9100, 9001, later]
+    assert page["next_before"] == later
+    page_two = json.loads(
+        ok(conveyor("jobs", "list", "--limit", "3", "--before", str(later), "--json", env=env, cwd=tmp_path))
+    )
+    assert [job["id"] for job in page_two["jobs"]] == [email, live[2], live[1]]
+    assert bad.returncode == 2, str(bad)
+    assert "'lost' is not one of" in bad.stderr, str(bad)
+
+
+def test_every_read_command_prints_json_with_json(env: dict[str, str], db: DB, tmp_path: Path) -> None:
+    insert_dead(db, 9100, "default", "add", [_error(1, "nope")], {"a": 1})
+    db.all("insert into {schema}.schedules (name, cron, task) values ('nightly', '0 3 * * *', 'add')")
+    db.all("select {schema}.trigger_schedule('nightly')")
+    runs = conveyor_many(
+        [
+            ["queues", "list", "--json"],
+            ["dlq", "list", "--json"],
+            ["dlq", "show", "9100", "--json"],
+            ["schedules", "list", "--json"],
+            ["schedules", "fires", "nightly", "--json"],
+            ["retention", "show", "--json"],
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+    queues, dead, one_dead, schedule_list, fires, retention = (json.loads(ok(run)) for run in runs)
+    assert queues == [{"queue": "default", "paused": False}]
+    assert [(d["id"], d["last_error"]) for d in dead] == [(9100, "ValueError: nope")]
+    assert (one_dead["id"], one_dead["args"], one_dead["errors"][0]["error"]) == (
+        9100,
+        {"a": 1},
+        "ValueError: nope",
+    )
+    assert [(s["name"], s["cron"], s["paused"]) for s in schedule_list] == [("nightly", "0 3 * * *", False)]
+    assert [f["kind"] for f in fires] == ["manual"]
+    assert isinstance(fires[0]["job_id"], int)
+    assert any(r["queue"] == "*" for r in retention)
+
+
+def test_dlq_retry_reports_each_ids_outcome(env: dict[str, str], db: DB, tmp_path: Path) -> None:
+    insert_dead(db, 208, "default", "add", [_error(1, "nope")], {"a": 1})
+    live = sql_enqueue(db, "add", {"a": 2})
+    run = conveyor("dlq", "retry", "208", str(live), "999999", env=env, cwd=tmp_path)
+    assert run.returncode == 1, str(run)
+    assert run.stdout == "retried 1 job(s): 208\n", str(run)
+    assert run.stderr.splitlines() == [
+        f"conveyor: error: job {live}: not dead (it is available)",
+        "conveyor: error: job 999999: not found",
+    ], str(run)
+    assert db.all("select id, state from {schema}.jobs order by id") == [
+        (live, "available"),
+        (208, "available"),
+    ]
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+
+
+def test_durations_take_units_everywhere(env: dict[str, str], db: DB, tmp_path: Path) -> None:
+    for job_id, days in ((301, 8), (302, 1)):
+        insert_dead(db, job_id, "default", "add", [_error(1, "nope")], {"a": 1})
+        db.all(
+            "update {schema}.dead_jobs set died_at = now() - %s * interval '1 day' where id = %s",
+            [days, job_id],
+        )
+    half_hour, bare, purge, keep, bad = conveyor_many(
+        [
+            ["enqueue", "add", "--args", '{"a": 1}', "--delay", "30m", "--tasks", TASKS],
+            ["enqueue", "add", "--args", '{"a": 2}', "--delay", "90", "--tasks", TASKS],
+            ["dlq", "purge", "--all", "--older-than", "7d", "--yes"],
+            ["retention", "set", "--dead", "12h", "--completed", "45s"],
+            ["enqueue", "add", "--args", '{"a": 3}', "--delay", "soon", "--tasks", TASKS],
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+    delays = {int(ok(run)): seconds for run, seconds in ((half_hour, 1800), (bare, 90))}
+    for job_id, seconds in delays.items():
+        waited = db.one(
+            "select extract(epoch from run_at - enqueued_at) from {schema}.jobs where id = %s", [job_id]
+        )
+        assert seconds - 1 <= float(waited) <= seconds + 1, (job_id, waited)
+    assert ok(purge) == "purged 1 dead job(s)\n"
+    assert db.all("select id from {schema}.dead_jobs") == [(302,)]
+    ok(keep)
+    assert db.one(
+        "select extract(epoch from dead_keep), extract(epoch from completed_keep) from {schema}.retention"
+        " where queue = '*'"
+    ) == (43200, 45)
+    assert bad.returncode == 2, str(bad)
+    assert "duration 'soon' is not valid: use a number and a unit, like 45s, 30m, 12h, 7d" in bad.stderr, str(
+        bad
+    )

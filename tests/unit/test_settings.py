@@ -3,7 +3,7 @@
 import pytest
 
 from conveyor.errors import ConfigurationError
-from conveyor.settings import MAX_ARGS_BYTES, Settings, check_schema_name
+from conveyor.settings import MAX_ARGS_BYTES, Settings, check_schema_name, normalize_database_url
 
 ENV_VARS = ("CONVEYOR_DATABASE_URL", "DATABASE_URL", "CONVEYOR_SCHEMA")
 EXPLICIT = "postgresql://explicit/db"
@@ -140,3 +140,41 @@ def test_from_env_reads_at_call_time(env: pytest.MonkeyPatch) -> None:
     env.setenv("DATABASE_URL", PLAIN_URL)
     second = Settings.from_env()
     assert (first.database_url, second.database_url) == (None, PLAIN_URL)
+
+
+# -- normalize_database_url -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "normalized"),
+    [
+        ("postgresql+psycopg://app:s%40cret@db:5432/app", "postgresql://app:s%40cret@db:5432/app"),
+        ("postgresql+psycopg2://app@db/app?sslmode=require", "postgresql://app@db/app?sslmode=require"),
+        ("postgresql+asyncpg://app@db/app", "postgresql://app@db/app"),
+        ("postgresql+asyncpg://app@db/app?ssl=true", "postgresql://app@db/app?sslmode=require"),
+        (
+            "postgresql+asyncpg://app@db/app?ssl=verify-full&application_name=web%20app",
+            "postgresql://app@db/app?sslmode=verify-full&application_name=web%20app",
+        ),
+        ("postgres://app@db/app", "postgresql://app@db/app"),
+        ("PostgreSQL+Psycopg://app@db/app", "postgresql://app@db/app"),
+        ("postgresql://app@db/app?options=-c%20statement_timeout%3D5s", None),
+        ("host=db dbname=app user=app", None),
+        ("", None),
+    ],
+)
+def test_database_urls_in_the_forms_applications_have_are_read_as_libpq_urls(
+    url: str, normalized: str | None
+) -> None:
+    assert normalize_database_url(url) == (url if normalized is None else normalized)
+
+
+def test_a_url_for_another_driver_is_refused_by_its_scheme() -> None:
+    with pytest.raises(ConfigurationError, match=r"^database URL scheme 'postgresql\+pg' is not one"):
+        normalize_database_url("postgresql+pg://app@db/app")
+
+
+def test_settings_read_a_sqlalchemy_url_from_the_environment(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", "postgresql+psycopg://app@db/app")
+    assert Settings.from_env().database_url == "postgresql://app@db/app"
+    assert Settings(database_url="postgres://x@y/z").database_url == "postgresql://x@y/z"

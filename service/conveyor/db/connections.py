@@ -71,7 +71,7 @@ async def caller_async_connection(conn: Any) -> psycopg.AsyncConnection[Any]:
             return driver
     raise ConfigurationError(
         f"cannot enqueue on {type(conn).__name__}: pass a psycopg AsyncConnection, "
-        "or a SQLAlchemy AsyncSession/AsyncConnection on the psycopg dialect"
+        "or a SQLAlchemy AsyncSession/AsyncConnection on the psycopg dialect; " + SQL_PATH
     )
 
 
@@ -101,9 +101,17 @@ def caller_sync_connection(conn: Any) -> psycopg.Connection[Any]:
     )
 
 
+# The way forward on any other driver (asyncpg, psycopg2, ...): the SQL function, in the
+# caller's own transaction, does what enqueue(conn=...) does.
+SQL_PATH = (
+    "on any other driver (asyncpg, psycopg2), enqueue in your own transaction with SQL: "
+    "SELECT conveyor.enqueue('task_name', CAST('{\"key\": 1}' AS jsonb)) (see docs/enqueueing.md)"
+)
+
+
 def _check_dialect(driver: str) -> None:
     if driver != "psycopg":
         raise ConfigurationError(
             f"Conveyor enqueues through psycopg 3; this SQLAlchemy engine uses {driver!r}. "
-            "Use a postgresql+psycopg:// URL."
+            "Use a postgresql+psycopg:// URL, or " + SQL_PATH
         )

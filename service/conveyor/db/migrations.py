@@ -21,13 +21,14 @@ from psycopg import sql
 from sqlalchemy.pool import NullPool
 
 from ..paths import alembic_dir, sql_dir
-from ..settings import check_schema_name
+from ..settings import check_schema_name, normalize_database_url
 
 VERSION_TABLE = "alembic_version"
 
 
 @contextmanager
 def _connection(conninfo: str) -> Iterator[sqlalchemy.Connection]:
+    conninfo = normalize_database_url(conninfo)
     engine = sqlalchemy.create_engine(
         "postgresql+psycopg://", creator=lambda: psycopg.connect(conninfo), poolclass=NullPool
     )

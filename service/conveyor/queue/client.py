@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
@@ -17,11 +18,19 @@ from ..db.connections import caller_async_connection
 from ..db.database import Database
 from ..db.queries import Queries, for_schema
 from ..db.steps import run_async
-from ..errors import ConfigurationError, ConveyorError, NotFoundError, UnknownQueueError, UnknownTaskError
+from ..errors import (
+    ConfigurationError,
+    ConveyorError,
+    InvalidOptionError,
+    NotFoundError,
+    UnknownQueueError,
+    UnknownTaskError,
+)
 from ..settings import Settings
 from ..tasks import Registry, check_queue_name, default_registry, unknown_task_message
 from .bulk import Batch, enqueue_many, prepare_many, stream
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
+from .registered import RegisteredTasks, unknown_names
 from .retention import apply_retention
 
 
@@ -35,6 +44,49 @@ class QueueStats:
     completed_24h: int
     dead: int
     oldest_waiting_age: timedelta | None
+
+
+# Where a job can be: live (jobs), finished (job_history), dead (dead_jobs).
+JOB_STATES = ("available", "scheduled", "running", "completed", "cancelled", "dead")
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class SchedulerStatus:
+    """The elected scheduler, as its lease row says. A leader renews its lease every tick,
+    so a lease still running means a scheduler ticked within its lease."""
+
+    holder: UUID | None
+    hostname: str | None
+    pid: int | None
+    elected_at: datetime | None
+    expires_at: datetime | None
+    active_schedules: int  # schedules not paused
+    checked_at: datetime
+
+    @property
+    def running(self) -> bool:
+        return self.expires_at is not None and self.expires_at > self.checked_at
+
+    def warning(self) -> str | None:
+        """Why schedules will not fire now, if they will not."""
+        if self.running or not self.active_schedules:
+            return None
+        since = (
+            f"the last lease ended at {self.expires_at:%Y-%m-%d %H:%M:%S%z}"
+            if self.expires_at is not None
+            else "none has run on this schema"
+        )
+        return (
+            f"{self.active_schedules} schedule(s) will not fire: no scheduler has ticked within its lease "
+            f"({since}); start `conveyor scheduler` (or `conveyor dev`)"
+        )
+
+
+async def read_scheduler_status(db: Database, *, now: datetime | None) -> SchedulerStatus:
+    """One read of the scheduler's lease row and the schedules (see SchedulerStatus)."""
+    rows = await db.fetch_dicts("scheduler_status", {"now": now})
+    return SchedulerStatus(**rows[0])
 
 
 class Conveyor:
@@ -59,6 +111,7 @@ class Conveyor:
         self.clock: Clock = clock or DatabaseClock()
         self._pool_size = pool_size
         self._known_queues: set[str] = set()  # queues whose rows exist: enqueue takes the short insert
+        self._registered = RegisteredTasks()  # tasks known by name only, as workers recorded them
         self._db: Database | None = None
 
     async def open(self) -> Conveyor:
@@ -106,9 +159,16 @@ class Conveyor:
         max_attempts: int | None = None,
         conn: Any = None,
     ) -> int:
-        """Enqueue one job; returns its id (or that of the live job holding ``unique_key``)."""
+        """Enqueue one job; returns its id (or that of the live job holding ``unique_key``).
+
+        ``task`` may name a task this process does not import: the defaults the workers
+        recorded for it are used, and its arguments are checked by the worker that runs it.
+        """
+        registry = self.registry
+        if isinstance(task, str) and registry.get(task) is None:
+            registry = await self._with_registered([task], conn)
         job = prepare(
-            self.registry,
+            registry,
             JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts),
         )
         # The commonest call, a job due now into a queue known to exist on Conveyor's own
@@ -143,14 +203,18 @@ class Conveyor:
     async def enqueue_many(self, jobs: Iterable[JobRequest], *, conn: Any = None) -> list[int]:
         """Enqueue many jobs in one transaction (COPY); returns their ids in order.
 
-        One bad request enqueues none (see ``queue.bulk``).
+        One bad request enqueues none (see ``queue.bulk``). Tasks named but not imported
+        here are taken as the workers recorded them (see :meth:`enqueue`).
         """
         queries = self._queries()
+        registry = self.registry
+        if not isinstance(jobs, list | tuple):
+            jobs = list(jobs)
+        if names := unknown_names(registry, (job.task for job in jobs)):
+            registry = await self._with_registered(names, conn)
         # On a caller's connection, checked whole first: a refusal must leave the caller's
         # transaction as it was. On our own, arguments are checked as rows are written.
-        batch = (
-            Batch.of(prepare_many(self.registry, jobs)) if conn is not None else stream(self.registry, jobs)
-        )
+        batch = Batch.of(prepare_many(registry, jobs)) if conn is not None else stream(registry, jobs)
         flow = enqueue_many(
             batch, channel=queries.channel, jobs_table=queries.jobs_table, now=self.clock.now()
         )
@@ -167,10 +231,28 @@ class Conveyor:
     def _queries(self) -> Queries:
         return for_schema(self.settings.schema)
 
+    async def _with_registered(self, names: list[str], conn: Any) -> Registry:
+        """The registry with the tasks of ``names`` that workers recorded, read on the
+        connection the job will be written on."""
+        if missing := self._registered.missing(names):
+            params = {"names": missing}
+            if conn is not None:
+                raw = await caller_async_connection(conn)
+                cursor = await raw.execute(self._queries()["registered_tasks"], params)
+                rows = await cursor.fetchall()
+            else:
+                rows = await self.db.fetch("registered_tasks", params)
+            self._registered.learn(rows)
+        return self._registered.overlay(self.registry, names)
+
     # -- queues ------------------------------------------------------------------------
 
     async def queue_stats(self) -> list[QueueStats]:
         return [QueueStats(**row) for row in await self.db.fetch_dicts("queue_stats")]
+
+    async def scheduler_status(self) -> SchedulerStatus:
+        """Who leads the scheduler role, until when, and whether schedules would fire."""
+        return await read_scheduler_status(self.db, now=self.clock.now())
 
     async def create_queue(self, name: str) -> None:
         await self.db.create_queues([check_queue_name(name)])
@@ -208,14 +290,19 @@ class Conveyor:
         catch_up: str = "once",
         replace: bool = False,
     ) -> str:
-        """Create a schedule at run time (checked here, and again by the database)."""
-        if self.registry.resolve(task) is None:
+        """Create a schedule at run time (checked here, and again by the database).
+
+        ``task`` may name a task this process does not import, as for :meth:`enqueue`."""
+        registry = self.registry
+        if isinstance(task, str) and registry.get(task) is None:
+            registry = await self._with_registered([task], None)
+        if registry.resolve(task) is None:
             name_of = task if isinstance(task, str) else getattr(task, "__name__", repr(task))
-            raise UnknownTaskError(unknown_task_message(self.registry, str(name_of)))
+            raise UnknownTaskError(unknown_task_message(registry, str(name_of)))
         # Checked as a declaration would be (cron, time zone, task and its arguments), on a
         # scratch registry so that nothing is declared in this process.
         scratch = Registry()
-        for known in self.registry.with_builtins():
+        for known in registry.with_builtins():
             scratch.add(known)
         checked = scratch.schedule(
             name,
@@ -314,6 +401,25 @@ class Conveyor:
                     row["state"] = "dead"
                 return row
         raise NotFoundError(f"no job with id {job_id}")
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Jobs wherever they are, newest (highest id) first, filtered by queue, state and
+        task. Pages by id: pass the last id of a page as ``before`` to get the next one."""
+        if state is not None and state not in JOB_STATES:
+            raise InvalidOptionError(f"unknown state {state!r}: use one of {', '.join(JOB_STATES)}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise InvalidOptionError(f"limit must be 1 to {MAX_PAGE}, got {limit!r}")
+        return await self.db.fetch_dicts(
+            "list_jobs", {"queue": queue, "state": state, "task": task, "limit": limit, "before": before}
+        )
 
     # -- dead-letter queue -------------------------------------------------------------
 

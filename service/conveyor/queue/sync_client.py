@@ -1,15 +1,22 @@
-"""The sync client: enqueue from sync code (Flask, Django, scripts, sync SQLAlchemy).
+"""The sync client: everything the async client does, from sync code (Flask, Django,
+scripts, sync SQLAlchemy).
 
-It runs the same enqueue conversations as the async client (``queue.enqueue``) on sync
-psycopg connections; nothing else is duplicated.
+Enqueueing runs the same conversations as the async client (``queue.enqueue``) on sync
+psycopg connections, so a job can join the caller's sync transaction. Every other
+operation is the async client's own method, run on a private event loop thread by
+:func:`blocking`: one implementation, the same signature and docstring.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import functools
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from psycopg_pool import ConnectionPool
 
@@ -21,12 +28,52 @@ from ..errors import ConfigurationError
 from ..settings import Settings
 from ..tasks import Registry, default_registry
 from .bulk import Batch, enqueue_many, prepare_many
+from .client import Conveyor
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
+from .registered import RegisteredTasks, unknown_names
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def blocking(
+    method: Callable[Concatenate[Conveyor, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[SyncConveyor, P], R]:
+    """The async client's ``method`` as a sync method of SyncConveyor (same signature and
+    docstring), run on the SyncConveyor's private event loop."""
+
+    def call(self: SyncConveyor, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._wait(method(self._client_of_loop(), *args, **kwargs))
+
+    functools.update_wrapper(call, method)
+    return call
+
+
+class _LoopThread:
+    """An event loop running on a daemon thread of its own, for one SyncConveyor."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="conveyor-sync-loop", daemon=True)
+        self._thread.start()
+
+    def wait(self, coro: Coroutine[Any, Any, R]) -> R:
+        future: Future[R] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
 
 
 class SyncConveyor:
     """Like :class:`Conveyor`, for sync code: ``conn`` may be a psycopg ``Connection`` or a
-    SQLAlchemy ``Session`` / ``Connection`` on the psycopg dialect."""
+    SQLAlchemy ``Session`` / ``Connection`` on the psycopg dialect.
+
+    Use it from any number of threads (a WSGI server's): enqueue takes a connection of its
+    pool, the other operations are serialized onto its private event loop.
+    """
 
     def __init__(
         self,
@@ -43,7 +90,17 @@ class SyncConveyor:
         self.queries = for_schema(self.settings.schema)
         self._pool_size = pool_size
         self._known_queues: set[str] = set()  # queues whose rows exist: enqueue takes the short insert
+        self._registered = RegisteredTasks()  # tasks known by name only, as workers recorded them
         self._pool: ConnectionPool[Any] | None = None
+        self._client = Conveyor(
+            self.settings.database_url,
+            schema=self.settings.schema,
+            registry=self.registry,
+            clock=self.clock,
+            pool_size=pool_size,
+        )
+        self._loop: _LoopThread | None = None
+        self._loop_lock = threading.Lock()
 
     def open(self) -> SyncConveyor:
         if self._pool is None:
@@ -65,6 +122,35 @@ class SyncConveyor:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        with self._loop_lock:
+            if self._loop is not None:
+                try:
+                    self._loop.wait(self._client.close())
+                finally:
+                    self._loop.stop()
+                    self._loop = None
+
+    def _client_of_loop(self) -> Conveyor:
+        return self._client
+
+    def _wait(self, coro: Coroutine[Any, Any, R]) -> R:
+        """Run one of the async client's operations on the private loop (started, and the
+        async client opened, on first use)."""
+        if self._pool is None:
+            coro.close()
+            raise ConfigurationError("this SyncConveyor is not open: use `with SyncConveyor(...)`")
+        with self._loop_lock:
+            if self._loop is None:
+                loop = _LoopThread()
+                try:
+                    loop.wait(self._client.open())
+                except BaseException:
+                    loop.stop()
+                    coro.close()
+                    raise
+                self._loop = loop
+            running = self._loop
+        return running.wait(coro)
 
     def __enter__(self) -> SyncConveyor:
         return self.open()
@@ -87,8 +173,12 @@ class SyncConveyor:
         max_attempts: int | None = None,
         conn: Any = None,
     ) -> int:
+        """Enqueue one job; returns its id (see :meth:`Conveyor.enqueue`)."""
+        registry = self.registry
+        if isinstance(task, str) and registry.get(task) is None:
+            registry = self._with_registered([task], conn)
         job = prepare(
-            self.registry,
+            registry,
             JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts),
         )
         flow = enqueue_one(
@@ -104,8 +194,14 @@ class SyncConveyor:
             return run_sync(own, self.queries, flow)
 
     def enqueue_many(self, jobs: Iterable[JobRequest], *, conn: Any = None) -> list[int]:
+        """Enqueue many jobs in one transaction; returns their ids (see :meth:`Conveyor.enqueue_many`)."""
+        registry = self.registry
+        if not isinstance(jobs, list | tuple):
+            jobs = list(jobs)
+        if names := unknown_names(registry, (job.task for job in jobs)):
+            registry = self._with_registered(names, conn)
         flow = enqueue_many(
-            Batch.of(prepare_many(self.registry, jobs)),
+            Batch.of(prepare_many(registry, jobs)),
             channel=self.queries.channel,
             jobs_table=self.queries.jobs_table,
             now=self.clock.now(),
@@ -120,6 +216,46 @@ class SyncConveyor:
                 return run_sync(raw, self.queries, flow)
         with self._connection() as own, own.transaction():
             return run_sync(own, self.queries, flow)
+
+    def _with_registered(self, names: list[str], conn: Any) -> Registry:
+        """The registry with the tasks of ``names`` that workers recorded (see ``queue.registered``)."""
+        if missing := self._registered.missing(names):
+            params = {"names": missing}
+            if conn is not None:
+                rows = (
+                    caller_sync_connection(conn).execute(self.queries["registered_tasks"], params).fetchall()
+                )
+            else:
+                with self._connection() as own:
+                    rows = own.execute(self.queries["registered_tasks"], params).fetchall()
+            self._registered.learn(rows)
+        return self._registered.overlay(self.registry, names)
+
+    # -- everything else: the async client's operations ----------------------------------
+
+    queue_stats = blocking(Conveyor.queue_stats)
+    scheduler_status = blocking(Conveyor.scheduler_status)
+    create_queue = blocking(Conveyor.create_queue)
+    pause_queue = blocking(Conveyor.pause_queue)
+    resume_queue = blocking(Conveyor.resume_queue)
+    schedules = blocking(Conveyor.schedules)
+    create_schedule = blocking(Conveyor.create_schedule)
+    check_materialized_view = blocking(Conveyor.check_materialized_view)
+    pause_schedule = blocking(Conveyor.pause_schedule)
+    resume_schedule = blocking(Conveyor.resume_schedule)
+    trigger_schedule = blocking(Conveyor.trigger_schedule)
+    remove_schedule = blocking(Conveyor.remove_schedule)
+    schedule_fires = blocking(Conveyor.schedule_fires)
+    retention = blocking(Conveyor.retention)
+    set_retention = blocking(Conveyor.set_retention)
+    apply_retention = blocking(Conveyor.apply_retention)
+    get_job = blocking(Conveyor.get_job)
+    list_jobs = blocking(Conveyor.list_jobs)
+    dead_jobs = blocking(Conveyor.dead_jobs)
+    dead_job = blocking(Conveyor.dead_job)
+    retry_dead = blocking(Conveyor.retry_dead)
+    retry_dead_matching = blocking(Conveyor.retry_dead_matching)
+    purge_dead = blocking(Conveyor.purge_dead)
 
     def _connection(self) -> Any:
         if self._pool is None:

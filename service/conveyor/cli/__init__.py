@@ -1,0 +1,17 @@
+"""The ``conveyor`` command: one module per command group, attached to the root group here."""
+
+from __future__ import annotations
+
+from .dlq import dlq
+from .jobs import enqueue, jobs
+from .queues import queues
+from .retention import retention
+from .root import main
+from .run import dev, migrate, scheduler, worker
+from .schedules import schedules
+from .status import status
+
+for _command in (migrate, worker, scheduler, dev, enqueue, jobs, status, queues, dlq, schedules, retention):
+    main.add_command(_command)
+
+__all__ = ["main"]

@@ -1,0 +1,186 @@
+"""`conveyor dlq`: inspect, retry and purge dead jobs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+import click
+
+from ..errors import ConveyorError, NotFoundError
+from ..queue.client import Conveyor
+from .common import (
+    Context,
+    Duration,
+    cell,
+    echo_errors,
+    echo_json,
+    handle_errors,
+    json_option,
+    run_coroutine,
+    table,
+    with_client,
+)
+
+
+@click.group()
+def dlq() -> None:
+    """Inspect, retry and purge dead jobs (the dead-letter queue)."""
+
+
+@dlq.command("list")
+@click.option("--queue", "-q")
+@click.option("--task")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+@click.pass_obj
+@handle_errors
+def dlq_list(ctx: Context, queue: str | None, task: str | None, limit: int, as_json: bool) -> None:
+    rows = run_coroutine(with_client(ctx, lambda c: c.dead_jobs(queue=queue, task=task, limit=limit)))
+    if as_json:
+        echo_json(rows)
+        return
+    headers = ["id", "queue", "task", "attempts", "died_at", "last_error"]
+    click.echo(
+        table(
+            [
+                [
+                    r["id"],
+                    r["queue"],
+                    r["task"],
+                    f"{r['attempt']}/{r['max_attempts']}",
+                    r["died_at"],
+                    r["last_error"],
+                ]
+                for r in rows
+            ],
+            headers,
+        )
+    )
+
+
+@dlq.command("show")
+@click.argument("job_id", type=int)
+@json_option
+@click.pass_obj
+@handle_errors
+def dlq_show(ctx: Context, job_id: int, as_json: bool) -> None:
+    job = run_coroutine(with_client(ctx, lambda c: c.dead_job(job_id)))
+    if as_json:
+        echo_json(job)
+        return
+    for key in (
+        "id",
+        "queue",
+        "task",
+        "priority",
+        "attempt",
+        "max_attempts",
+        "enqueued_at",
+        "died_at",
+        "unique_key",
+    ):
+        click.echo(f"{key + ':':14}{cell(job[key])}")
+    click.echo(f"{'args:':14}{json.dumps(job['args'])}")
+    echo_errors(job["errors"])
+
+
+def _ids_or_all(ids: Sequence[int], all_: bool, what: str) -> None:
+    if not ids and not all_:
+        raise ConveyorError(
+            f"name the dead jobs to {what} by id, or pass --all (with --queue/--task to narrow it)"
+        )
+    if ids and all_:
+        raise ConveyorError("give ids or --all, not both")
+
+
+@dlq.command("retry")
+@click.argument("job_ids", type=int, nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every dead job (matching --queue/--task).")
+@click.option("--queue", "-q")
+@click.option("--task")
+@click.pass_obj
+@handle_errors
+def dlq_retry(
+    ctx: Context, job_ids: tuple[int, ...], all_: bool, queue: str | None, task: str | None
+) -> None:
+    """Put dead jobs back in their queue with a fresh attempt budget.
+
+    Says what became of each: retried, or (on stderr, and exit status 1) not found, not
+    dead, or kept dead (its unique key is taken by a live job)."""
+    _ids_or_all(job_ids, all_, "retry")
+
+    async def go(client: Conveyor) -> tuple[list[int], dict[int, str]]:
+        if all_:
+            return await client.retry_dead_matching(queue=queue, task=task)
+        retried: list[int] = []
+        failed: dict[int, str] = {}
+        for job_id in dict.fromkeys(job_ids):
+            try:
+                retried.append(await client.retry_dead(job_id))
+            except NotFoundError:
+                failed[job_id] = await _why_not_dead(client, job_id)
+            except ConveyorError as exc:
+                failed[job_id] = f"stays dead: {exc}"
+        return retried, failed
+
+    retried, failed = run_coroutine(with_client(ctx, go))
+    click.echo(f"retried {len(retried)} job(s)" + (": " + ", ".join(map(str, retried)) if retried else ""))
+    for job_id, outcome in failed.items():
+        click.echo(f"conveyor: error: job {job_id}: {outcome}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+async def _why_not_dead(client: Conveyor, job_id: int) -> str:
+    try:
+        job = await client.get_job(job_id)
+    except NotFoundError:
+        return "not found"
+    return f"not dead (it is {job['state']})"
+
+
+@dlq.command("purge")
+@click.argument("job_ids", type=int, nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every dead job (matching the filters).")
+@click.option("--queue", "-q")
+@click.option("--task")
+@click.option(
+    "--older-than",
+    type=Duration("h"),
+    help="Only jobs dead for longer than this (7d, 12h, 30m; a bare number is in hours).",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation of --all.")
+@click.pass_obj
+@handle_errors
+def dlq_purge(
+    ctx: Context,
+    job_ids: tuple[int, ...],
+    all_: bool,
+    queue: str | None,
+    task: str | None,
+    older_than: timedelta | None,
+    yes: bool,
+) -> None:
+    """Delete dead jobs for good (--all asks first, unless --yes)."""
+    _ids_or_all(job_ids, all_, "purge")
+    if all_ and not yes:
+        matching = [f"{name} {value}" for name, value in (("in queue", queue), ("of task", task)) if value]
+        if older_than is not None:
+            matching.append(f"dead for longer than {older_than}")
+        scope = "every dead job" + (" " + ", ".join(matching) if matching else "")
+        try:
+            confirmed = click.confirm(f"Delete {scope} for good?", default=False)
+        except click.Abort:  # no answer (no terminal, end of input)
+            confirmed = False
+        if not confirmed:
+            raise ConveyorError(f"nothing purged: confirm deleting {scope}, or pass --yes")
+    age = older_than
+    count = run_coroutine(
+        with_client(
+            ctx, lambda c: c.purge_dead(ids=list(job_ids) or None, queue=queue, task=task, older_than=age)
+        )
+    )
+    click.echo(f"purged {count} dead job(s)")

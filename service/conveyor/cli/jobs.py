@@ -1,0 +1,194 @@
+"""Commands on jobs: enqueue, and `conveyor jobs show/list`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+
+from ..queue.client import JOB_STATES, MAX_PAGE, Conveyor
+from .common import (
+    Context,
+    Duration,
+    cell,
+    echo_errors,
+    echo_json,
+    handle_errors,
+    json_object,
+    json_option,
+    load_tasks,
+    run_coroutine,
+    table,
+    with_client,
+)
+
+
+@click.command()
+@click.argument("task")
+@click.option("--args", "args_json", default="{}", show_default=True, help="Arguments as a JSON object.")
+@click.option("--queue", "-q")
+@click.option("--priority", "-p", help="critical, high, normal, low or 0-3.")
+@click.option(
+    "--delay", type=Duration(), help="How long to wait before the job may run (90 is seconds; 30m, 2h ...)."
+)
+@click.option(
+    "--run-at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"]),
+    help="ISO time with offset.",
+)
+@click.option("--unique-key")
+@click.option("--max-attempts", type=click.IntRange(min=1))
+@click.option("--tasks", "tasks_modules", envvar="CONVEYOR_TASKS", default="tasks", show_default=True)
+@click.pass_obj
+@handle_errors
+def enqueue(
+    ctx: Context,
+    task: str,
+    args_json: str,
+    queue: str | None,
+    priority: str | None,
+    delay: timedelta | None,
+    run_at: datetime | None,
+    unique_key: str | None,
+    max_attempts: int | None,
+    tasks_modules: str,
+) -> None:
+    """Enqueue one job of TASK; prints its id."""
+    args = json_object(args_json)
+    load_tasks(tasks_modules)
+
+    async def go(client: Conveyor) -> int:
+        return await client.enqueue(
+            task,
+            args,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            unique_key=unique_key,
+            max_attempts=max_attempts,
+        )
+
+    click.echo(run_coroutine(with_client(ctx, go)))
+
+
+@click.group()
+def jobs() -> None:
+    """Look at jobs, wherever they are (waiting, running, finished or dead)."""
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@json_option
+@click.pass_obj
+@handle_errors
+def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
+    """One job: its arguments, state, attempts, progress, result, errors and timeline."""
+    job = run_coroutine(with_client(ctx, lambda c: c.get_job(job_id)))
+    events = timeline(job)
+    if as_json:
+        echo_json({**job, "timeline": [{"at": at, "event": event} for at, event in events]})
+        return
+    rows = [
+        ("id", job["id"]),
+        ("queue", job["queue"]),
+        ("task", job["task"]),
+        ("state", job["state"]),
+        ("priority", job.get("priority")),
+        ("attempts", f"{job['attempt']}/{job['max_attempts']}"),
+        ("unique_key", job.get("unique_key")),
+        ("worker", job.get("worker_id")),
+    ]
+    for key, value in rows:
+        click.echo(f"{key + ':':14}{cell(value)}")
+    if job.get("progress") is not None and job["state"] not in ("completed", "dead"):
+        message = job.get("progress_message")
+        click.echo(f"{'progress:':14}{job['progress']}%" + (f" {message}" if message else ""))
+    click.echo(f"{'args:':14}{json.dumps(job['args'])}")
+    if job.get("result") is not None:
+        click.echo(f"{'result:':14}{json.dumps(job['result'])}")
+    click.echo("\ntimeline:")
+    for at, event in events:
+        click.echo(f"  {cell(at)}  {event}")
+    echo_errors(job.get("errors") or [])
+
+
+def timeline(job: dict[str, Any]) -> list[tuple[datetime, str]]:
+    """What happened to a job, in time order, from its times and its errors."""
+    events: list[tuple[datetime, str]] = [(job["enqueued_at"], "enqueued")]
+    run_at = job.get("run_at")
+    if run_at is not None and run_at > job["enqueued_at"]:
+        events.append((run_at, "due" if job["state"] != "scheduled" else "due (waiting for its time)"))
+    for error in job.get("errors") or []:
+        at = _time(error.get("at"))
+        if at is not None:
+            events.append((at, f"attempt {error.get('attempt')} failed: {error.get('error')}"))
+    if job.get("started_at") is not None:
+        events.append((job["started_at"], f"attempt {job['attempt']} started"))
+    if job.get("lease_expires_at") is not None:
+        events.append((job["lease_expires_at"], "lease expires unless renewed"))
+    ended = job.get("finished_at") or job.get("died_at")
+    if ended is not None:
+        events.append((ended, job["state"]))
+    return sorted(events, key=lambda event: event[0])
+
+
+def _time(text: Any) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None  # a hand-written error without a zone: left out
+
+
+@jobs.command("list")
+@click.option("--queue", "-q")
+@click.option("--state", type=click.Choice(JOB_STATES))
+@click.option("--task")
+@click.option("--limit", type=click.IntRange(min=1, max=MAX_PAGE), default=50, show_default=True)
+@click.option("--before", type=int, metavar="ID", help="The next page: jobs with ids below this one.")
+@json_option
+@click.pass_obj
+@handle_errors
+def jobs_list(
+    ctx: Context,
+    queue: str | None,
+    state: str | None,
+    task: str | None,
+    limit: int,
+    before: int | None,
+    as_json: bool,
+) -> None:
+    """Jobs, newest first; a full page ends with the --before that gets the next one."""
+    rows = run_coroutine(
+        with_client(
+            ctx, lambda c: c.list_jobs(queue=queue, state=state, task=task, limit=limit, before=before)
+        )
+    )
+    next_before = rows[-1]["id"] if len(rows) == limit else None
+    if as_json:
+        echo_json({"jobs": rows, "next_before": next_before})
+        return
+    headers = ["id", "queue", "task", "state", "attempts", "enqueued_at", "finished_at", "last_error"]
+    click.echo(
+        table(
+            [
+                [
+                    r["id"],
+                    r["queue"],
+                    r["task"],
+                    r["state"],
+                    f"{r['attempt']}/{r['max_attempts']}",
+                    r["enqueued_at"],
+                    r["finished_at"],
+                    r["last_error"],
+                ]
+                for r in rows
+            ],
+            headers,
+        )
+    )
+    if next_before is not None:
+        click.echo(f"\nnext page: --before {next_before}")

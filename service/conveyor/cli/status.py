@@ -1,0 +1,65 @@
+"""`conveyor status`: the state of every queue, and of the scheduler."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import click
+
+from ..queue.client import Conveyor, QueueStats, SchedulerStatus
+from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, warn, with_client
+
+HEADERS = ["queue", "paused", "waiting", "scheduled", "running", "completed_24h", "dead", "oldest_waiting"]
+
+
+@click.command()
+@json_option
+@click.pass_obj
+@handle_errors
+def status(ctx: Context, as_json: bool) -> None:
+    """Per queue: waiting, scheduled, running, completed (24 h), dead, oldest waiting; then
+    the elected scheduler, with a warning when schedules exist and none runs."""
+
+    async def read(client: Conveyor) -> tuple[list[QueueStats], SchedulerStatus]:
+        return await client.queue_stats(), await client.scheduler_status()
+
+    stats, scheduler = run_coroutine(with_client(ctx, read))
+    warning = scheduler.warning()
+    if as_json:
+        echo_json(
+            {
+                "queues": stats,
+                "scheduler": {**dataclasses.asdict(scheduler), "running": scheduler.running},
+                "warnings": [warning] if warning else [],
+            }
+        )
+    else:
+        rows: list[list[Any]] = [
+            [
+                s.queue,
+                s.paused,
+                s.waiting,
+                s.scheduled,
+                s.running,
+                s.completed_24h,
+                s.dead,
+                s.oldest_waiting_age,
+            ]
+            for s in stats
+        ]
+        click.echo(table(rows, HEADERS))
+        click.echo("")
+        click.echo(f"scheduler: {_describe(scheduler)}")
+    if warning:
+        warn(warning)
+
+
+def _describe(scheduler: SchedulerStatus) -> str:
+    schedules = f"{scheduler.active_schedules} schedule(s) active"
+    if not scheduler.running or scheduler.elected_at is None or scheduler.expires_at is None:
+        return f"none running; {schedules}"
+    return (
+        f"leader {scheduler.hostname} pid {scheduler.pid} since {scheduler.elected_at:%Y-%m-%d %H:%M:%S%z}, "
+        f"lease renewed every tick, until {scheduler.expires_at:%Y-%m-%d %H:%M:%S%z}; {schedules}"
+    )

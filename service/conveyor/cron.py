@@ -21,7 +21,11 @@ makes the wall clock jump:
 
 The fields are matched here, on naive wall times, from the sets this module parses; the
 time zone is applied afterwards. (An earlier version used croniter; its ranges and steps
-disagreed with the grammar we check, e.g. ``5-5`` meant every minute.)
+disagreed with the grammar we check, e.g. ``5-5`` meant every minute.) cronsim, the maintained
+alternative, agrees away from daylight-saving changes but not with the rules above around
+them (it loses or doubles fires in some cases): docs/scheduling.md, "Why Conveyor computes
+fire times itself", lists the cases, and tests/unit/test_cron_cronsim.py keeps cronsim as an
+oracle for the rest.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The worker: claim jobs, run them, record what happened.
 
 One job's path is a pipeline: the fetch loop *claims* as many jobs as there are free
-slots in one statement, the executor *runs* each one, the completer *records* outcomes in
-batches, and the slot is freed (*ack*). Beside it run the lease keeper (heartbeats), the
+slots in one statement, the executor *runs* each one and its slot is freed, the completer
+*records* outcomes in batches (*ack*). A job's lease is kept by the heartbeat from its claim
+until its outcome is written, not just while it runs: a write that waits must not let a
+rescue run the job again. Beside it run the lease keeper (heartbeats), the
 maintenance loop (promote due jobs, rescue expired leases) and the notifier (LISTEN).
 
 Stopping: :meth:`Worker.stop` stops claiming, lets running jobs finish for up to
@@ -32,12 +34,12 @@ from ..clock import Clock, DatabaseClock
 from ..db.connections import pool
 from ..db.database import Database
 from ..errors import ConfigurationError
-from ..jobs import ClaimedJob, Cursors, Held
+from ..jobs import ClaimedJob, Cursors, Held, Recorded
 from ..settings import Settings
 from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer
 from .cursors import ClaimCursors
-from .executor import Executor
+from .executor import Executor, Outcome
 from .leases import LeaseKeeper
 from .maintenance import Maintenance
 from .notifier import Notifier
@@ -87,7 +89,6 @@ class _Running:
     job: ClaimedJob
     task: asyncio.Task[None]
     started: float
-    recorded: bool = False  # its outcome is with the completer (a sync thread may linger on)
 
 
 class Worker:
@@ -128,12 +129,17 @@ class Worker:
         # Keyed by claim, not id: this worker may claim a job again (its lease lapsed, or a
         # timed-out sync task's retry came due) while an older execution of it still runs.
         self._running: dict[Held, _Running] = {}
+        # Finished executions whose outcomes the completer has not settled, with when they
+        # started: their leases are kept alive until then (see completer).
+        self._unwritten: dict[Held, float] = {}
         self._signal = asyncio.Event()  # something changed: re-check what to do
         self._woken = False  # a notification or wake() since the last claim
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self.started = asyncio.Event()
-        self.completer = Completer(self.db, self.id, self.clock, max_batch=self.config.max_batch)
+        self.completer = Completer(
+            self.db, self.id, self.clock, max_batch=self.config.max_batch, on_settled=self._on_settled
+        )
         self.maintenance = Maintenance(
             self.db,
             self.clock,
@@ -332,11 +338,10 @@ class Worker:
 
     async def _run_job(self, held: Held, job: ClaimedJob) -> None:
         try:
-            execution = await self._executor.execute(job)
-            self.completer.submit(execution.outcome)
-            if execution.lingering is not None:
-                self._running[held].recorded = True
-                await asyncio.gather(execution.lingering, return_exceptions=True)
+            outcome = await self._executor.execute(job)
+            # The slot frees now; the lease is kept until the outcome is written.
+            self._unwritten[held] = self._running[held].started
+            self.completer.submit(outcome)
         finally:
             self._running.pop(held, None)
             self._signal.set()
@@ -365,14 +370,16 @@ class Worker:
         # A task that swallows its cancellation must not hold the stop up forever.
         await _first_of([asyncio.wait([r.task for r in left.values()])], within=CANCEL_TIMEOUT)
         await self.completer.drain(within=SHUTDOWN_WRITE_TIMEOUT)
-        in_threads = [h for h, r in left.items() if not r.recorded and self._executor.in_thread(h)]
+        in_threads = [h for h in left if self._executor.in_thread(h)]
         if in_threads:
             log.warning(
                 "jobs %s are still running in threads Python cannot stop; they stay leased and "
                 "go back to the queue when their leases expire (that attempt counts)",
                 ", ".join(str(h.id) for h in in_threads),
             )
-        held = [h for h, r in left.items() if not r.recorded and h not in in_threads]
+        # What finished meanwhile was recorded by the drain (a hand-back of it is fenced out);
+        # an outcome still unwritten is the completer's to write, not to hand back.
+        held = [h for h in left if h not in in_threads and h not in self._unwritten]
         if not held:
             return
         try:
@@ -399,16 +406,29 @@ class Worker:
             self._signal.set()
 
     def _held_with_start(self) -> list[tuple[Held, float]]:
-        return [(held, r.started) for held, r in self._running.items() if not r.recorded]
+        held = [(h, r.started) for h, r in self._running.items()]
+        held.extend(self._unwritten.items())
+        return held
+
+    def _on_settled(self, batch: Sequence[Outcome], recorded: Recorded | None) -> None:
+        unwritten = self._unwritten
+        for outcome in batch:
+            unwritten.pop(Held(outcome.job.id, outcome.job.claim), None)
 
     def _on_lease_lost(self, held: Held) -> None:
         running = self._running.get(held)
-        if running is not None and not running.recorded:
+        if running is not None:
             log.warning(
                 "job %d attempt %d: lease lost while running (another worker may run it again); "
                 "its outcome will not be recorded",
                 held.id,
                 running.job.attempt,
+            )
+        elif held in self._unwritten:
+            log.warning(
+                "job %d: lease lost while its outcome waited to be written (another worker may run it "
+                "again); that outcome will not be recorded",
+                held.id,
             )
 
 

@@ -87,11 +87,7 @@ class Executor:
     async def execute(self, job: ClaimedJob) -> Outcome:
         task = self._registry.get(job.task)
         if task is None:
-            message = (
-                f"{unknown_task_message(self._registry, job.task)}; load the module that defines it "
-                "with --tasks, then retry the job from the dead-letter queue"
-            )
-            return Bury(job, self._error(job, message))
+            return self._unknown(job)
         try:
             task.check_args(job.args)
         except ArgumentsError as exc:
@@ -165,6 +161,21 @@ class Executor:
             future.exception()  # retrieved: the attempt failed by its timeout, whatever it raised
         raise _Timeout(task.timeout)
 
+    def _unknown(self, job: ClaimedJob) -> Outcome:
+        """A task this worker does not know: another worker may (a rolling deploy), or this one
+        will once its task modules are fixed. The job comes back later, counting the attempt,
+        and reaches the dead-letter table only when its attempts are used up."""
+        known = unknown_task_message(self._registry, job.task)
+        if job.attempt >= job.max_attempts:
+            message = (
+                f"{known}; load the module that defines it with --tasks, then retry the job "
+                "from the dead-letter queue"
+            )
+            return Bury(job, self._error(job, message))
+        delay = unknown_task_delay(job.attempt)
+        message = f"{known}; tried again in {delay:g} s (load the module that defines it with --tasks)"
+        return Retry(job, delay, self._error(job, message))
+
     def _failed(self, job: ClaimedJob, task: Task, message: str, exc: BaseException | None) -> Outcome:
         error = self._error(job, message, exc)
         if job.attempt >= job.max_attempts:
@@ -173,6 +184,16 @@ class Executor:
 
     def _error(self, job: ClaimedJob, message: str, exc: BaseException | None = None) -> str:
         return error_entry(job, self._worker_id, self._clock, message, exc)
+
+
+# A job whose task the worker does not know waits this long after its first attempt, twice as
+# long after each next one, up to the cap: long enough for a deploy to finish.
+UNKNOWN_TASK_DELAY = 60.0
+UNKNOWN_TASK_DELAY_CAP = 3600.0
+
+
+def unknown_task_delay(attempt: int) -> float:
+    return float(min(UNKNOWN_TASK_DELAY_CAP, UNKNOWN_TASK_DELAY * 2 ** min(attempt - 1, 16)))
 
 
 def error_entry(

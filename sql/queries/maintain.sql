@@ -43,7 +43,7 @@ WITH clock AS (
         lease_expires_at = NULL,
         progress = NULL,
         progress_message = NULL,
-        errors = j.errors || jsonb_build_array(jsonb_build_object(
+        errors = {schema}.append_error_v1(j.errors, jsonb_build_object(
             'attempt', j.attempt, 'at', clock.now, 'worker', j.worker_id,
             'error', 'lease expired: the worker stopped sending heartbeats (killed, crashed or hung)'))
     FROM expired, clock
@@ -60,7 +60,7 @@ WITH clock AS (
          unique_key, args, errors)
     SELECT gone.id, gone.run_at, gone.enqueued_at, gone.started_at, clock.now, gone.attempt, gone.max_attempts,
            gone.claims, gone.priority, gone.queue, gone.task, gone.unique_key, gone.args,
-           gone.errors || jsonb_build_array(jsonb_build_object(
+           {schema}.append_error_v1(gone.errors, jsonb_build_object(
                'attempt', gone.attempt, 'at', clock.now, 'worker', gone.worker_id,
                'error', 'lease expired: the worker stopped sending heartbeats (killed, crashed or hung)'))
     FROM gone, clock

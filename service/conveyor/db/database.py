@@ -278,9 +278,13 @@ class Database:
                 await run_async(conn, queries, follow_up)
         return Recorded(completed, retried, buried)
 
-    async def release_jobs(self, held: Sequence[Held], *, worker_id: UUID, now: datetime | None) -> set[int]:
+    async def release_jobs(
+        self, held: Sequence[Held], *, worker_id: UUID, now: datetime | None
+    ) -> tuple[set[int], set[int]]:
+        """Hand jobs back; returns (ids back in the queue, ids moved to the dead-letter table:
+        hand-backs past the free ones count as attempts)."""
         if not held:
-            return set()
+            return set(), set()
         rows = await self.fetch(
             "release_jobs",
             {
@@ -290,7 +294,7 @@ class Database:
                 "channel": self.queries.channel,
             },
         )
-        return {row[0] for row in rows}
+        return {r[1] for r in rows if r[0] == "released"}, {r[1] for r in rows if r[0] == "dead"}
 
     async def extend_leases(
         self, held: Sequence[Held], *, worker_id: UUID, lease: timedelta, now: datetime | None

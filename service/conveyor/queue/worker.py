@@ -384,7 +384,7 @@ class Worker:
             return
         try:
             async with asyncio.timeout(SHUTDOWN_WRITE_TIMEOUT):
-                released = await self.db.release_jobs(held, worker_id=self.id, now=self.clock.now())
+                released, dead = await self.db.release_jobs(held, worker_id=self.id, now=self.clock.now())
         except Exception as exc:
             log.error(
                 "could not hand %d jobs back (%s); they will be rescued when their leases expire",
@@ -392,11 +392,18 @@ class Worker:
                 exc,
             )
             return
-        log.warning(
-            "handed %d unfinished jobs back to the queue: %s",
-            len(released),
-            ", ".join(str(i) for i in sorted(released)),
-        )
+        if released:
+            log.warning(
+                "handed %d unfinished jobs back to the queue: %s",
+                len(released),
+                ", ".join(str(i) for i in sorted(released)),
+            )
+        if dead:
+            log.error(
+                "jobs %s were interrupted on their last attempt after 5 hand-backs: moved to the "
+                "dead-letter table",
+                ", ".join(str(i) for i in sorted(dead)),
+            )
 
     # -- callbacks ---------------------------------------------------------------------
 

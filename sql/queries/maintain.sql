@@ -26,7 +26,8 @@ FROM {schema}.jobs WHERE state = 'scheduled';
 
 -- name: rescue_expired_jobs
 -- Jobs whose lease ran out (their worker died or hung): back to the queue while attempts
--- remain, to the dead-letter table otherwise. Returns (outcome, id) per job.
+-- remain, to the dead-letter table otherwise. Returns per job the outcome ('retried' or
+-- 'dead') and the job as a claim returns it (for the rescuing worker's log and hooks).
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), expired AS (
@@ -48,7 +49,8 @@ WITH clock AS (
             'error', 'lease expired: the worker stopped sending heartbeats (killed, crashed or hung)'))
     FROM expired, clock
     WHERE j.id = expired.id AND j.attempt < j.max_attempts
-    RETURNING j.id, j.queue
+    RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at,
+              j.run_at
 ), gone AS (
     DELETE FROM {schema}.jobs j
     USING expired
@@ -64,11 +66,11 @@ WITH clock AS (
                'attempt', gone.attempt, 'at', clock.now, 'worker', gone.worker_id,
                'error', 'lease expired: the worker stopped sending heartbeats (killed, crashed or hung)'))
     FROM gone, clock
-    RETURNING id
+    RETURNING id, claims, queue, task, args, attempt, max_attempts, priority, enqueued_at, run_at
 )
-SELECT 'retried' AS outcome, id, pg_notify(%(channel)s, queue) IS NOT NULL AS notified FROM retried
+SELECT 'retried' AS outcome, r.*, pg_notify(%(channel)s, queue) IS NOT NULL AS notified FROM retried r
 UNION ALL
-SELECT 'dead', id, true FROM buried;
+SELECT 'dead', b.*, true FROM buried b;
 
 -- name: register_worker
 -- Record a worker process starting.

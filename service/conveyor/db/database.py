@@ -342,12 +342,13 @@ class Database:
 
     async def rescue_expired_jobs(
         self, *, now: datetime | None, limit: int = 1000
-    ) -> tuple[list[int], list[int]]:
-        """Returns (ids put back in the queue, ids moved to the dead-letter table)."""
+    ) -> tuple[list[ClaimedJob], list[ClaimedJob]]:
+        """Returns (jobs put back in the queue, jobs moved to the dead-letter table)."""
         rows = await self.fetch(
             "rescue_expired_jobs", {"now": now, "limit": limit, "channel": self.queries.channel}
         )
-        return [r[1] for r in rows if r[0] == "retried"], [r[1] for r in rows if r[0] == "dead"]
+        retried = [ClaimedJob._make(r[1:-1]) for r in rows if r[0] == "retried"]
+        return retried, [ClaimedJob._make(r[1:-1]) for r in rows if r[0] == "dead"]
 
     async def register_worker(
         self,

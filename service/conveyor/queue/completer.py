@@ -31,6 +31,7 @@ from ..db.steps import Flow
 from ..jobs import Outcomes, Recorded
 from .bulk import Batch, enqueue_many
 from .executor import Bury, Completed, Outcome, Retry, error_entry
+from .reports import WorkerStats
 
 log = logging.getLogger("conveyor.worker")
 
@@ -52,6 +53,7 @@ class Completer:
         *,
         max_batch: int = 1000,
         on_settled: Settled = _ignore,
+        stats: WorkerStats | None = None,
     ) -> None:
         self._db = db
         self._worker_id = worker_id
@@ -64,7 +66,7 @@ class Completer:
         self._idle = asyncio.Event()
         self._idle.set()
         self.recorded = 0
-        self.write_errors = 0  # failed attempts to write a batch (each retried or given up)
+        self.stats = stats if stats is not None else WorkerStats()
 
     @property
     def pending(self) -> int:
@@ -117,10 +119,14 @@ class Completer:
                 self._settle(batch, None)
                 return
             except Exception as exc:
-                self.write_errors += 1
+                self.stats.write_errors += 1
                 if is_transient(exc):
                     log.warning(
-                        "recording %d outcomes failed (%s); retrying in %.1fs", len(batch), exc, delay
+                        "recording %d outcomes failed (%s); retrying in %.1fs",
+                        len(batch),
+                        exc,
+                        delay,
+                        extra={"event": "write_error", "jobs": len(batch), "error": str(exc)},
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
@@ -145,7 +151,8 @@ class Completer:
                 f"the task completed but its follow-up jobs were refused: {exc}; "
                 "fix them, then retry this job from the dead-letter queue"
             )
-            await self._write_with_retry([Bury(job, error_entry(job, self._worker_id, self._clock, reason))])
+            entry = error_entry(job, self._worker_id, self._clock, reason)
+            await self._write_with_retry([Bury(job, entry, reason)])
             return
         log.error(
             "could not record the outcome of job %d (%s); its lease is left to run out and it will be rescued",

@@ -43,12 +43,16 @@ class Completed(NamedTuple):
 class Retry(NamedTuple):
     job: ClaimedJob
     delay: float
-    error_json: str
+    error_json: str  # the entry for the job's errors
+    error: str = ""  # its message, for logs and hooks
+    exception: BaseException | None = None
 
 
 class Bury(NamedTuple):
     job: ClaimedJob
     error_json: str
+    error: str = ""
+    exception: BaseException | None = None
 
 
 Outcome = Completed | Retry | Bury
@@ -92,7 +96,7 @@ class Executor:
             task.check_args(job.args)
         except ArgumentsError as exc:
             message = f"{exc}; fix the arguments, then retry it from the dead-letter queue"
-            return Bury(job, self._error(job, message))
+            return Bury(job, self._error(job, message), message)
 
         ctx = (
             JobContext(job, self._registry, self._progress(Held.of(job)), self._connection, self._schema)
@@ -117,7 +121,8 @@ class Executor:
                 return self._failed(job, task, str(exc), None)
             return self._failed(job, task, _describe(exc), exc)
         except Discard as exc:
-            return Bury(job, self._error(job, f"discarded: {_describe(exc)}", exc))
+            message = f"discarded: {_describe(exc)}"
+            return Bury(job, self._error(job, message, exc), message, exc)
         except BaseException as exc:  # a task must not be able to stop the worker
             return self._failed(job, task, _describe(exc), exc)
         children = ctx.children() if ctx is not None else ()
@@ -171,16 +176,16 @@ class Executor:
                 f"{known}; load the module that defines it with --tasks, then retry the job "
                 "from the dead-letter queue"
             )
-            return Bury(job, self._error(job, message))
+            return Bury(job, self._error(job, message), message)
         delay = unknown_task_delay(job.attempt)
         message = f"{known}; tried again in {delay:g} s (load the module that defines it with --tasks)"
-        return Retry(job, delay, self._error(job, message))
+        return Retry(job, delay, self._error(job, message), message)
 
     def _failed(self, job: ClaimedJob, task: Task, message: str, exc: BaseException | None) -> Outcome:
         error = self._error(job, message, exc)
         if job.attempt >= job.max_attempts:
-            return Bury(job, error)
-        return Retry(job, task.backoff.delay(job.attempt, self._rand), error)
+            return Bury(job, error, message, exc)
+        return Retry(job, task.backoff.delay(job.attempt, self._rand), error, message, exc)
 
     def _error(self, job: ClaimedJob, message: str, exc: BaseException | None = None) -> str:
         return error_entry(job, self._worker_id, self._clock, message, exc)

@@ -34,16 +34,17 @@ from ..clock import Clock, DatabaseClock
 from ..db.connections import pool
 from ..db.database import Database
 from ..errors import ConfigurationError
-from ..jobs import ClaimedJob, Cursors, Held, Recorded
+from ..jobs import ClaimedJob, Cursors, Held, JobFailure, Recorded
 from ..settings import Settings
 from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer
 from .cursors import ClaimCursors
-from .executor import Executor, Outcome
+from .executor import Bury, Executor, Outcome, Retry
 from .leases import LeaseKeeper
 from .maintenance import Maintenance
 from .notifier import Notifier
 from .progress import ProgressWriter
+from .reports import Hook, Reporter, WorkerStats
 from .stopping import cancel_and_wait
 
 log = logging.getLogger("conveyor.worker")
@@ -54,6 +55,12 @@ JOB_THREAD_PREFIX = "conveyor-job"
 # it waits for cancelled jobs to end.
 SHUTDOWN_WRITE_TIMEOUT = 10.0
 CANCEL_TIMEOUT = 5.0
+
+# The errors the database records for these (sql/queries), as logs and hooks report them.
+LEASE_EXPIRED = "lease expired: the worker stopped sending heartbeats (killed, crashed or hung)"
+HANDED_BACK_TOO_OFTEN = (
+    "interrupted: the worker shut down before the job finished, on its last attempt, after 5 hand-backs"
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,12 @@ class Worker:
         registry: Registry | None = None,
         config: WorkerConfig | None = None,
         clock: Clock | None = None,
+        on_failure: Hook | None = None,
+        on_dead: Hook | None = None,
     ) -> None:
+        """``on_failure(job, failure)`` is called for every failed attempt this worker records
+        or rescues, ``on_dead(job, failure)`` for every job it moves to the dead-letter table
+        (see queue.reports)."""
         settings = Settings.from_env(database_url, schema)
         if settings.database_url is None:
             raise ConfigurationError("no database: set DATABASE_URL or pass database_url")
@@ -137,14 +149,22 @@ class Worker:
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self.started = asyncio.Event()
+        self.stats = WorkerStats()
+        self._reports = Reporter(self.stats, on_failure=on_failure, on_dead=on_dead)
         self.completer = Completer(
-            self.db, self.id, self.clock, max_batch=self.config.max_batch, on_settled=self._on_settled
+            self.db,
+            self.id,
+            self.clock,
+            max_batch=self.config.max_batch,
+            on_settled=self._on_settled,
+            stats=self.stats,
         )
         self.maintenance = Maintenance(
             self.db,
             self.clock,
             stage_interval=self.config.stage_interval,
             rescue_interval=max(0.5, min(5.0, self.config.lease / 2)),
+            on_rescued=self._on_rescued,
         )
         self.notifier = Notifier(
             settings.database_url, self.db.queries, self._on_notify, on_connect=self.wake
@@ -392,18 +412,12 @@ class Worker:
                 exc,
             )
             return
-        if released:
-            log.warning(
-                "handed %d unfinished jobs back to the queue: %s",
-                len(released),
-                ", ".join(str(i) for i in sorted(released)),
-            )
-        if dead:
-            log.error(
-                "jobs %s were interrupted on their last attempt after 5 hand-backs: moved to the "
-                "dead-letter table",
-                ", ".join(str(i) for i in sorted(dead)),
-            )
+        for h in held:
+            job = left[h].job
+            if h.id in released:
+                self._reports.handed_back(job)
+            elif h.id in dead:
+                self._reports.buried(job, JobFailure(HANDED_BACK_TOO_OFTEN, None, None), failed=False)
 
     # -- callbacks ---------------------------------------------------------------------
 
@@ -421,6 +435,20 @@ class Worker:
         unwritten = self._unwritten
         for outcome in batch:
             unwritten.pop(Held(outcome.job.id, outcome.job.claim), None)
+        if recorded is None:
+            return
+        self.stats.completed += len(recorded.completed)
+        if not (recorded.retried or recorded.buried):
+            return
+        for outcome in batch:
+            job = outcome.job
+            if isinstance(outcome, Retry) and job.id in recorded.retried:
+                self._reports.retried(job, JobFailure(outcome.error, outcome.exception, outcome.delay))
+            elif isinstance(outcome, Bury) and job.id in recorded.buried:
+                self._reports.buried(job, JobFailure(outcome.error, outcome.exception, None))
+
+    def _on_rescued(self, job: ClaimedJob, dead: bool) -> None:
+        self._reports.rescued(job, JobFailure(LEASE_EXPIRED, None, None if dead else 0.0))
 
     def _on_lease_lost(self, held: Held) -> None:
         running = self._running.get(held)

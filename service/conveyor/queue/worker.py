@@ -9,7 +9,8 @@ maintenance loop (promote due jobs, rescue expired leases) and the notifier (LIS
 
 Stopping: :meth:`Worker.stop` stops claiming, lets running jobs finish for up to
 ``grace`` seconds, then cancels what is left and hands those jobs back to the queue
-without counting the attempt, records every outcome and returns. A sync task still in its
+without counting the attempt (for a job's first 5 hand-backs), records every outcome and
+returns. A sync task still in its
 thread cannot be stopped: its job is not handed back (that would guarantee a second run
 alongside it) but left to its lease, which runs out once this worker is gone; that attempt
 counts. Cancelling :meth:`Worker.run` stops the worker the same way with no grace period.
@@ -459,12 +460,8 @@ class Worker:
                 held.id,
                 running.job.attempt,
             )
-        elif held in self._unwritten:
-            log.warning(
-                "job %d: lease lost while its outcome waited to be written (another worker may run it "
-                "again); that outcome will not be recorded",
-                held.id,
-            )
+        # A finished job's lost lease is reported by the completer, when its write finds the
+        # job gone: the heartbeat may also see a row its outcome has just removed.
 
 
 async def _first_of(waits: Sequence[Any], *, within: float | None) -> bool:

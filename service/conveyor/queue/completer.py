@@ -31,7 +31,7 @@ from ..db.steps import Flow
 from ..jobs import Outcomes, Recorded
 from .bulk import Batch, enqueue_many
 from .executor import Bury, Completed, Outcome, Retry, error_entry
-from .reports import WorkerStats
+from .reports import WorkerStats, job_fields
 
 log = logging.getLogger("conveyor.worker")
 
@@ -158,6 +158,7 @@ class Completer:
             "could not record the outcome of job %d (%s); its lease is left to run out and it will be rescued",
             job.id,
             exc,
+            extra={**job_fields(job), "event": "write_refused", "error": str(exc)},
         )
         self._settle([outcome], None)
 
@@ -203,10 +204,12 @@ def _log_fenced(batch: Sequence[Outcome], recorded: Recorded) -> None:
     written = recorded.completed | recorded.retried | recorded.buried
     for outcome in batch:
         if outcome.job.id not in written:
+            kind = type(outcome).__name__.lower()
             log.warning(
                 "job %d attempt %d: its %s was not recorded: this worker no longer holds the job "
                 "(its lease expired and it was rescued, or this outcome was already written)",
                 outcome.job.id,
                 outcome.job.attempt,
-                type(outcome).__name__.lower(),
+                kind,
+                extra={**job_fields(outcome.job), "event": "fenced", "outcome": kind},
             )

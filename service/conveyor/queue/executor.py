@@ -27,6 +27,7 @@ from ..settings import MAX_ARGS_BYTES
 from ..tasks import Registry, Task, unknown_task_message
 from .context import Connect, JobContext, ProgressSink
 from .enqueue import PreparedJob
+from .reports import job_fields
 
 log = logging.getLogger("conveyor.worker")
 
@@ -110,7 +111,7 @@ class Executor:
             if task.is_async:
                 result = await self._run_async(task, kwargs)
             else:
-                result = await self._run_sync(Held.of(job), task, kwargs)
+                result = await self._run_sync(job, task, kwargs)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
@@ -137,11 +138,12 @@ class Executor:
         except TimeoutError:
             raise _Timeout(task.timeout) from None
 
-    async def _run_sync(self, held: Held, task: Task, kwargs: dict[str, Any]) -> Any:
+    async def _run_sync(self, job: ClaimedJob, task: Task, kwargs: dict[str, Any]) -> Any:
         """The function's result. Past its timeout the attempt has failed, but Python cannot
         stop a thread: the failure is reported only once the thread returns, so that the job
         stays leased (and its slot taken) until then and its next attempt never runs beside
         this one, here or on another worker."""
+        held = Held.of(job)
         call = functools.partial(contextvars.copy_context().run, task.func, **kwargs)
         submitted = self._threads.submit(call)
         self._in_threads[held] = submitted
@@ -155,9 +157,10 @@ class Executor:
         log.warning(
             "job %d: sync task %r ran past its %g s timeout; that attempt has failed, and its next "
             "one waits until the thread returns (Python cannot stop a thread)",
-            held.id,
+            job.id,
             task.name,
             task.timeout,
+            extra={**job_fields(job), "event": "timeout"},
         )
         # Cancelled here (the worker stopping), the thread runs on and the worker sees it in
         # in_thread(): the job is then left to its lease rather than handed back.

@@ -419,6 +419,12 @@ class Worker:
                 self._reports.handed_back(job)
             elif h.id in dead:
                 self._reports.buried(job, JobFailure(HANDED_BACK_TOO_OFTEN, None, None), failed=False)
+        if released:
+            log.warning(
+                "handed %d unfinished jobs back to the queue: %s",
+                len(released),
+                ", ".join(str(i) for i in sorted(released)),
+            )
 
     # -- callbacks ---------------------------------------------------------------------
 

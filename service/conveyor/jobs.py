@@ -57,3 +57,11 @@ class Recorded:
     completed: frozenset[int]
     retried: frozenset[int]
     buried: frozenset[int]
+
+
+class JobFailure(NamedTuple):
+    """Why an attempt failed, as given to a worker's ``on_failure`` and ``on_dead`` hooks."""
+
+    error: str  # the message recorded in the job's errors
+    exception: BaseException | None  # what the task raised, when it raised
+    retry_in: float | None  # seconds until the next attempt; None: the job went to the dead-letter table

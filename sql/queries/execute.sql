@@ -104,7 +104,7 @@ SET state = CASE WHEN (%(jobs)s::jsonb -> j.id::text ->> 1)::double precision <=
     lease_expires_at = NULL,
     progress = NULL,
     progress_message = NULL,
-    errors = j.errors || jsonb_build_array(%(jobs)s::jsonb -> j.id::text -> 2)
+    errors = {schema}.append_error_v1(j.errors, %(jobs)s::jsonb -> j.id::text -> 2)
 FROM clock
 WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
   AND j.worker_id = %(worker_id)s
@@ -126,32 +126,63 @@ INSERT INTO {schema}.dead_jobs
      unique_key, args, errors)
 SELECT id, run_at, enqueued_at, started_at, coalesce(%(now)s::timestamptz, now()), attempt, max_attempts,
        claims, priority, queue, task, unique_key, args,
-       errors || jsonb_build_array(%(jobs)s::jsonb -> id::text -> 1)
+       {schema}.append_error_v1(errors, %(jobs)s::jsonb -> id::text -> 1)
 FROM gone
 RETURNING id;
 
 -- name: release_jobs
--- Hand unfinished jobs back at shutdown: available at once, the attempt not counted.
+-- Hand unfinished jobs back at shutdown: available at once. A job's first 5 hand-backs do
+-- not count as attempts (attempt goes down by one); later ones do, so a job that outlasts
+-- every grace period is not handed back forever: on its last attempt such a hand-back moves
+-- it to the dead-letter table. Returns (outcome, id): 'released' or 'dead'.
 -- %(jobs)s: {"<id>": claims}.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
+), released AS (
+    UPDATE {schema}.jobs j
+    SET state = 'available',
+        attempt = j.attempt - (j.handbacks < 5)::integer,
+        handbacks = j.handbacks + 1,
+        run_at = clock.now,
+        worker_id = NULL,
+        lease_expires_at = NULL,
+        progress = NULL,
+        progress_message = NULL,
+        errors = {schema}.append_error_v1(j.errors, jsonb_build_object(
+            'attempt', j.attempt, 'at', clock.now, 'worker', j.worker_id, 'counted', j.handbacks >= 5,
+            'error', CASE WHEN j.handbacks < 5
+                THEN 'interrupted: the worker shut down before the job finished; handed back to the queue'
+                ELSE 'interrupted: the worker shut down before the job finished; handed back to the queue, '
+                     'counted as an attempt after 5 hand-backs' END))
+    FROM clock
+    WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
+      AND j.worker_id = %(worker_id)s
+      AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
+      AND (j.handbacks < 5 OR j.attempt < j.max_attempts)
+    RETURNING j.id, j.queue
+), gone AS (
+    DELETE FROM {schema}.jobs j
+    WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
+      AND j.worker_id = %(worker_id)s
+      AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
+      AND j.handbacks >= 5 AND j.attempt >= j.max_attempts
+    RETURNING j.*
+), buried AS (
+    INSERT INTO {schema}.dead_jobs
+        (id, run_at, enqueued_at, started_at, died_at, attempt, max_attempts, claims, priority, queue, task,
+         unique_key, args, errors)
+    SELECT gone.id, gone.run_at, gone.enqueued_at, gone.started_at, clock.now, gone.attempt, gone.max_attempts,
+           gone.claims, gone.priority, gone.queue, gone.task, gone.unique_key, gone.args,
+           {schema}.append_error_v1(gone.errors, jsonb_build_object(
+               'attempt', gone.attempt, 'at', clock.now, 'worker', gone.worker_id, 'counted', true,
+               'error', 'interrupted: the worker shut down before the job finished, on its last attempt, '
+                        'after 5 hand-backs'))
+    FROM gone, clock
+    RETURNING id
 )
-UPDATE {schema}.jobs j
-SET state = 'available',
-    attempt = j.attempt - 1,
-    run_at = clock.now,
-    worker_id = NULL,
-    lease_expires_at = NULL,
-    progress = NULL,
-    progress_message = NULL,
-    errors = j.errors || jsonb_build_array(jsonb_build_object(
-        'attempt', j.attempt, 'at', clock.now, 'worker', j.worker_id, 'counted', false,
-        'error', 'interrupted: the worker shut down before the job finished; handed back to the queue'))
-FROM clock
-WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
-  AND j.worker_id = %(worker_id)s
-  AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
-RETURNING j.id, pg_notify(%(channel)s, j.queue) IS NOT NULL AS notified;
+SELECT 'released' AS outcome, id, pg_notify(%(channel)s, queue) IS NOT NULL AS notified FROM released
+UNION ALL
+SELECT 'dead', id, true FROM buried;
 
 -- name: extend_leases
 -- Heartbeat: push back the lease of the jobs this worker still holds; returns those ids.

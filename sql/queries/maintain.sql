@@ -26,7 +26,8 @@ FROM {schema}.jobs WHERE state = 'scheduled';
 
 -- name: rescue_expired_jobs
 -- Jobs whose lease ran out (their worker died or hung): back to the queue while attempts
--- remain, to the dead-letter table otherwise. Returns (outcome, id) per job.
+-- remain, to the dead-letter table otherwise. Returns per job the outcome ('retried' or
+-- 'dead') and the job as a claim returns it (for the rescuing worker's log and hooks).
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), expired AS (
@@ -43,12 +44,13 @@ WITH clock AS (
         lease_expires_at = NULL,
         progress = NULL,
         progress_message = NULL,
-        errors = j.errors || jsonb_build_array(jsonb_build_object(
+        errors = {schema}.append_error_v1(j.errors, jsonb_build_object(
             'attempt', j.attempt, 'at', clock.now, 'worker', j.worker_id,
             'error', 'lease expired: the worker stopped sending heartbeats (killed, crashed or hung)'))
     FROM expired, clock
     WHERE j.id = expired.id AND j.attempt < j.max_attempts
-    RETURNING j.id, j.queue
+    RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at,
+              j.run_at
 ), gone AS (
     DELETE FROM {schema}.jobs j
     USING expired
@@ -60,15 +62,15 @@ WITH clock AS (
          unique_key, args, errors)
     SELECT gone.id, gone.run_at, gone.enqueued_at, gone.started_at, clock.now, gone.attempt, gone.max_attempts,
            gone.claims, gone.priority, gone.queue, gone.task, gone.unique_key, gone.args,
-           gone.errors || jsonb_build_array(jsonb_build_object(
+           {schema}.append_error_v1(gone.errors, jsonb_build_object(
                'attempt', gone.attempt, 'at', clock.now, 'worker', gone.worker_id,
                'error', 'lease expired: the worker stopped sending heartbeats (killed, crashed or hung)'))
     FROM gone, clock
-    RETURNING id
+    RETURNING id, claims, queue, task, args, attempt, max_attempts, priority, enqueued_at, run_at
 )
-SELECT 'retried' AS outcome, id, pg_notify(%(channel)s, queue) IS NOT NULL AS notified FROM retried
+SELECT 'retried' AS outcome, r.*, pg_notify(%(channel)s, queue) IS NOT NULL AS notified FROM retried r
 UNION ALL
-SELECT 'dead', id, true FROM buried;
+SELECT 'dead', b.*, true FROM buried b;
 
 -- name: register_worker
 -- Record a worker process starting.

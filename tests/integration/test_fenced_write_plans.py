@@ -95,7 +95,10 @@ async def test_fenced_writes_probe_the_primary_key_whatever_the_statistics(
         assert changed == (BATCH - 1 if name != "set_progress" else 0), name
         # Looked at: the batch's rows (and the versions the claims left behind in the index).
         # Never the other worker's 1,600 running jobs, never batch x batch comparisons.
-        assert _discarded(plan) <= BATCH, (name, _discarded(plan))
+        # release_jobs reads the batch twice: to hand jobs back, and to bury those whose
+        # counted hand-back was their last attempt.
+        looks = 2 if name == "release_jobs" else 1
+        assert _discarded(plan) <= looks * BATCH, (name, _discarded(plan))
         scans = {
             n.get("Index Name")
             for n in _nodes(plan)

@@ -19,7 +19,7 @@ from conveyor.db import migrations
 
 from ..helpers import subprocess_env, wait_until_sync
 
-HEAD = "0003_job_domains"
+HEAD = "0004_engine_edges"
 
 TABLES = {
     "alembic_version",
@@ -38,6 +38,7 @@ TABLES = {
     "workers",
 }
 FUNCTIONS = {
+    "append_error_v1",
     "apply_retention",
     "check_cron",
     "check_timezone",
@@ -72,8 +73,11 @@ CATALOG: dict[str, str] = {
                coalesce(obj_description(c.oid, 'pg_class'), '')
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = %(schema)s order by c.relname""",
+    # Positions counted among the live columns: a column dropped by a downgrade keeps its
+    # number in PostgreSQL, so the same columns in the same order compare equal.
     "columns": """
-        select table_name, ordinal_position, column_name, data_type, is_nullable,
+        select table_name, row_number() over (partition by table_name order by ordinal_position),
+               column_name, data_type, is_nullable,
                coalesce(column_default, ''), is_identity, coalesce(identity_generation, '')
         from information_schema.columns where table_schema = %(schema)s order by 1, 2""",
     "constraints": """

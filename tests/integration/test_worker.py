@@ -149,7 +149,8 @@ async def test_unknown_task_goes_to_dead_letter_with_clear_error(
     async def known() -> None:
         pass
 
-    job_id = db.one("select {schema}.enqueue('no_such_task', '{{\"x\": 1}}')")
+    # On its last attempt (see test_unknown_tasks for the attempts before).
+    job_id = db.one("select {schema}.enqueue('no_such_task', '{{\"x\": 1}}', max_attempts => 1)")
     async with start_worker():
         await wait_until(lambda: db.one("select count(*) from {schema}.dead_jobs") == 1)
     error = db.one("select errors -> -1 ->> 'error' from {schema}.dead_jobs where id = %s", [job_id])

@@ -189,7 +189,7 @@ async def test_fencing_survives_the_dead_letter_round_trip_for_the_same_worker(
         [first] = await seam.claim_jobs(lease=timedelta(seconds=1), **claim)  # type: ignore[arg-type]
         # The worker stalls; its lease runs out on the last attempt and the job dies...
         db.all("update {schema}.jobs set lease_expires_at = now() - interval '1 s' where id = %s", [job_id])
-        assert (await seam.rescue_expired_jobs(now=None))[1] == [job_id]
+        assert [job.id for job in (await seam.rescue_expired_jobs(now=None))[1]] == [job_id]
         # ...an operator puts it back, and the same worker claims it again.
         await client.retry_dead(job_id)
         [second] = await seam.claim_jobs(lease=timedelta(seconds=30), **claim)  # type: ignore[arg-type]

@@ -278,9 +278,13 @@ class Database:
                 await run_async(conn, queries, follow_up)
         return Recorded(completed, retried, buried)
 
-    async def release_jobs(self, held: Sequence[Held], *, worker_id: UUID, now: datetime | None) -> set[int]:
+    async def release_jobs(
+        self, held: Sequence[Held], *, worker_id: UUID, now: datetime | None
+    ) -> tuple[set[int], set[int]]:
+        """Hand jobs back; returns (ids back in the queue, ids moved to the dead-letter table:
+        hand-backs past the free ones count as attempts)."""
         if not held:
-            return set()
+            return set(), set()
         rows = await self.fetch(
             "release_jobs",
             {
@@ -290,7 +294,7 @@ class Database:
                 "channel": self.queries.channel,
             },
         )
-        return {row[0] for row in rows}
+        return {r[1] for r in rows if r[0] == "released"}, {r[1] for r in rows if r[0] == "dead"}
 
     async def extend_leases(
         self, held: Sequence[Held], *, worker_id: UUID, lease: timedelta, now: datetime | None
@@ -338,12 +342,13 @@ class Database:
 
     async def rescue_expired_jobs(
         self, *, now: datetime | None, limit: int = 1000
-    ) -> tuple[list[int], list[int]]:
-        """Returns (ids put back in the queue, ids moved to the dead-letter table)."""
+    ) -> tuple[list[ClaimedJob], list[ClaimedJob]]:
+        """Returns (jobs put back in the queue, jobs moved to the dead-letter table)."""
         rows = await self.fetch(
             "rescue_expired_jobs", {"now": now, "limit": limit, "channel": self.queries.channel}
         )
-        return [r[1] for r in rows if r[0] == "retried"], [r[1] for r in rows if r[0] == "dead"]
+        retried = [ClaimedJob._make(r[1:-1]) for r in rows if r[0] == "retried"]
+        return retried, [ClaimedJob._make(r[1:-1]) for r in rows if r[0] == "dead"]
 
     async def register_worker(
         self,

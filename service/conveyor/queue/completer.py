@@ -6,16 +6,19 @@ statement. A write is one transaction (completions, retries, burials and the fol
 jobs of completed ones). Writes are fenced, so an outcome for a job this worker no longer
 holds changes nothing; it is logged and dropped.
 
-If the database is unreachable the batch is kept and retried with backoff; the jobs stay
-leased meanwhile, and if the outage outlasts their leases they are rescued and run again
-(at-least-once).
+Every outcome leaves the completer through ``on_settled`` (written, fenced out, or given up),
+and only then does the worker stop extending its job's lease: a finished job whose write
+waits (a lock on job_history, a pool timeout, this loop's retry backoff) stays leased, so no
+rescue runs it again or buries it as "lease expired". If the database is unreachable the
+batch is kept and retried with backoff; the heartbeat fails too then, and if the outage
+outlasts the leases the jobs are rescued and run again (at-least-once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -28,25 +31,47 @@ from ..db.steps import Flow
 from ..jobs import Outcomes, Recorded
 from .bulk import Batch, enqueue_many
 from .executor import Bury, Completed, Outcome, Retry, error_entry
+from .reports import WorkerStats, job_fields
 
 log = logging.getLogger("conveyor.worker")
 
+# Called once for every submitted outcome, in batches: with what the database recorded, or
+# None when the outcome was given up (refused, or the pool closed).
+Settled = Callable[[Sequence[Outcome], Recorded | None], None]
+
+
+def _ignore(batch: Sequence[Outcome], recorded: Recorded | None) -> None:
+    pass
+
 
 class Completer:
-    def __init__(self, db: Database, worker_id: UUID, clock: Clock, *, max_batch: int = 1000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        worker_id: UUID,
+        clock: Clock,
+        *,
+        max_batch: int = 1000,
+        on_settled: Settled = _ignore,
+        stats: WorkerStats | None = None,
+    ) -> None:
         self._db = db
         self._worker_id = worker_id
         self._clock = clock
         self._max_batch = max_batch
+        self._on_settled = on_settled
         self._buffer: list[Outcome] = []
+        self._in_flight = 0  # outcomes taken from the buffer and not yet settled
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self.recorded = 0
+        self.stats = stats if stats is not None else WorkerStats()
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        """Outcomes submitted and not yet settled, the batch being written included."""
+        return len(self._buffer) + self._in_flight
 
     def submit(self, outcome: Outcome) -> None:
         self._buffer.append(outcome)
@@ -61,7 +86,11 @@ class Completer:
             while self._buffer:
                 batch = self._buffer[: self._max_batch]
                 del self._buffer[: self._max_batch]
-                await self._write_with_retry(batch)
+                self._in_flight = len(batch)
+                try:
+                    await self._write_with_retry(batch)
+                finally:
+                    self._in_flight = 0
             if not self._buffer:
                 self._idle.set()
 
@@ -74,19 +103,30 @@ class Completer:
             return False
         return True
 
+    def _settle(self, batch: Sequence[Outcome], recorded: Recorded | None) -> None:
+        try:
+            self._on_settled(batch, recorded)
+        except Exception:  # the loop that records outcomes must survive its listener
+            log.exception("handling %d recorded outcomes failed", len(batch))
+
     async def _write_with_retry(self, batch: list[Outcome]) -> None:
         delay = 0.05
         while True:
             try:
-                await self._write(batch)
-                return
+                recorded = await self._write(batch)
             except PoolClosed:
                 log.error("the worker's pool is closed: %d outcomes not recorded", len(batch))
+                self._settle(batch, None)
                 return
             except Exception as exc:
+                self.stats.write_errors += 1
                 if is_transient(exc):
                     log.warning(
-                        "recording %d outcomes failed (%s); retrying in %.1fs", len(batch), exc, delay
+                        "recording %d outcomes failed (%s); retrying in %.1fs",
+                        len(batch),
+                        exc,
+                        delay,
+                        extra={"event": "write_error", "jobs": len(batch), "error": str(exc)},
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
@@ -98,6 +138,8 @@ class Completer:
                     return
                 await self._refused(batch[0], exc)
                 return
+            self._settle(batch, recorded)
+            return
 
     async def _refused(self, outcome: Outcome, exc: Exception) -> None:
         """The database refused this outcome for good. A completion refused because of its
@@ -109,13 +151,18 @@ class Completer:
                 f"the task completed but its follow-up jobs were refused: {exc}; "
                 "fix them, then retry this job from the dead-letter queue"
             )
-            await self._write_with_retry([Bury(job, error_entry(job, self._worker_id, self._clock, reason))])
+            entry = error_entry(job, self._worker_id, self._clock, reason)
+            await self._write_with_retry([Bury(job, entry, reason)])
             return
         log.error(
-            "could not record the outcome of job %d (%s); it stays leased and will be rescued", job.id, exc
+            "could not record the outcome of job %d (%s); its lease is left to run out and it will be rescued",
+            job.id,
+            exc,
+            extra={**job_fields(job), "event": "write_refused", "error": str(exc)},
         )
+        self._settle([outcome], None)
 
-    async def _write(self, batch: Sequence[Outcome]) -> None:
+    async def _write(self, batch: Sequence[Outcome]) -> Recorded:
         completed: list[tuple[int, int, str | None]] = []
         retried: list[tuple[int, int, float, str]] = []
         buried: list[tuple[int, int, str]] = []
@@ -150,16 +197,19 @@ class Completer:
         )
         self.recorded += len(recorded.completed) + len(recorded.retried) + len(recorded.buried)
         _log_fenced(batch, recorded)
+        return recorded
 
 
 def _log_fenced(batch: Sequence[Outcome], recorded: Recorded) -> None:
     written = recorded.completed | recorded.retried | recorded.buried
     for outcome in batch:
         if outcome.job.id not in written:
+            kind = type(outcome).__name__.lower()
             log.warning(
                 "job %d attempt %d: its %s was not recorded: this worker no longer holds the job "
                 "(its lease expired and it was rescued, or this outcome was already written)",
                 outcome.job.id,
                 outcome.job.attempt,
-                type(outcome).__name__.lower(),
+                kind,
+                extra={**job_fields(outcome.job), "event": "fenced", "outcome": kind},
             )

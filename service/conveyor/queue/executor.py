@@ -10,11 +10,11 @@ import asyncio
 import contextvars
 import functools
 import json
+import logging
 import random
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -27,6 +27,9 @@ from ..settings import MAX_ARGS_BYTES
 from ..tasks import Registry, Task, unknown_task_message
 from .context import Connect, JobContext, ProgressSink
 from .enqueue import PreparedJob
+from .reports import job_fields
+
+log = logging.getLogger("conveyor.worker")
 
 # Outcomes are tuples: a draining worker makes one per job, and frozen dataclasses were a
 # microsecond or two each.
@@ -41,23 +44,19 @@ class Completed(NamedTuple):
 class Retry(NamedTuple):
     job: ClaimedJob
     delay: float
-    error_json: str
+    error_json: str  # the entry for the job's errors
+    error: str = ""  # its message, for logs and hooks
+    exception: BaseException | None = None
 
 
 class Bury(NamedTuple):
     job: ClaimedJob
     error_json: str
+    error: str = ""
+    exception: BaseException | None = None
 
 
 Outcome = Completed | Retry | Bury
-
-
-@dataclass(slots=True)
-class Execution:
-    outcome: Outcome
-    # A sync handler that ran past its timeout keeps its thread until it returns; the slot
-    # stays taken until then so that no more threads run than the concurrency allows.
-    lingering: asyncio.Future[Any] | None = None
 
 
 class Executor:
@@ -90,19 +89,15 @@ class Executor:
         """Whether that execution's sync task is still running in its thread."""
         return held in self._in_threads
 
-    async def execute(self, job: ClaimedJob) -> Execution:
+    async def execute(self, job: ClaimedJob) -> Outcome:
         task = self._registry.get(job.task)
         if task is None:
-            message = (
-                f"{unknown_task_message(self._registry, job.task)}; load the module that defines it "
-                "with --tasks, then retry the job from the dead-letter queue"
-            )
-            return Execution(Bury(job, self._error(job, message)))
+            return self._unknown(job)
         try:
             task.check_args(job.args)
         except ArgumentsError as exc:
             message = f"{exc}; fix the arguments, then retry it from the dead-letter queue"
-            return Execution(Bury(job, self._error(job, message)))
+            return Bury(job, self._error(job, message), message)
 
         ctx = (
             JobContext(job, self._registry, self._progress(Held.of(job)), self._connection, self._schema)
@@ -112,27 +107,27 @@ class Executor:
         kwargs = dict(job.args)
         if ctx is not None and task.context_param is not None:
             kwargs[task.context_param] = ctx
-        lingering: asyncio.Future[Any] | None = None
         try:
             if task.is_async:
                 result = await self._run_async(task, kwargs)
             else:
-                result, lingering = await self._run_sync(Held.of(job), task, kwargs)
+                result = await self._run_sync(job, task, kwargs)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # the worker is stopping this job
-            return Execution(self._failed(job, task, "CancelledError: the task cancelled itself", None))
+            return self._failed(job, task, "CancelledError: the task cancelled itself", None)
         except TimeoutError as exc:
             if isinstance(exc, _Timeout):
-                return Execution(self._failed(job, task, str(exc), None), lingering=exc.lingering)
-            return Execution(self._failed(job, task, _describe(exc), exc))
+                return self._failed(job, task, str(exc), None)
+            return self._failed(job, task, _describe(exc), exc)
         except Discard as exc:
-            return Execution(Bury(job, self._error(job, f"discarded: {_describe(exc)}", exc)))
+            message = f"discarded: {_describe(exc)}"
+            return Bury(job, self._error(job, message, exc), message, exc)
         except BaseException as exc:  # a task must not be able to stop the worker
-            return Execution(self._failed(job, task, _describe(exc), exc))
+            return self._failed(job, task, _describe(exc), exc)
         children = ctx.children() if ctx is not None else ()
-        return Execution(Completed(job, _encode_result(result), children), lingering)
+        return Completed(job, _encode_result(result), children)
 
     async def _run_async(self, task: Task, kwargs: dict[str, Any]) -> Any:
         if task.timeout is None:
@@ -141,29 +136,72 @@ class Executor:
             async with asyncio.timeout(task.timeout):
                 return await task.func(**kwargs)
         except TimeoutError:
-            raise _Timeout(task.timeout, None) from None
+            raise _Timeout(task.timeout) from None
 
-    async def _run_sync(self, held: Held, task: Task, kwargs: dict[str, Any]) -> tuple[Any, None]:
+    async def _run_sync(self, job: ClaimedJob, task: Task, kwargs: dict[str, Any]) -> Any:
+        """The function's result. Past its timeout the attempt has failed, but Python cannot
+        stop a thread: the failure is reported only once the thread returns, so that the job
+        stays leased (and its slot taken) until then and its next attempt never runs beside
+        this one, here or on another worker."""
+        held = Held.of(job)
         call = functools.partial(contextvars.copy_context().run, task.func, **kwargs)
         submitted = self._threads.submit(call)
         self._in_threads[held] = submitted
         submitted.add_done_callback(lambda _: self._in_threads.pop(held, None))
         future = asyncio.wrap_future(submitted)
         if task.timeout is None:
-            return await future, None
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), task.timeout), None
-        except TimeoutError:
-            raise _Timeout(task.timeout, future) from None
+            return await future
+        done, _ = await asyncio.wait([future], timeout=task.timeout)
+        if done:
+            return future.result()
+        log.warning(
+            "job %d: sync task %r ran past its %g s timeout; that attempt has failed, and its next "
+            "one waits until the thread returns (Python cannot stop a thread)",
+            job.id,
+            task.name,
+            task.timeout,
+            extra={**job_fields(job), "event": "timeout"},
+        )
+        # Cancelled here (the worker stopping), the thread runs on and the worker sees it in
+        # in_thread(): the job is then left to its lease rather than handed back.
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved: the attempt failed by its timeout, whatever it raised
+        raise _Timeout(task.timeout)
+
+    def _unknown(self, job: ClaimedJob) -> Outcome:
+        """A task this worker does not know: another worker may (a rolling deploy), or this one
+        will once its task modules are fixed. The job comes back later, counting the attempt,
+        and reaches the dead-letter table only when its attempts are used up."""
+        known = unknown_task_message(self._registry, job.task)
+        if job.attempt >= job.max_attempts:
+            message = (
+                f"{known}; load the module that defines it with --tasks, then retry the job "
+                "from the dead-letter queue"
+            )
+            return Bury(job, self._error(job, message), message)
+        delay = unknown_task_delay(job.attempt)
+        message = f"{known}; tried again in {delay:g} s (load the module that defines it with --tasks)"
+        return Retry(job, delay, self._error(job, message), message)
 
     def _failed(self, job: ClaimedJob, task: Task, message: str, exc: BaseException | None) -> Outcome:
         error = self._error(job, message, exc)
         if job.attempt >= job.max_attempts:
-            return Bury(job, error)
-        return Retry(job, task.backoff.delay(job.attempt, self._rand), error)
+            return Bury(job, error, message, exc)
+        return Retry(job, task.backoff.delay(job.attempt, self._rand), error, message, exc)
 
     def _error(self, job: ClaimedJob, message: str, exc: BaseException | None = None) -> str:
         return error_entry(job, self._worker_id, self._clock, message, exc)
+
+
+# A job whose task the worker does not know waits this long after its first attempt, twice as
+# long after each next one, up to the cap: long enough for a deploy to finish.
+UNKNOWN_TASK_DELAY = 60.0
+UNKNOWN_TASK_DELAY_CAP = 3600.0
+
+
+def unknown_task_delay(attempt: int) -> float:
+    return float(min(UNKNOWN_TASK_DELAY_CAP, UNKNOWN_TASK_DELAY * 2 ** min(attempt - 1, 16)))
 
 
 def error_entry(
@@ -183,9 +221,8 @@ def error_entry(
 
 
 class _Timeout(TimeoutError):
-    def __init__(self, seconds: float, lingering: asyncio.Future[Any] | None) -> None:
+    def __init__(self, seconds: float) -> None:
         super().__init__(f"TimeoutError: the task ran longer than its {seconds:g} s timeout")
-        self.lingering = lingering
 
 
 def _describe(exc: BaseException) -> str:

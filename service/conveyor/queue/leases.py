@@ -12,9 +12,11 @@ Invariants
    it runs: the table checks it). A worker that lost its job (lease expired and the job
    was rescued, or it was handed back) matches no row: its late ack changes nothing. The worker keys its own bookkeeping by the same
    token, since it may run an old and a new execution of one job side by side.
-3. A claim sets ``lease_expires_at = now + lease``. While the job runs, the worker's
-   heartbeat (every ``lease / 3``) pushes the lease back for jobs that have run a while;
-   jobs that finish within one heartbeat are never touched, so short jobs cost nothing.
+3. A claim sets ``lease_expires_at = now + lease``. From the claim until the job's outcome
+   is written (not only while it runs: a finished job whose write waits must not be
+   rescued), the worker's heartbeat (every ``lease / 3``) pushes the lease back for jobs
+   claimed a while ago; jobs recorded within one heartbeat are never touched, so short jobs
+   cost nothing. A sync task past its timeout keeps its lease until its thread returns.
 4. ``rescue_expired_jobs`` (run by every worker's maintenance loop, safe to run
    concurrently: rows are taken with SKIP LOCKED) returns a job whose lease passed to
    ``available`` if attempts remain, else to the dead-letter table, with an error saying
@@ -22,6 +24,8 @@ Invariants
    ends in the dead-letter table instead of looping forever.
 5. A graceful shutdown hands unfinished jobs back (``release_jobs``) with the attempt not
    counted: ``attempt`` goes down by one and ``worker_id`` is cleared (``claims`` stays).
+   ``handbacks`` counts them; from the sixth on the attempt counts, and one on the last
+   attempt moves the job to the dead-letter table.
    A sync task still in its thread is not handed back: its job keeps its lease until the
    lease runs out, and that attempt counts.
 

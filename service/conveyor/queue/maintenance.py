@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import psycopg
 
 from ..clock import Clock
 from ..db.database import Database
+from ..jobs import ClaimedJob
 
 log = logging.getLogger("conveyor.worker")
 
@@ -35,12 +37,15 @@ class Maintenance:
         stage_interval: float = 1.0,
         rescue_interval: float = 5.0,
         upkeep_interval: float = 3600.0,
+        on_rescued: Callable[[ClaimedJob, bool], None] | None = None,
     ) -> None:
+        """``on_rescued(job, dead)`` is told of each job rescued (else one line is logged)."""
         self._db = db
         self._clock = clock
         self._stage_interval = stage_interval
         self._rescue_interval = rescue_interval
         self._upkeep_interval = upkeep_interval
+        self._on_rescued = on_rescued
         self._next_rescue = 0.0
         self._next_upkeep = 0.0
         self._rescue_requested = False
@@ -79,7 +84,12 @@ class Maintenance:
         if rescue_requested or mono >= self._next_rescue:
             self._next_rescue = mono + self._rescue_interval
             retried, dead = await self._db.rescue_expired_jobs(now=now)
-            if retried or dead:
+            if self._on_rescued is not None:
+                for job in retried:
+                    self._on_rescued(job, False)
+                for job in dead:
+                    self._on_rescued(job, True)
+            elif retried or dead:
                 log.warning(
                     "rescued %d jobs whose lease expired (%d back in the queue, %d to the dead-letter table)",
                     len(retried) + len(dead),

@@ -1,13 +1,16 @@
 """The worker: claim jobs, run them, record what happened.
 
 One job's path is a pipeline: the fetch loop *claims* as many jobs as there are free
-slots in one statement, the executor *runs* each one, the completer *records* outcomes in
-batches, and the slot is freed (*ack*). Beside it run the lease keeper (heartbeats), the
+slots in one statement, the executor *runs* each one and its slot is freed, the completer
+*records* outcomes in batches (*ack*). A job's lease is kept by the heartbeat from its claim
+until its outcome is written, not just while it runs: a write that waits must not let a
+rescue run the job again. Beside it run the lease keeper (heartbeats), the
 maintenance loop (promote due jobs, rescue expired leases) and the notifier (LISTEN).
 
 Stopping: :meth:`Worker.stop` stops claiming, lets running jobs finish for up to
 ``grace`` seconds, then cancels what is left and hands those jobs back to the queue
-without counting the attempt, records every outcome and returns. A sync task still in its
+without counting the attempt (for a job's first 5 hand-backs), records every outcome and
+returns. A sync task still in its
 thread cannot be stopped: its job is not handed back (that would guarantee a second run
 alongside it) but left to its lease, which runs out once this worker is gone; that attempt
 counts. Cancelling :meth:`Worker.run` stops the worker the same way with no grace period.
@@ -32,16 +35,17 @@ from ..clock import Clock, DatabaseClock
 from ..db.connections import pool
 from ..db.database import Database
 from ..errors import ConfigurationError
-from ..jobs import ClaimedJob, Cursors, Held
+from ..jobs import ClaimedJob, Cursors, Held, JobFailure, Recorded
 from ..settings import Settings
 from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer
 from .cursors import ClaimCursors
-from .executor import Executor
+from .executor import Bury, Executor, Outcome, Retry
 from .leases import LeaseKeeper
 from .maintenance import Maintenance
 from .notifier import Notifier
 from .progress import ProgressWriter
+from .reports import Hook, Reporter, WorkerStats
 from .stopping import cancel_and_wait
 
 log = logging.getLogger("conveyor.worker")
@@ -52,6 +56,12 @@ JOB_THREAD_PREFIX = "conveyor-job"
 # it waits for cancelled jobs to end.
 SHUTDOWN_WRITE_TIMEOUT = 10.0
 CANCEL_TIMEOUT = 5.0
+
+# The errors the database records for these (sql/queries), as logs and hooks report them.
+LEASE_EXPIRED = "lease expired: the worker stopped sending heartbeats (killed, crashed or hung)"
+HANDED_BACK_TOO_OFTEN = (
+    "interrupted: the worker shut down before the job finished, on its last attempt, after 5 hand-backs"
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,6 @@ class _Running:
     job: ClaimedJob
     task: asyncio.Task[None]
     started: float
-    recorded: bool = False  # its outcome is with the completer (a sync thread may linger on)
 
 
 class Worker:
@@ -99,7 +108,12 @@ class Worker:
         registry: Registry | None = None,
         config: WorkerConfig | None = None,
         clock: Clock | None = None,
+        on_failure: Hook | None = None,
+        on_dead: Hook | None = None,
     ) -> None:
+        """``on_failure(job, failure)`` is called for every failed attempt this worker records
+        or rescues, ``on_dead(job, failure)`` for every job it moves to the dead-letter table
+        (see queue.reports)."""
         settings = Settings.from_env(database_url, schema)
         if settings.database_url is None:
             raise ConfigurationError("no database: set DATABASE_URL or pass database_url")
@@ -128,17 +142,30 @@ class Worker:
         # Keyed by claim, not id: this worker may claim a job again (its lease lapsed, or a
         # timed-out sync task's retry came due) while an older execution of it still runs.
         self._running: dict[Held, _Running] = {}
+        # Finished executions whose outcomes the completer has not settled, with when they
+        # started: their leases are kept alive until then (see completer).
+        self._unwritten: dict[Held, float] = {}
         self._signal = asyncio.Event()  # something changed: re-check what to do
         self._woken = False  # a notification or wake() since the last claim
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self.started = asyncio.Event()
-        self.completer = Completer(self.db, self.id, self.clock, max_batch=self.config.max_batch)
+        self.stats = WorkerStats()
+        self._reports = Reporter(self.stats, on_failure=on_failure, on_dead=on_dead)
+        self.completer = Completer(
+            self.db,
+            self.id,
+            self.clock,
+            max_batch=self.config.max_batch,
+            on_settled=self._on_settled,
+            stats=self.stats,
+        )
         self.maintenance = Maintenance(
             self.db,
             self.clock,
             stage_interval=self.config.stage_interval,
             rescue_interval=max(0.5, min(5.0, self.config.lease / 2)),
+            on_rescued=self._on_rescued,
         )
         self.notifier = Notifier(
             settings.database_url, self.db.queries, self._on_notify, on_connect=self.wake
@@ -332,11 +359,10 @@ class Worker:
 
     async def _run_job(self, held: Held, job: ClaimedJob) -> None:
         try:
-            execution = await self._executor.execute(job)
-            self.completer.submit(execution.outcome)
-            if execution.lingering is not None:
-                self._running[held].recorded = True
-                await asyncio.gather(execution.lingering, return_exceptions=True)
+            outcome = await self._executor.execute(job)
+            # The slot frees now; the lease is kept until the outcome is written.
+            self._unwritten[held] = self._running[held].started
+            self.completer.submit(outcome)
         finally:
             self._running.pop(held, None)
             self._signal.set()
@@ -365,19 +391,21 @@ class Worker:
         # A task that swallows its cancellation must not hold the stop up forever.
         await _first_of([asyncio.wait([r.task for r in left.values()])], within=CANCEL_TIMEOUT)
         await self.completer.drain(within=SHUTDOWN_WRITE_TIMEOUT)
-        in_threads = [h for h, r in left.items() if not r.recorded and self._executor.in_thread(h)]
+        in_threads = [h for h in left if self._executor.in_thread(h)]
         if in_threads:
             log.warning(
                 "jobs %s are still running in threads Python cannot stop; they stay leased and "
                 "go back to the queue when their leases expire (that attempt counts)",
                 ", ".join(str(h.id) for h in in_threads),
             )
-        held = [h for h, r in left.items() if not r.recorded and h not in in_threads]
+        # What finished meanwhile was recorded by the drain (a hand-back of it is fenced out);
+        # an outcome still unwritten is the completer's to write, not to hand back.
+        held = [h for h in left if h not in in_threads and h not in self._unwritten]
         if not held:
             return
         try:
             async with asyncio.timeout(SHUTDOWN_WRITE_TIMEOUT):
-                released = await self.db.release_jobs(held, worker_id=self.id, now=self.clock.now())
+                released, dead = await self.db.release_jobs(held, worker_id=self.id, now=self.clock.now())
         except Exception as exc:
             log.error(
                 "could not hand %d jobs back (%s); they will be rescued when their leases expire",
@@ -385,11 +413,18 @@ class Worker:
                 exc,
             )
             return
-        log.warning(
-            "handed %d unfinished jobs back to the queue: %s",
-            len(released),
-            ", ".join(str(i) for i in sorted(released)),
-        )
+        for h in held:
+            job = left[h].job
+            if h.id in released:
+                self._reports.handed_back(job)
+            elif h.id in dead:
+                self._reports.buried(job, JobFailure(HANDED_BACK_TOO_OFTEN, None, None), failed=False)
+        if released:
+            log.warning(
+                "handed %d unfinished jobs back to the queue: %s",
+                len(released),
+                ", ".join(str(i) for i in sorted(released)),
+            )
 
     # -- callbacks ---------------------------------------------------------------------
 
@@ -399,17 +434,40 @@ class Worker:
             self._signal.set()
 
     def _held_with_start(self) -> list[tuple[Held, float]]:
-        return [(held, r.started) for held, r in self._running.items() if not r.recorded]
+        held = [(h, r.started) for h, r in self._running.items()]
+        held.extend(self._unwritten.items())
+        return held
+
+    def _on_settled(self, batch: Sequence[Outcome], recorded: Recorded | None) -> None:
+        unwritten = self._unwritten
+        for outcome in batch:
+            unwritten.pop(Held(outcome.job.id, outcome.job.claim), None)
+        if recorded is None:
+            return
+        self.stats.completed += len(recorded.completed)
+        if not (recorded.retried or recorded.buried):
+            return
+        for outcome in batch:
+            job = outcome.job
+            if isinstance(outcome, Retry) and job.id in recorded.retried:
+                self._reports.retried(job, JobFailure(outcome.error, outcome.exception, outcome.delay))
+            elif isinstance(outcome, Bury) and job.id in recorded.buried:
+                self._reports.buried(job, JobFailure(outcome.error, outcome.exception, None))
+
+    def _on_rescued(self, job: ClaimedJob, dead: bool) -> None:
+        self._reports.rescued(job, JobFailure(LEASE_EXPIRED, None, None if dead else 0.0))
 
     def _on_lease_lost(self, held: Held) -> None:
         running = self._running.get(held)
-        if running is not None and not running.recorded:
+        if running is not None:
             log.warning(
                 "job %d attempt %d: lease lost while running (another worker may run it again); "
                 "its outcome will not be recorded",
                 held.id,
                 running.job.attempt,
             )
+        # A finished job's lost lease is reported by the completer, when its write finds the
+        # job gone: the heartbeat may also see a row its outcome has just removed.
 
 
 async def _first_of(waits: Sequence[Any], *, within: float | None) -> bool:

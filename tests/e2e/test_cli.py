@@ -1100,3 +1100,29 @@ def test_durations_take_units_everywhere(env: dict[str, str], db: DB, tmp_path: 
     assert "duration 'soon' is not valid: use a number and a unit, like 45s, 30m, 12h, 7d" in bad.stderr, str(
         bad
     )
+
+
+def test_worker_logs_a_failed_attempt_as_one_json_line_with_log_format_json(
+    env: dict[str, str], db: DB, tmp_path: Path
+) -> None:
+    job_id = sql_enqueue(db, "explode", {"message": "boom"}, ", max_attempts => 2")
+    args = ["--log-format", "json", "worker", "--tasks", TASKS, "--poll-interval", "0.2", "--grace", "5"]
+    with started(*args, env=env, cwd=tmp_path, name="worker") as worker:
+        wait_until_sync(
+            lambda: (
+                worker.alive()
+                and db.one("select count(*) from {schema}.dead_jobs where id = %s", [job_id]) == 1
+            ),
+            within=60,
+        )
+        assert worker.stop(signal.SIGTERM) == 0, str(worker)
+    lines = [json.loads(line) for line in worker.stderr().splitlines() if line.strip()]
+    events = {line.get("event"): line for line in lines if line.get("job_id") == job_id}
+    assert set(events) >= {"retry", "dead"}, str(worker)
+    assert events["retry"]["error"].startswith("RuntimeError: boom"), events["retry"]
+    assert (events["retry"]["task"], events["retry"]["queue"], events["retry"]["attempt"]) == (
+        "explode",
+        "default",
+        1,
+    )
+    assert events["dead"]["attempt"] == 2

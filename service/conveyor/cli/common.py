@@ -27,6 +27,7 @@ import psycopg
 from ..db import embedded
 from ..durations import parse_duration
 from ..errors import ConfigurationError, ConveyorError
+from ..logs import configure_logging
 from ..queue.client import Conveyor, sql_error_message
 from ..settings import Settings
 from ..tasks import default_registry
@@ -38,9 +39,12 @@ DEFAULT_DATA_DIR = ".conveyor"
 
 
 class Context:
-    def __init__(self, database_url: str | None, schema: str | None, data_dir: str) -> None:
+    def __init__(
+        self, database_url: str | None, schema: str | None, data_dir: str, *, log_format: str = "text"
+    ) -> None:
         self.settings = Settings.from_env(database_url, schema)
         self.data_dir = Path(data_dir)
+        self.log_format = log_format
 
     @property
     def schema(self) -> str:
@@ -193,13 +197,8 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+def setup_logging(ctx: Context, verbose: bool) -> None:
+    configure_logging(verbose, ctx.log_format)
 
 
 if TYPE_CHECKING:  # click's ParamType is generic from 8.2 on, and cannot be subscripted before

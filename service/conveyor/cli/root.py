@@ -18,10 +18,20 @@ from .common import DEFAULT_DATA_DIR, Context, fail
     show_default=True,
     help="Where `conveyor dev` keeps the embedded database.",
 )
+@click.option(
+    "--log-format",
+    envvar="CONVEYOR_LOG_FORMAT",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines of worker, scheduler and dev as text or as JSON objects, one a line.",
+)
 @click.pass_context
-def main(click_ctx: click.Context, database_url: str | None, schema: str, data_dir: str) -> None:
+def main(
+    click_ctx: click.Context, database_url: str | None, schema: str, data_dir: str, log_format: str
+) -> None:
     """Conveyor: background jobs and schedules on PostgreSQL."""
     try:
-        click_ctx.obj = Context(database_url, schema, data_dir)
+        click_ctx.obj = Context(database_url, schema, data_dir, log_format=log_format)
     except ConveyorError as exc:
         fail(str(exc))

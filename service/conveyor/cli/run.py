@@ -117,7 +117,7 @@ def worker(
     verbose: bool,
 ) -> None:
     """Run jobs until SIGTERM or Ctrl-C (then finish running jobs within --grace)."""
-    setup_logging(verbose)
+    setup_logging(ctx, verbose)
     load_tasks(tasks_modules, required=True)
     url = ctx.database_url()
     _require_schema(url, ctx.schema)
@@ -229,7 +229,7 @@ def scheduler(
     ctx: Context, tasks_modules: str, lease: timedelta, prune_schedules: bool, tick: timedelta, verbose: bool
 ) -> None:
     """Fire cron schedules and keep house, when elected (run as many as you like)."""
-    setup_logging(verbose)
+    setup_logging(ctx, verbose)
     load_tasks(tasks_modules, warn=True)
     url = ctx.database_url()
     _require_schema(url, ctx.schema)
@@ -254,7 +254,7 @@ def dev(
     verbose: bool,
 ) -> None:
     """Run Conveyor locally: the embedded PostgreSQL (unless DATABASE_URL is set), migrated, a worker and a scheduler."""
-    setup_logging(verbose)
+    setup_logging(ctx, verbose)
     load_tasks(tasks_modules, required=True)  # before anything starts: its worker needs them
     if ctx.settings.database_url:
         url = ctx.settings.database_url

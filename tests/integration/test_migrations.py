@@ -19,17 +19,20 @@ from conveyor.db import migrations
 
 from ..helpers import subprocess_env, wait_until_sync
 
-HEAD = "0003_job_domains"
+HEAD = "0005_retention_bounds"
 
 TABLES = {
     "alembic_version",
     "dead_jobs",
+    "finished_counts",
+    "finished_counts_mark",
     "job_history",
     "job_history_default",
     "job_runs",
     "job_runs_default",
     "jobs",
     "leaders",
+    "partition_copies",
     "queues",
     "retention",
     "schedule_fires",
@@ -41,10 +44,12 @@ FUNCTIONS = {
     "apply_retention",
     "check_cron",
     "check_timezone",
+    "count_finished_v1",
     "create_queue",
     "create_schedule",
     "cron_field_value",
     "drop_partition",
+    "drop_partition_v1",
     "enqueue",
     "ensure_daily_partitions",
     "ensure_history_partitions",
@@ -57,6 +62,7 @@ FUNCTIONS = {
     "remove_schedule",
     "resume_queue",
     "resume_schedule",
+    "retention_batch_v1",
     "retention_rows",
     "retry_dead",
     "set_retention",
@@ -177,7 +183,7 @@ def test_upgrade_downgrade_upgrade_gives_the_same_catalog(
         ("p", None),
     ]
     assert procedure is not None
-    assert f"{name}.retention_rows" in procedure[0]
+    assert f"{name}.retention_batch_v1" in procedure[0]
     # It is what the test fixture's migration made, name aside.
     assert describe(database_url, name, as_name="S") == describe(database_url, schema, as_name="S")
 

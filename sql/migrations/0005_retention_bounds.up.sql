@@ -1,0 +1,457 @@
+-- Conveyor schema, version 5: retention in bounded batches, indexes for what it filters on,
+-- queue_stats from a rollup instead of counts over whole tables, and the jobs table holds
+-- args to the 1 MiB limit that enqueue() applies.
+--
+-- Building the two new indexes locks job_history and job_runs against writes while it runs
+-- (acks wait); on a large history, build them per partition beforehand with CREATE INDEX
+-- CONCURRENTLY (same columns) and this migration attaches them instead of building anew.
+
+-- == args =================================================================================
+
+-- Measured as enqueue() measures it: the JSON text. NOT VALID: rows already in jobs are not
+-- rechecked (nor is the table scanned under the migration's lock); every new value is.
+ALTER DOMAIN job_args ADD CONSTRAINT args_at_most_1_mib CHECK (octet_length(VALUE::text) <= 1048576) NOT VALID;
+
+-- == indexes =============================================================================
+
+-- Per queue, oldest first: the row steps of retention, completed_max, the rollup and the
+-- queue_stats view all read job_history (and the run log) by queue and finish time.
+CREATE INDEX job_history_queue_finished ON job_history (queue, finished_at);
+CREATE INDEX job_runs_queue_finished ON job_runs (queue, finished_at);
+
+-- == the rollup behind queue_stats =======================================================
+
+CREATE TABLE finished_counts (
+    queue      text NOT NULL,
+    bucket     timestamptz NOT NULL,
+    completed  bigint NOT NULL,
+    cancelled  bigint NOT NULL,
+    PRIMARY KEY (queue, bucket)
+);
+COMMENT ON TABLE finished_counts IS
+    'Finished jobs counted per queue and 5-minute bucket of finish time, by count_finished_v1 '
+    '(retention runs it); queue_stats adds the rows finished since. Kept two days.';
+
+CREATE TABLE finished_counts_mark (
+    only_row    boolean PRIMARY KEY DEFAULT true CONSTRAINT one_row CHECK (only_row),
+    counted_to  timestamptz
+);
+COMMENT ON TABLE finished_counts_mark IS
+    'Finish times before counted_to are in finished_counts (NULL: nothing counted yet).';
+INSERT INTO finished_counts_mark DEFAULT VALUES;
+
+-- Counts the 5-minute buckets after the mark that ended a minute or more before at (a
+-- completion written later than that into a bucket already counted is missed), at most
+-- spans buckets per call; nothing older than 24 hours is counted. Returns the buckets
+-- counted. A call that finds another one counting returns 0 at once.
+CREATE FUNCTION count_finished_v1(at timestamptz, spans integer) RETURNS integer
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET lock_timeout = '500ms'
+AS $$
+DECLARE
+    span constant interval := interval '5 minutes';
+    origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
+    mark timestamptz;
+    upto timestamptz;
+BEGIN
+    SELECT counted_to INTO mark FROM finished_counts_mark FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    mark := greatest(mark, date_bin(span, at - interval '24 hours', origin));
+    upto := least(date_bin(span, at - interval '1 minute', origin), mark + spans * span);
+    IF upto <= mark THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO finished_counts AS f (queue, bucket, completed, cancelled)
+    SELECT q.name, c.bucket, c.completed, c.cancelled
+    FROM queues q
+    CROSS JOIN LATERAL (
+        SELECT date_bin(span, h.finished_at, origin) AS bucket,
+               count(*) FILTER (WHERE h.state = 'completed') AS completed,
+               count(*) FILTER (WHERE h.state = 'cancelled') AS cancelled
+        FROM job_history h
+        WHERE h.queue = q.name AND h.finished_at >= mark AND h.finished_at < upto
+        GROUP BY 1
+    ) AS c
+    ON CONFLICT (queue, bucket) DO UPDATE
+    SET completed = f.completed + excluded.completed, cancelled = f.cancelled + excluded.cancelled;
+    UPDATE finished_counts_mark SET counted_to = upto;
+    DELETE FROM finished_counts WHERE bucket < at - interval '2 days';
+    RETURN (extract(epoch FROM upto - mark) / extract(epoch FROM span))::integer;
+END;
+$$;
+
+-- The live counts come from jobs (unfinished jobs only: small). completed_24h is the
+-- rollup's buckets from the one holding now() - 24 h (so up to 5 minutes more than 24 hours)
+-- plus the rows finished since the rollup's mark, read through job_history_queue_finished:
+-- its cost follows the rows finished since the last count, not the size of the history.
+-- Until the first count, or with the mark more than 24 hours behind, it counts the last 24
+-- hours row by row, as version 1 did. dead counts dead_jobs through dead_jobs_queue.
+CREATE OR REPLACE VIEW queue_stats AS
+SELECT names.queue,
+       coalesce(q.paused, false)          AS paused,
+       coalesce(live.waiting, 0)          AS waiting,
+       coalesce(live.scheduled, 0)        AS scheduled,
+       coalesce(live.running, 0)          AS running,
+       (coalesce(counted.completed, 0) + coalesce(recent.completed, 0))::bigint AS completed_24h,
+       coalesce(dead.dead, 0)             AS dead,
+       date_trunc('second', now() - live.oldest_waiting) AS oldest_waiting_age
+FROM (SELECT name AS queue FROM queues UNION SELECT DISTINCT queue FROM jobs) AS names
+CROSS JOIN (
+    SELECT greatest((SELECT m.counted_to FROM finished_counts_mark m), now() - interval '24 hours') AS since,
+           date_bin(interval '5 minutes', now() - interval '24 hours', timestamptz '2000-01-01 00:00:00+00') AS first_bucket
+) AS mark
+LEFT JOIN queues q ON q.name = names.queue
+LEFT JOIN (
+    SELECT queue,
+           count(*) FILTER (WHERE state = 'available') AS waiting,
+           count(*) FILTER (WHERE state = 'scheduled') AS scheduled,
+           count(*) FILTER (WHERE state = 'running')   AS running,
+           min(run_at) FILTER (WHERE state = 'available') AS oldest_waiting
+    FROM jobs GROUP BY queue
+) AS live ON live.queue = names.queue
+LEFT JOIN LATERAL (
+    SELECT sum(c.completed) AS completed FROM finished_counts c
+    WHERE c.queue = names.queue AND c.bucket >= mark.first_bucket AND c.bucket < mark.since
+) AS counted ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS completed FROM job_history h
+    WHERE h.queue = names.queue AND h.finished_at >= mark.since AND h.state = 'completed'
+) AS recent ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS dead FROM dead_jobs d WHERE d.queue = names.queue
+) AS dead ON true;
+COMMENT ON VIEW queue_stats IS
+    'Per queue: waiting (due now), scheduled (later), running, completed in the last 24 h (to '
+    'the 5 minutes), dead, and how long the oldest waiting job has waited.';
+
+-- == retention in batches ================================================================
+
+-- How far the run log copy of each expiring job_history day has got (ids in id order).
+CREATE TABLE partition_copies (
+    partition  text PRIMARY KEY,
+    copied_to  bigint NOT NULL
+);
+COMMENT ON TABLE partition_copies IS
+    'Retention copies an expired job_history day to the run log in batches, in id order: ids up '
+    'to copied_to are copied. The row goes with the day.';
+
+-- One batch of each row step of retention: every statement here takes at most batch rows,
+-- oldest first, through an index, and skips rows another session holds (they go next
+-- time). Call it until no step returns batch. It never touches jobs, so claims and acks
+-- never wait on it; it waits at most 500 ms for a table lock, and a step that cannot have
+-- one returns 0 (with a notice) and goes next time.
+--
+-- A queue's keep applies to the queues that have a queues row; rows of any other queue
+-- name go at the longest keep (with their whole day, or from the default partitions).
+CREATE FUNCTION retention_batch_v1(at timestamptz, batch integer)
+RETURNS TABLE (step text, affected bigint)
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET lock_timeout = '500ms'
+AS $$
+DECLARE
+    longest_completed interval;
+    longest_runs interval;
+    longest_dead interval;
+    moved bigint;
+BEGIN
+    SELECT max(completed_keep), max(runs_keep), max(dead_keep)
+    INTO longest_completed, longest_runs, longest_dead
+    FROM (SELECT completed_keep, runs_keep, dead_keep FROM retention_by_queue
+          UNION ALL SELECT completed_keep, runs_keep, dead_keep FROM retention WHERE queue = '*') AS keeps;
+
+    step := 'finished jobs moved to the run log'; affected := 0;
+    BEGIN
+        -- Queues keeping less than the longest keep, in every partition.
+        WITH doomed AS (
+            SELECT h.id, h.finished_at
+            FROM retention_by_queue k
+            CROSS JOIN LATERAL (
+                SELECT h.id, h.finished_at FROM job_history h
+                WHERE h.queue = k.queue AND h.finished_at < at - k.completed_keep
+                ORDER BY h.finished_at LIMIT batch
+                FOR UPDATE SKIP LOCKED
+            ) AS h
+            WHERE k.completed_keep < longest_completed
+            LIMIT batch
+        ), gone AS (
+            DELETE FROM job_history h USING doomed
+            WHERE h.id = doomed.id AND h.finished_at = doomed.finished_at
+            RETURNING h.*
+        )
+        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
+        SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
+        FROM gone;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := affected + moved;
+
+        -- The other queues' rows in the default partition (no day of their own to drop).
+        WITH doomed AS (
+            SELECT h.id, h.finished_at
+            FROM retention_by_queue k
+            CROSS JOIN LATERAL (
+                SELECT h.id, h.finished_at FROM job_history_default h
+                WHERE h.queue = k.queue AND h.finished_at < at - longest_completed
+                ORDER BY h.finished_at LIMIT batch
+                FOR UPDATE SKIP LOCKED
+            ) AS h
+            WHERE k.completed_keep >= longest_completed
+            LIMIT batch
+        ), gone AS (
+            DELETE FROM job_history_default h USING doomed
+            WHERE h.id = doomed.id AND h.finished_at = doomed.finished_at
+            RETURNING h.*
+        )
+        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
+        SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
+        FROM gone;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := affected + moved;
+
+        -- Beyond a queue's completed_max newest: older than the oldest row kept. Finding that
+        -- row reads completed_max index entries.
+        WITH capped AS (
+            SELECT k.queue,
+                   CASE WHEN k.completed_max = 0 THEN timestamptz 'infinity' ELSE (
+                       SELECT h.finished_at FROM job_history h WHERE h.queue = k.queue
+                       ORDER BY h.finished_at DESC OFFSET k.completed_max - 1 LIMIT 1
+                   ) END AS oldest_kept
+            FROM retention_by_queue k
+            WHERE k.completed_max IS NOT NULL
+        ), doomed AS (
+            SELECT h.id, h.finished_at
+            FROM capped c
+            CROSS JOIN LATERAL (
+                SELECT h.id, h.finished_at FROM job_history h
+                WHERE h.queue = c.queue AND h.finished_at < c.oldest_kept
+                ORDER BY h.finished_at LIMIT batch
+                FOR UPDATE SKIP LOCKED
+            ) AS h
+            LIMIT batch
+        ), gone AS (
+            DELETE FROM job_history h USING doomed
+            WHERE h.id = doomed.id AND h.finished_at = doomed.finished_at
+            RETURNING h.*
+        )
+        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
+        SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
+        FROM gone;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := affected + moved;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'conveyor: finished jobs are busy; retention goes on next time';
+        affected := 0;
+    END;
+    RETURN NEXT;
+
+    step := 'dead jobs moved to the run log'; affected := 0;
+    BEGIN
+        -- Older than every queue's keep: any queue, by dead_jobs_died_at.
+        WITH doomed AS (
+            SELECT d.id FROM dead_jobs d
+            WHERE d.died_at < at - longest_dead
+            ORDER BY d.died_at LIMIT batch
+            FOR UPDATE SKIP LOCKED
+        ), gone AS (
+            DELETE FROM dead_jobs d USING doomed WHERE d.id = doomed.id RETURNING d.*
+        )
+        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
+        SELECT id, enqueued_at, started_at, died_at, NULL, attempt, 'dead', queue, task, errors -> -1 ->> 'error'
+        FROM gone;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := affected + moved;
+
+        -- Queues keeping their dead for less, by dead_jobs_queue.
+        WITH doomed AS (
+            SELECT d.id
+            FROM retention_by_queue k
+            CROSS JOIN LATERAL (
+                SELECT d.id FROM dead_jobs d
+                WHERE d.queue = k.queue AND d.died_at < at - k.dead_keep
+                ORDER BY d.died_at LIMIT batch
+                FOR UPDATE SKIP LOCKED
+            ) AS d
+            WHERE k.dead_keep < longest_dead
+            LIMIT batch
+        ), gone AS (
+            DELETE FROM dead_jobs d USING doomed WHERE d.id = doomed.id RETURNING d.*
+        )
+        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
+        SELECT id, enqueued_at, started_at, died_at, NULL, attempt, 'dead', queue, task, errors -> -1 ->> 'error'
+        FROM gone;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := affected + moved;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'conveyor: dead jobs are busy; retention goes on next time';
+        affected := 0;
+    END;
+    RETURN NEXT;
+
+    step := 'run log rows deleted'; affected := 0;
+    BEGIN
+        -- Queues keeping their runs for less than the longest, in every partition.
+        WITH doomed AS (
+            SELECT r.id, r.finished_at
+            FROM retention_by_queue k
+            CROSS JOIN LATERAL (
+                SELECT r.id, r.finished_at FROM job_runs r
+                WHERE r.queue = k.queue AND r.finished_at < at - k.runs_keep
+                ORDER BY r.finished_at LIMIT batch
+                FOR UPDATE SKIP LOCKED
+            ) AS r
+            WHERE k.runs_keep < longest_runs
+            LIMIT batch
+        )
+        DELETE FROM job_runs r USING doomed WHERE r.id = doomed.id AND r.finished_at = doomed.finished_at;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := affected + moved;
+
+        -- The other queues' rows in the default partition.
+        WITH doomed AS (
+            SELECT r.id, r.finished_at
+            FROM retention_by_queue k
+            CROSS JOIN LATERAL (
+                SELECT r.id, r.finished_at FROM job_runs_default r
+                WHERE r.queue = k.queue AND r.finished_at < at - longest_runs
+                ORDER BY r.finished_at LIMIT batch
+                FOR UPDATE SKIP LOCKED
+            ) AS r
+            WHERE k.runs_keep >= longest_runs
+            LIMIT batch
+        )
+        DELETE FROM job_runs_default r USING doomed WHERE r.id = doomed.id AND r.finished_at = doomed.finished_at;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        affected := affected + moved;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'conveyor: the run log is busy; retention goes on next time';
+        affected := 0;
+    END;
+    RETURN NEXT;
+
+    step := 'fire log rows deleted'; affected := 0;
+    BEGIN
+        WITH doomed AS (
+            SELECT f.id FROM schedule_fires f
+            WHERE f.fired_at < at - longest_runs
+            ORDER BY f.fired_at LIMIT batch
+            FOR UPDATE SKIP LOCKED
+        )
+        DELETE FROM schedule_fires f USING doomed WHERE f.id = doomed.id;
+        GET DIAGNOSTICS affected = ROW_COUNT;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'conveyor: the fire log is busy; retention goes on next time';
+        affected := 0;
+    END;
+    RETURN NEXT;
+END;
+$$;
+
+-- One step of dropping an expired day: a job_history day first has its rows copied to the
+-- run log, at most batch per call in id order (partition_copies remembers how far); once a
+-- call finds fewer than batch left, it drops the day. Returns the rows copied and whether
+-- the day is gone. Dropping locks the parent table for an instant, waiting at most 500 ms
+-- (lock_not_available otherwise: the day goes next time, its copy kept).
+CREATE FUNCTION drop_partition_v1(partition text, batch integer, OUT copied bigint, OUT dropped boolean)
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET lock_timeout = '500ms'
+AS $$
+DECLARE
+    mark bigint;
+    last_id bigint;
+BEGIN
+    copied := 0;
+    dropped := false;
+    IF NOT EXISTS (
+        SELECT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE c.relname = drop_partition_v1.partition AND c.relnamespace = current_schema()::regnamespace
+          AND ((i.inhparent = 'job_history'::regclass AND c.relname ~ '^job_history_[0-9]{8}$')
+               OR (i.inhparent = 'job_runs'::regclass AND c.relname ~ '^job_runs_[0-9]{8}$'))
+    ) THEN
+        RAISE EXCEPTION 'conveyor.drop_partition_v1: % is not a daily partition of job_history or job_runs',
+            drop_partition_v1.partition USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF drop_partition_v1.partition LIKE 'job_history_%' THEN
+        -- One copier per day at a time: the row lock orders concurrent retention runs.
+        INSERT INTO partition_copies (partition, copied_to) VALUES (drop_partition_v1.partition, -1)
+        ON CONFLICT ON CONSTRAINT partition_copies_pkey DO NOTHING;
+        SELECT p.copied_to INTO mark FROM partition_copies p WHERE p.partition = drop_partition_v1.partition
+        FOR UPDATE;
+        EXECUTE format(
+            'WITH batch AS (SELECT * FROM %I.%I WHERE id > $1 ORDER BY id LIMIT $2), '
+            'copied AS (INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, '
+            'state, queue, task, error) SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, '
+            'state, queue, task, errors -> -1 ->> ''error'' FROM batch) '
+            'SELECT count(*), max(id) FROM batch',
+            current_schema(), drop_partition_v1.partition)
+        INTO copied, last_id USING mark, batch;
+        IF copied >= batch THEN
+            UPDATE partition_copies p SET copied_to = last_id WHERE p.partition = drop_partition_v1.partition;
+            RETURN;
+        END IF;
+        DELETE FROM partition_copies p WHERE p.partition = drop_partition_v1.partition;
+    END IF;
+    EXECUTE format('DROP TABLE %I.%I', current_schema(), drop_partition_v1.partition);
+    dropped := true;
+END;
+$$;
+
+-- All of retention from psql, in the same bounded steps (CALL conveyor.apply_retention();
+-- outside a transaction block: it commits after every batch). The schema is written into the
+-- body: a procedure that commits cannot pin its search_path.
+DO $create$
+BEGIN
+    EXECUTE format($body$
+CREATE OR REPLACE PROCEDURE %1$I.apply_retention(at timestamptz DEFAULT now())
+LANGUAGE plpgsql
+AS $procedure$
+DECLARE
+    result record;
+    part text;
+    step record;
+    busy boolean;
+    more boolean;
+BEGIN
+    LOOP
+        EXIT WHEN %1$I.count_finished_v1(at, 12) < 12;
+        COMMIT;
+    END LOOP;
+    COMMIT;
+    FOR part IN SELECT * FROM %1$I.expired_partitions(at) LOOP
+        LOOP
+            busy := false;
+            BEGIN
+                SELECT * INTO step FROM %1$I.drop_partition_v1(part, 5000);
+            EXCEPTION WHEN lock_not_available THEN
+                busy := true;
+            END;
+            COMMIT;
+            IF busy THEN
+                RAISE NOTICE 'conveyor retention: %% is busy; it goes next time', part;
+                EXIT;
+            END IF;
+            IF step.dropped THEN
+                RAISE NOTICE 'conveyor retention: dropped %%', part;
+                EXIT;
+            END IF;
+        END LOOP;
+    END LOOP;
+    LOOP
+        more := false;
+        FOR result IN SELECT * FROM %1$I.retention_batch_v1(at, 5000) LOOP
+            IF result.affected > 0 THEN
+                RAISE NOTICE 'conveyor retention: %%: %%', result.step, result.affected;
+            END IF;
+            more := more OR result.affected >= 5000;
+        END LOOP;
+        COMMIT;
+        EXIT WHEN NOT more;
+    END LOOP;
+END;
+$procedure$
+$body$, current_schema());
+END;
+$create$;

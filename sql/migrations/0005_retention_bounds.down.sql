@@ -31,6 +31,7 @@ $create$;
 
 DROP FUNCTION drop_partition_v1(text, integer);
 DROP FUNCTION retention_batch_v1(timestamptz, integer);
+DROP FUNCTION retention_take_v1(text, text, timestamptz, integer);
 DROP TABLE partition_copies;
 
 CREATE OR REPLACE VIEW queue_stats AS

@@ -138,11 +138,69 @@ COMMENT ON TABLE partition_copies IS
     'Retention copies an expired job_history day to the run log in batches, in id order: ids up '
     'to copied_to are copied. The row goes with the day.';
 
--- One batch of each row step of retention: every statement here takes at most batch rows,
--- oldest first, through an index, and skips rows another session holds (they go next
--- time). Call it until no step returns batch. It never touches jobs, so claims and acks
--- never wait on it; it waits at most 500 ms for a table lock, and a step that cannot have
--- one returns 0 (with a notice) and goes next time.
+-- Takes at most about batch of the oldest rows of one table of finished work (of one queue,
+-- or of any) from before a time: job_history and dead_jobs rows move to the run log,
+-- job_runs and schedule_fires rows are deleted. Both the search for the batch's newest row
+-- and the DELETE are range reads of an index on (queue,) time; rows sharing the batch's
+-- last time all go, so a batch can exceed batch by such ties. Returns the rows taken.
+-- Statements are built here and planned for their values on each call, so no cached plan
+-- made for other values can scan a whole table.
+CREATE FUNCTION retention_take_v1(source text, queue text, before timestamptz, batch integer)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET lock_timeout = '500ms'
+AS $$
+DECLARE
+    time_column text := CASE source WHEN 'dead_jobs' THEN 'died_at' WHEN 'schedule_fires' THEN 'fired_at'
+                                    ELSE 'finished_at' END;
+    within text;
+    bound timestamptz;
+    taken bigint;
+BEGIN
+    IF source NOT IN ('job_history', 'job_history_default', 'dead_jobs', 'job_runs', 'job_runs_default',
+                      'schedule_fires') THEN
+        RAISE EXCEPTION 'conveyor.retention_take_v1: % holds no finished work', source
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF batch < 1 OR before IS NULL THEN
+        RETURN 0;
+    END IF;
+    within := format('t.%1$I < $1', time_column) || CASE WHEN queue IS NULL THEN '' ELSE ' AND t.queue = $2' END;
+    EXECUTE format('SELECT t.%1$I FROM %2$I.%3$I t WHERE %4$s ORDER BY t.%1$I OFFSET $3 LIMIT 1',
+                   time_column, current_schema(), source, within)
+        INTO bound USING before, queue, batch - 1;
+    IF bound IS NOT NULL THEN
+        within := within || format(' AND t.%I <= $3', time_column);
+    END IF;
+    IF source IN ('job_history', 'job_history_default') THEN
+        EXECUTE format(
+            'WITH gone AS (DELETE FROM %1$I.%2$I t WHERE %3$s RETURNING t.*) '
+            'INSERT INTO %1$I.job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, '
+            'task, error) SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, '
+            'errors -> -1 ->> ''error'' FROM gone', current_schema(), source, within)
+            USING before, queue, bound;
+    ELSIF source = 'dead_jobs' THEN
+        EXECUTE format(
+            'WITH gone AS (DELETE FROM %1$I.dead_jobs t WHERE %2$s RETURNING t.*) '
+            'INSERT INTO %1$I.job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, '
+            'task, error) SELECT id, enqueued_at, started_at, died_at, NULL, attempt, ''dead'', queue, task, '
+            'errors -> -1 ->> ''error'' FROM gone', current_schema(), within)
+            USING before, queue, bound;
+    ELSE
+        EXECUTE format('DELETE FROM %I.%I t WHERE %s', current_schema(), source, within)
+            USING before, queue, bound;
+    END IF;
+    GET DIAGNOSTICS taken = ROW_COUNT;
+    RETURN taken;
+END;
+$$;
+
+-- One batch of each row step of retention: at most about batch rows per step, oldest first,
+-- through indexes (see retention_take_v1). Call it until no step returns batch. It never
+-- touches jobs, so claims and acks never wait on it; it waits at most 500 ms for a lock (a
+-- row held by someone else, or a table by DDL), and a step that cannot have one returns 0
+-- (with a notice) and goes next time.
 --
 -- A queue's keep applies to the queues that have a queues row; rows of any other queue
 -- name go at the longest keep (with their whole day, or from the default partitions).
@@ -156,91 +214,36 @@ DECLARE
     longest_completed interval;
     longest_runs interval;
     longest_dead interval;
-    moved bigint;
+    k record;
 BEGIN
-    SELECT max(completed_keep), max(runs_keep), max(dead_keep)
+    SELECT max(r.completed_keep), max(r.runs_keep), max(r.dead_keep)
     INTO longest_completed, longest_runs, longest_dead
     FROM (SELECT completed_keep, runs_keep, dead_keep FROM retention_by_queue
-          UNION ALL SELECT completed_keep, runs_keep, dead_keep FROM retention WHERE queue = '*') AS keeps;
+          UNION ALL SELECT completed_keep, runs_keep, dead_keep FROM retention WHERE queue = '*') AS r;
 
     step := 'finished jobs moved to the run log'; affected := 0;
     BEGIN
-        -- Queues keeping less than the longest keep, in every partition.
-        WITH doomed AS (
-            SELECT h.id, h.finished_at
-            FROM retention_by_queue k
-            CROSS JOIN LATERAL (
-                SELECT h.id, h.finished_at FROM job_history h
-                WHERE h.queue = k.queue AND h.finished_at < at - k.completed_keep
-                ORDER BY h.finished_at LIMIT batch
-                FOR UPDATE SKIP LOCKED
-            ) AS h
-            WHERE k.completed_keep < longest_completed
-            LIMIT batch
-        ), gone AS (
-            DELETE FROM job_history h USING doomed
-            WHERE h.id = doomed.id AND h.finished_at = doomed.finished_at
-            RETURNING h.*
-        )
-        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
-        SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
-        FROM gone;
-        GET DIAGNOSTICS moved = ROW_COUNT;
-        affected := affected + moved;
-
-        -- The other queues' rows in the default partition (no day of their own to drop).
-        WITH doomed AS (
-            SELECT h.id, h.finished_at
-            FROM retention_by_queue k
-            CROSS JOIN LATERAL (
-                SELECT h.id, h.finished_at FROM job_history_default h
-                WHERE h.queue = k.queue AND h.finished_at < at - longest_completed
-                ORDER BY h.finished_at LIMIT batch
-                FOR UPDATE SKIP LOCKED
-            ) AS h
-            WHERE k.completed_keep >= longest_completed
-            LIMIT batch
-        ), gone AS (
-            DELETE FROM job_history_default h USING doomed
-            WHERE h.id = doomed.id AND h.finished_at = doomed.finished_at
-            RETURNING h.*
-        )
-        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
-        SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
-        FROM gone;
-        GET DIAGNOSTICS moved = ROW_COUNT;
-        affected := affected + moved;
-
-        -- Beyond a queue's completed_max newest: older than the oldest row kept. Finding that
-        -- row reads completed_max index entries.
-        WITH capped AS (
-            SELECT k.queue,
-                   CASE WHEN k.completed_max = 0 THEN timestamptz 'infinity' ELSE (
-                       SELECT h.finished_at FROM job_history h WHERE h.queue = k.queue
-                       ORDER BY h.finished_at DESC OFFSET k.completed_max - 1 LIMIT 1
-                   ) END AS oldest_kept
-            FROM retention_by_queue k
-            WHERE k.completed_max IS NOT NULL
-        ), doomed AS (
-            SELECT h.id, h.finished_at
-            FROM capped c
-            CROSS JOIN LATERAL (
-                SELECT h.id, h.finished_at FROM job_history h
-                WHERE h.queue = c.queue AND h.finished_at < c.oldest_kept
-                ORDER BY h.finished_at LIMIT batch
-                FOR UPDATE SKIP LOCKED
-            ) AS h
-            LIMIT batch
-        ), gone AS (
-            DELETE FROM job_history h USING doomed
-            WHERE h.id = doomed.id AND h.finished_at = doomed.finished_at
-            RETURNING h.*
-        )
-        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
-        SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, errors -> -1 ->> 'error'
-        FROM gone;
-        GET DIAGNOSTICS moved = ROW_COUNT;
-        affected := affected + moved;
+        FOR k IN SELECT * FROM retention_by_queue ORDER BY queue LOOP
+            EXIT WHEN affected >= batch;
+            IF k.completed_keep < longest_completed THEN
+                -- A queue keeping less than the longest keep: from every partition.
+                affected := affected + retention_take_v1('job_history', k.queue, at - k.completed_keep,
+                                                         batch - affected::integer);
+            ELSE
+                -- The others go with their whole day; the default partition has none to drop.
+                affected := affected + retention_take_v1('job_history_default', k.queue, at - longest_completed,
+                                                         batch - affected::integer);
+            END IF;
+            IF k.completed_max IS NOT NULL AND affected < batch THEN
+                -- Beyond its completed_max newest: older than the oldest kept, found by
+                -- reading completed_max entries of the index.
+                affected := affected + retention_take_v1('job_history', k.queue,
+                    CASE WHEN k.completed_max = 0 THEN timestamptz 'infinity' ELSE (
+                        SELECT h.finished_at FROM job_history h WHERE h.queue = k.queue
+                        ORDER BY h.finished_at DESC OFFSET k.completed_max - 1 LIMIT 1) END,
+                    batch - affected::integer);
+            END IF;
+        END LOOP;
     EXCEPTION WHEN lock_not_available THEN
         RAISE NOTICE 'conveyor: finished jobs are busy; retention goes on next time';
         affected := 0;
@@ -250,40 +253,12 @@ BEGIN
     step := 'dead jobs moved to the run log'; affected := 0;
     BEGIN
         -- Older than every queue's keep: any queue, by dead_jobs_died_at.
-        WITH doomed AS (
-            SELECT d.id FROM dead_jobs d
-            WHERE d.died_at < at - longest_dead
-            ORDER BY d.died_at LIMIT batch
-            FOR UPDATE SKIP LOCKED
-        ), gone AS (
-            DELETE FROM dead_jobs d USING doomed WHERE d.id = doomed.id RETURNING d.*
-        )
-        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
-        SELECT id, enqueued_at, started_at, died_at, NULL, attempt, 'dead', queue, task, errors -> -1 ->> 'error'
-        FROM gone;
-        GET DIAGNOSTICS moved = ROW_COUNT;
-        affected := affected + moved;
-
+        affected := retention_take_v1('dead_jobs', NULL, at - longest_dead, batch);
         -- Queues keeping their dead for less, by dead_jobs_queue.
-        WITH doomed AS (
-            SELECT d.id
-            FROM retention_by_queue k
-            CROSS JOIN LATERAL (
-                SELECT d.id FROM dead_jobs d
-                WHERE d.queue = k.queue AND d.died_at < at - k.dead_keep
-                ORDER BY d.died_at LIMIT batch
-                FOR UPDATE SKIP LOCKED
-            ) AS d
-            WHERE k.dead_keep < longest_dead
-            LIMIT batch
-        ), gone AS (
-            DELETE FROM dead_jobs d USING doomed WHERE d.id = doomed.id RETURNING d.*
-        )
-        INSERT INTO job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, error)
-        SELECT id, enqueued_at, started_at, died_at, NULL, attempt, 'dead', queue, task, errors -> -1 ->> 'error'
-        FROM gone;
-        GET DIAGNOSTICS moved = ROW_COUNT;
-        affected := affected + moved;
+        FOR k IN SELECT * FROM retention_by_queue WHERE dead_keep < longest_dead ORDER BY queue LOOP
+            EXIT WHEN affected >= batch;
+            affected := affected + retention_take_v1('dead_jobs', k.queue, at - k.dead_keep, batch - affected::integer);
+        END LOOP;
     EXCEPTION WHEN lock_not_available THEN
         RAISE NOTICE 'conveyor: dead jobs are busy; retention goes on next time';
         affected := 0;
@@ -292,39 +267,16 @@ BEGIN
 
     step := 'run log rows deleted'; affected := 0;
     BEGIN
-        -- Queues keeping their runs for less than the longest, in every partition.
-        WITH doomed AS (
-            SELECT r.id, r.finished_at
-            FROM retention_by_queue k
-            CROSS JOIN LATERAL (
-                SELECT r.id, r.finished_at FROM job_runs r
-                WHERE r.queue = k.queue AND r.finished_at < at - k.runs_keep
-                ORDER BY r.finished_at LIMIT batch
-                FOR UPDATE SKIP LOCKED
-            ) AS r
-            WHERE k.runs_keep < longest_runs
-            LIMIT batch
-        )
-        DELETE FROM job_runs r USING doomed WHERE r.id = doomed.id AND r.finished_at = doomed.finished_at;
-        GET DIAGNOSTICS moved = ROW_COUNT;
-        affected := affected + moved;
-
-        -- The other queues' rows in the default partition.
-        WITH doomed AS (
-            SELECT r.id, r.finished_at
-            FROM retention_by_queue k
-            CROSS JOIN LATERAL (
-                SELECT r.id, r.finished_at FROM job_runs_default r
-                WHERE r.queue = k.queue AND r.finished_at < at - longest_runs
-                ORDER BY r.finished_at LIMIT batch
-                FOR UPDATE SKIP LOCKED
-            ) AS r
-            WHERE k.runs_keep >= longest_runs
-            LIMIT batch
-        )
-        DELETE FROM job_runs_default r USING doomed WHERE r.id = doomed.id AND r.finished_at = doomed.finished_at;
-        GET DIAGNOSTICS moved = ROW_COUNT;
-        affected := affected + moved;
+        FOR k IN SELECT * FROM retention_by_queue ORDER BY queue LOOP
+            EXIT WHEN affected >= batch;
+            IF k.runs_keep < longest_runs THEN
+                affected := affected + retention_take_v1('job_runs', k.queue, at - k.runs_keep,
+                                                         batch - affected::integer);
+            ELSE
+                affected := affected + retention_take_v1('job_runs_default', k.queue, at - longest_runs,
+                                                         batch - affected::integer);
+            END IF;
+        END LOOP;
     EXCEPTION WHEN lock_not_available THEN
         RAISE NOTICE 'conveyor: the run log is busy; retention goes on next time';
         affected := 0;
@@ -333,14 +285,7 @@ BEGIN
 
     step := 'fire log rows deleted'; affected := 0;
     BEGIN
-        WITH doomed AS (
-            SELECT f.id FROM schedule_fires f
-            WHERE f.fired_at < at - longest_runs
-            ORDER BY f.fired_at LIMIT batch
-            FOR UPDATE SKIP LOCKED
-        )
-        DELETE FROM schedule_fires f USING doomed WHERE f.id = doomed.id;
-        GET DIAGNOSTICS affected = ROW_COUNT;
+        affected := retention_take_v1('schedule_fires', NULL, at - longest_runs, batch);
     EXCEPTION WHEN lock_not_available THEN
         RAISE NOTICE 'conveyor: the fire log is busy; retention goes on next time';
         affected := 0;

@@ -64,6 +64,7 @@ FUNCTIONS = {
     "resume_schedule",
     "retention_batch_v1",
     "retention_rows",
+    "retention_take_v1",
     "retry_dead",
     "set_retention",
     "trigger_schedule",

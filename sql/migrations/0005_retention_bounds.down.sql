@@ -64,6 +64,7 @@ COMMENT ON VIEW queue_stats IS
     'Per queue: waiting (due now), scheduled (later), running, completed in the last 24 h, dead, '
     'and how long the oldest waiting job has waited.';
 
+DROP FUNCTION queue_stats_v1();
 DROP FUNCTION count_finished_v1(timestamptz, integer);
 DROP TABLE finished_counts_mark;
 DROP TABLE finished_counts;

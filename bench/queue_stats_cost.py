@@ -62,7 +62,8 @@ LEFT JOIN (SELECT queue, count(*) AS dead FROM dead_jobs GROUP BY queue) AS dead
 def fill(conn: psycopg.Connection[tuple[object, ...]], rows: int, queues: int, dead: int, live: int) -> None:
     conn.execute("SELECT ensure_history_partitions(1, now())")
     conn.execute(
-        "INSERT INTO queues (name) SELECT 'q' || n FROM generate_series(1, %s) n ON CONFLICT DO NOTHING", [queues]
+        "INSERT INTO queues (name) SELECT 'q' || n FROM generate_series(1, %s) n ON CONFLICT DO NOTHING",
+        [queues],
     )
     step = 86_400.0 / rows  # seconds between finishes: the whole history within 24 hours
     for first in range(0, rows, CHUNK):
@@ -113,7 +114,9 @@ def timed(conn: psycopg.Connection[tuple[object, ...]], view: str, calls: int) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--schema", default="bench_queue_stats")
     parser.add_argument("--rows", type=int, default=10_000_000)

@@ -270,3 +270,20 @@ async def test_queue_stats_reads_only_the_rows_finished_since_the_last_count(db:
     # The rows since the mark: at most the last 6 minutes (one 5-minute bucket and the
     # minute a bucket waits before it is counted), a job every 3.6 s.
     assert sum(reads[name][2] for name in large if name in reads) <= 6 * 60 / 3.6 + 2
+
+
+def test_apply_retention_from_psql_goes_in_the_same_bounded_steps(db: DB) -> None:
+    """CALL apply_retention() commits after every batch, so it runs outside a transaction
+    block; it does what the scheduler's run does."""
+    db.all("select {schema}.ensure_history_partitions(0, %s)", [AT - 5 * DAY])
+    fill_history(db, 1, 12_000, "default", AT - 5 * DAY, timedelta(seconds=1))  # three batches' worth
+    fill_history(db, 20_001, 5, "default", AT - 2 * DAY, timedelta(seconds=1))  # the default partition
+    fill_dead(db, 30_001, 5, "default", AT - 30 * DAY)
+    with db.connect(autocommit=True) as conn:
+        conn.execute(db.compose("call {schema}.apply_retention(%s)"), [AT])
+    assert db.one("select count(*) from {schema}.job_history") == 0
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+    assert db.one("select count(*), count(distinct id) from {schema}.job_runs") == (12_010, 12_010)
+    assert db.one("select to_regclass(%s)", [f'"{db.schema}".job_history_{AT - 5 * DAY:%Y%m%d}']) is None
+    with db.connect() as conn, pytest.raises(psycopg.errors.InvalidTransactionTermination):
+        conn.execute(db.compose("call {schema}.apply_retention(%s)"), [AT])  # inside a transaction block

@@ -1,0 +1,123 @@
+"""What the jobs table's args size rule (domain job_args, constraint args_at_most_1_mib,
+schema version 5) costs a one-row INSERT and a single enqueue.
+
+Rounds alternate between the rule in place and the rule dropped, on one migrated schema of
+its own:
+
+- ``insert``: ``--inserts`` one-row INSERTs into jobs in one PL/pgSQL loop, timed by the
+  server (no round trips, no commits: the statement's own cost), rolled back;
+- ``enqueue``: ``--enqueues`` calls of ``Conveyor.enqueue`` one after another, each its own
+  transaction, timed by the client.
+
+    python bench/args_check_cost.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "service"))
+
+from conveyor import Conveyor, Registry
+from conveyor.db import migrations
+
+RULE_OFF = "ALTER DOMAIN job_args DROP CONSTRAINT args_at_most_1_mib"
+RULE_ON = "ALTER DOMAIN job_args ADD CONSTRAINT args_at_most_1_mib CHECK (octet_length(VALUE::text) <= 1048576) NOT VALID"
+SIZES = {"small": {"to": "a@example.com", "n": 1}, "1 kB": {"blob": "x" * 1000}}
+
+
+def insert_loop(conn: psycopg.Connection[tuple[object, ...]], args: str, count: int) -> float:
+    """Microseconds per one-row INSERT, by the server's clock (the loop is a PL/pgSQL
+    function: each INSERT starts its own executor, as a statement from a client does)."""
+    row = conn.execute("SELECT insert_jobs(%s::jsonb, %s)", [args, count]).fetchone()
+    conn.rollback()
+    assert row is not None
+    return float(row[0]) * 1e6 / count
+
+
+async def enqueue_round(url: str, schema: str, count: int) -> float:
+    """Microseconds per enqueue, by the client's clock."""
+    registry = Registry()
+
+    @registry.task
+    async def send(to: str, n: int) -> None:
+        pass
+
+    async with Conveyor(url, schema=schema, registry=registry) as client:
+        for _ in range(50):  # warm the connection and its prepared statements
+            await client.enqueue(send, to="a@example.com", n=1)
+        started = time.perf_counter()
+        for _ in range(count):
+            await client.enqueue(send, to="a@example.com", n=1)
+        return (time.perf_counter() - started) * 1e6 / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--schema", default="bench_args_check")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--inserts", type=int, default=20_000)
+    parser.add_argument("--enqueues", type=int, default=2_000)
+    args = parser.parse_args()
+
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(args.schema)))
+    migrations.upgrade(args.database_url, args.schema)
+    results: dict[str, dict[bool, list[float]]] = {}
+    with psycopg.connect(args.database_url) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(args.schema)))
+        conn.execute(
+            "CREATE FUNCTION insert_jobs(a jsonb, n integer) RETURNS double precision LANGUAGE plpgsql AS $$"
+            " DECLARE t0 timestamptz := clock_timestamp();"
+            " BEGIN FOR i IN 1..n LOOP INSERT INTO jobs (queue, task, max_attempts, args)"
+            " VALUES ('default', 'send', 5, a); END LOOP;"
+            " RETURN extract(epoch FROM clock_timestamp() - t0); END $$"
+        )
+        conn.commit()
+        try:
+            for round_number in range(args.rounds):
+                for rule in (True, False) if round_number % 2 == 0 else (False, True):
+                    conn.execute(RULE_ON if rule else RULE_OFF)
+                    conn.commit()
+                    for name, value in SIZES.items():
+                        spent = insert_loop(conn, json.dumps(value), args.inserts)
+                        results.setdefault(f"one-row INSERT, {name} args", {True: [], False: []})[
+                            rule
+                        ].append(spent)
+                    spent = asyncio.run(enqueue_round(args.database_url, args.schema, args.enqueues))
+                    results.setdefault("Conveyor.enqueue, one per transaction", {True: [], False: []})[
+                        rule
+                    ].append(spent)
+                    conn.execute("TRUNCATE jobs")
+                    conn.commit()
+                    if not rule:
+                        conn.execute(RULE_ON)
+                        conn.commit()
+        finally:
+            conn.rollback()
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(args.schema)))
+            conn.commit()
+
+    print("| statement | without the rule (µs) | with it (µs) | difference |\n|---|---|---|---|")
+    for name, by_rule in results.items():
+        off, on = statistics.median(by_rule[False]), statistics.median(by_rule[True])
+        spread = f"{min(by_rule[False]):.2f}-{max(by_rule[False]):.2f} / {min(by_rule[True]):.2f}-{max(by_rule[True]):.2f}"
+        print(
+            f"| {name} | {off:.2f} | {on:.2f} | {on - off:+.2f} ({(on - off) / off:+.1%}); spread {spread} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

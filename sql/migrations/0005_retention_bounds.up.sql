@@ -87,8 +87,8 @@ $$;
 -- rollup's buckets from the one holding now() - 24 h (so up to 5 minutes more than 24 hours)
 -- plus the rows finished since the rollup's mark, read through job_history_queue_finished:
 -- its cost follows the rows finished since the last count, not the size of the history.
--- Until the first count, or with the mark more than 24 hours behind, it counts the last 24
--- hours row by row, as version 1 did. dead counts dead_jobs through dead_jobs_queue (an
+-- With nothing counted in the last hour (before the first count, or with no scheduler
+-- running retention) it counts the last 24 hours in one pass, as version 1 did. dead counts dead_jobs through dead_jobs_queue (an
 -- index-only count: it grows with the dead jobs kept).
 --
 -- A function, so that it can run without JIT: the planner cannot know how few rows lie past
@@ -106,13 +106,16 @@ SELECT names.queue,
        coalesce(live.waiting, 0)          AS waiting,
        coalesce(live.scheduled, 0)        AS scheduled,
        coalesce(live.running, 0)          AS running,
-       (coalesce(counted.completed, 0) + coalesce(recent.completed, 0))::bigint AS completed_24h,
+       (coalesce(counted.completed, 0) + coalesce(recent.completed, 0) + coalesce(uncounted.completed, 0))::bigint
+                                          AS completed_24h,
        coalesce(dead.dead, 0)             AS dead,
        date_trunc('second', now() - live.oldest_waiting) AS oldest_waiting_age
 FROM (SELECT name AS queue FROM queues UNION SELECT DISTINCT queue FROM jobs) AS names
 CROSS JOIN (
-    SELECT greatest((SELECT m.counted_to FROM finished_counts_mark m), now() - interval '24 hours') AS since,
+    SELECT greatest(m.counted_to, now() - interval '24 hours') AS since,
+           coalesce(m.counted_to > now() - interval '1 hour', false) AS counting,
            date_bin(interval '5 minutes', now() - interval '24 hours', timestamptz '2000-01-01 00:00:00+00') AS first_bucket
+    FROM (SELECT (SELECT counted_to FROM finished_counts_mark) AS counted_to) AS m
 ) AS mark
 LEFT JOIN queues q ON q.name = names.queue
 LEFT JOIN (
@@ -125,12 +128,19 @@ LEFT JOIN (
 ) AS live ON live.queue = names.queue
 LEFT JOIN LATERAL (
     SELECT sum(c.completed) AS completed FROM finished_counts c
-    WHERE c.queue = names.queue AND c.bucket >= mark.first_bucket AND c.bucket < mark.since
+    WHERE mark.counting AND c.queue = names.queue AND c.bucket >= mark.first_bucket AND c.bucket < mark.since
 ) AS counted ON true
 LEFT JOIN LATERAL (
     SELECT count(*) AS completed FROM job_history h
-    WHERE h.queue = names.queue AND h.finished_at >= mark.since AND h.state = 'completed'
+    WHERE mark.counting AND h.queue = names.queue AND h.finished_at >= mark.since AND h.state = 'completed'
 ) AS recent ON true
+LEFT JOIN (
+    -- Nothing counted within the hour: one pass over the last 24 hours for every queue.
+    SELECT h.queue, count(*) AS completed FROM job_history h
+    WHERE NOT coalesce((SELECT counted_to FROM finished_counts_mark) > now() - interval '1 hour', false)
+      AND h.finished_at > now() - interval '24 hours' AND h.state = 'completed'
+    GROUP BY h.queue
+) AS uncounted ON uncounted.queue = names.queue
 LEFT JOIN LATERAL (
     SELECT count(*) AS dead FROM dead_jobs d WHERE d.queue = names.queue
 ) AS dead ON true;

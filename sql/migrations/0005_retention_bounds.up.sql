@@ -88,62 +88,64 @@ $$;
 -- plus the rows finished since the rollup's mark, read through job_history_queue_finished:
 -- its cost follows the rows finished since the last count, not the size of the history.
 -- With nothing counted in the last hour (before the first count, or with no scheduler
--- running retention) it counts the last 24 hours in one pass, as version 1 did. dead counts dead_jobs through dead_jobs_queue (an
--- index-only count: it grows with the dead jobs kept).
+-- running retention) it counts the last 24 hours in one pass, as version 1 did. dead counts
+-- dead_jobs through dead_jobs_queue (an index-only count: it grows with the dead jobs kept).
 --
--- A function, so that it can run without JIT: the planner cannot know how few rows lie past
--- the mark, its estimate for a large history passes jit_above_cost, and compiling the plan
--- took a second where running it takes milliseconds.
+-- Planned without JIT: the planner cannot know how few rows lie past the mark, its estimate
+-- for a large history passes jit_above_cost, and compiling the plan took a second where
+-- running it takes milliseconds.
 CREATE FUNCTION queue_stats_v1()
 RETURNS TABLE (queue text, paused boolean, waiting bigint, scheduled bigint, running bigint,
                completed_24h bigint, dead bigint, oldest_waiting_age interval)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 SET jit = off
 AS $$
-SELECT names.queue,
-       coalesce(q.paused, false)          AS paused,
-       coalesce(live.waiting, 0)          AS waiting,
-       coalesce(live.scheduled, 0)        AS scheduled,
-       coalesce(live.running, 0)          AS running,
-       (coalesce(counted.completed, 0) + coalesce(recent.completed, 0) + coalesce(uncounted.completed, 0))::bigint
-                                          AS completed_24h,
-       coalesce(dead.dead, 0)             AS dead,
-       date_trunc('second', now() - live.oldest_waiting) AS oldest_waiting_age
-FROM (SELECT name AS queue FROM queues UNION SELECT DISTINCT queue FROM jobs) AS names
-CROSS JOIN (
-    SELECT greatest(m.counted_to, now() - interval '24 hours') AS since,
-           coalesce(m.counted_to > now() - interval '1 hour', false) AS counting,
-           date_bin(interval '5 minutes', now() - interval '24 hours', timestamptz '2000-01-01 00:00:00+00') AS first_bucket
-    FROM (SELECT (SELECT counted_to FROM finished_counts_mark) AS counted_to) AS m
-) AS mark
-LEFT JOIN queues q ON q.name = names.queue
-LEFT JOIN (
-    SELECT queue,
-           count(*) FILTER (WHERE state = 'available') AS waiting,
-           count(*) FILTER (WHERE state = 'scheduled') AS scheduled,
-           count(*) FILTER (WHERE state = 'running')   AS running,
-           min(run_at) FILTER (WHERE state = 'available') AS oldest_waiting
-    FROM jobs GROUP BY queue
-) AS live ON live.queue = names.queue
-LEFT JOIN LATERAL (
-    SELECT sum(c.completed) AS completed FROM finished_counts c
-    WHERE mark.counting AND c.queue = names.queue AND c.bucket >= mark.first_bucket AND c.bucket < mark.since
-) AS counted ON true
-LEFT JOIN LATERAL (
-    SELECT count(*) AS completed FROM job_history h
-    WHERE mark.counting AND h.queue = names.queue AND h.finished_at >= mark.since AND h.state = 'completed'
-) AS recent ON true
-LEFT JOIN (
-    -- Nothing counted within the hour: one pass over the last 24 hours for every queue.
-    SELECT h.queue, count(*) AS completed FROM job_history h
-    WHERE NOT coalesce((SELECT counted_to FROM finished_counts_mark) > now() - interval '1 hour', false)
-      AND h.finished_at > now() - interval '24 hours' AND h.state = 'completed'
-    GROUP BY h.queue
-) AS uncounted ON uncounted.queue = names.queue
-LEFT JOIN LATERAL (
-    SELECT count(*) AS dead FROM dead_jobs d WHERE d.queue = names.queue
-) AS dead ON true;
+#variable_conflict use_column
+DECLARE
+    mark timestamptz := (SELECT m.counted_to FROM finished_counts_mark m);
+    first_bucket timestamptz := date_bin(interval '5 minutes', now() - interval '24 hours',
+                                         timestamptz '2000-01-01 00:00:00+00');
+    completed jsonb;
+BEGIN
+    IF mark > now() - interval '1 hour' THEN
+        SELECT jsonb_object_agg(names.name, c.counted + c.recent) INTO completed
+        FROM (SELECT name FROM queues UNION SELECT DISTINCT queue FROM jobs) AS names (name)
+        CROSS JOIN LATERAL (
+            SELECT (SELECT coalesce(sum(f.completed), 0) FROM finished_counts f
+                    WHERE f.queue = names.name AND f.bucket >= first_bucket AND f.bucket < mark) AS counted,
+                   (SELECT count(*) FROM job_history h
+                    WHERE h.queue = names.name AND h.finished_at >= mark AND h.state = 'completed') AS recent
+        ) AS c;
+    ELSE
+        SELECT jsonb_object_agg(h.queue, h.n) INTO completed
+        FROM (SELECT h.queue, count(*) AS n FROM job_history h
+              WHERE h.finished_at > now() - interval '24 hours' AND h.state = 'completed'
+              GROUP BY h.queue) AS h;
+    END IF;
+    RETURN QUERY
+    SELECT names.queue,
+           coalesce(q.paused, false),
+           coalesce(live.waiting, 0),
+           coalesce(live.scheduled, 0),
+           coalesce(live.running, 0),
+           coalesce((completed ->> names.queue)::bigint, 0),
+           coalesce(dead.dead, 0),
+           date_trunc('second', now() - live.oldest_waiting)
+    FROM (SELECT name AS queue FROM queues UNION SELECT DISTINCT queue FROM jobs) AS names
+    LEFT JOIN queues q ON q.name = names.queue
+    LEFT JOIN (
+        SELECT j.queue,
+               count(*) FILTER (WHERE j.state = 'available') AS waiting,
+               count(*) FILTER (WHERE j.state = 'scheduled') AS scheduled,
+               count(*) FILTER (WHERE j.state = 'running')   AS running,
+               min(j.run_at) FILTER (WHERE j.state = 'available') AS oldest_waiting
+        FROM jobs j GROUP BY j.queue
+    ) AS live ON live.queue = names.queue
+    LEFT JOIN LATERAL (
+        SELECT count(*) AS dead FROM dead_jobs d WHERE d.queue = names.queue
+    ) AS dead ON true;
+END;
 $$;
 
 CREATE OR REPLACE VIEW queue_stats AS

@@ -10,6 +10,7 @@ execution time, planning included, median of ``--calls``):
 - ``just counted``: right after ``count_finished_v1`` (at most 6 minutes of rows since its mark);
 - ``10 min since the count``: the mark moved back 10 minutes, the most a scheduler running
   retention every 10 minutes leaves (its default);
+- both again with no dead jobs (the ``dead`` column's count is the rest);
 - the version 1 view, on the same tables, for comparison.
 
     python bench/queue_stats_cost.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
@@ -157,11 +158,21 @@ def main() -> None:
             )
             conn.commit()
             results["10 min since the count"] = timed(conn, "queue_stats", args.calls)
+            conn.execute("DELETE FROM dead_jobs")
+            conn.commit()
+            conn.autocommit = True
+            conn.execute("VACUUM ANALYZE dead_jobs")
+            conn.autocommit = False
+            results["10 min since the count, no dead jobs"] = timed(conn, "queue_stats", args.calls)
             started = time.monotonic()
             conn.execute("SELECT count_finished_v1(now(), 12)")
             conn.commit()
             ten_minutes = time.monotonic() - started
-            size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('job_history'))").fetchone()
+            results["just counted, no dead jobs"] = timed(conn, "queue_stats", args.calls)
+            size = conn.execute(
+                "SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits"
+                " WHERE inhparent = 'job_history'::regclass"
+            ).fetchone()
         finally:
             conn.rollback()
             if not args.keep:

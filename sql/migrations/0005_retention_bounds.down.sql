@@ -73,3 +73,4 @@ DROP INDEX job_runs_queue_finished;
 DROP INDEX job_history_queue_finished;
 
 ALTER DOMAIN job_args DROP CONSTRAINT args_at_most_1_mib;
+DROP FUNCTION compact_json_octets_v1(jsonb);

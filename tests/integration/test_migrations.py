@@ -44,6 +44,7 @@ FUNCTIONS = {
     "apply_retention",
     "check_cron",
     "check_timezone",
+    "compact_json_octets_v1",
     "count_finished_v1",
     "create_queue",
     "create_schedule",

@@ -5,17 +5,23 @@
 SELECT queue, paused, waiting, scheduled, running, completed_24h, dead, oldest_waiting_age
 FROM {schema}.queue_stats ORDER BY queue;
 
--- name: get_live_job
--- One unfinished job with its lease and errors.
-SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, started_at,
-       lease_expires_at, worker_id, unique_key, progress, progress_message, args, errors
-FROM {schema}.jobs WHERE id = %(id)s;
-
--- name: get_finished_job
--- One finished job with its result.
-SELECT id, queue, task, state, attempt, max_attempts, enqueued_at, started_at, finished_at, worker_id,
-       args, result, errors
-FROM {schema}.job_history WHERE id = %(id)s;
+-- name: get_job
+-- One job wherever it is (jobs, job_history or dead_jobs), read in one statement: one
+-- snapshot, so a job moving between the tables is found in exactly one of them. Each table
+-- is probed by id; the columns a table lacks are NULL (a dead job's state is 'dead').
+SELECT id, queue, task, state::text AS state, priority::smallint AS priority, attempt,
+       max_attempts::integer AS max_attempts, run_at, enqueued_at, started_at, NULL::timestamptz AS finished_at,
+       NULL::timestamptz AS died_at, lease_expires_at, worker_id, unique_key, progress::smallint AS progress,
+       progress_message, args::jsonb AS args, NULL::jsonb AS result, errors
+FROM {schema}.jobs WHERE id = %(id)s
+UNION ALL
+SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, started_at, finished_at,
+       NULL, NULL, worker_id, unique_key, 100, NULL, args, result, errors
+FROM {schema}.job_history WHERE id = %(id)s
+UNION ALL
+SELECT id, queue, task, 'dead', priority, attempt, max_attempts, run_at, enqueued_at, started_at, NULL,
+       died_at, NULL, NULL, unique_key, NULL, NULL, args, NULL, errors
+FROM {schema}.dead_jobs WHERE id = %(id)s;
 
 -- name: list_dead_jobs
 -- Dead jobs, newest first, filtered by queue and task when given.

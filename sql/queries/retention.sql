@@ -1,17 +1,24 @@
--- Retention, in short steps (see the SQL functions retention_rows, expired_partitions and
--- drop_partition): run by the elected scheduler, or with `conveyor retention apply`.
+-- Retention, in bounded steps (see the SQL functions count_finished_v1, retention_batch_v1,
+-- expired_partitions and drop_partition_v1): run by the elected scheduler, or with
+-- `conveyor retention apply`. Every call takes at most its batch of rows and commits.
 
--- name: retention_rows
--- Row-by-row retention, where whole days cannot go; one row per step with its count.
-SELECT step, affected FROM {schema}.retention_rows(coalesce(%(now)s::timestamptz, now()));
+-- name: count_finished
+-- Count finished jobs into the rollup behind queue_stats, at most %(spans)s 5-minute buckets;
+-- returns the buckets counted.
+SELECT {schema}.count_finished_v1(coalesce(%(now)s::timestamptz, now()), %(spans)s);
+
+-- name: retention_batch
+-- One batch of each row step (at most %(batch)s rows per statement); one row per step with its count.
+SELECT step, affected FROM {schema}.retention_batch_v1(coalesce(%(now)s::timestamptz, now()), %(batch)s);
 
 -- name: expired_partitions
 -- The daily partitions past every queue's keep.
 SELECT {schema}.expired_partitions(coalesce(%(now)s::timestamptz, now()));
 
--- name: drop_partition
--- Drop one expired day (a job_history day goes to the run log first); rows copied.
-SELECT {schema}.drop_partition(%(partition)s);
+-- name: drop_partition_step
+-- Copy up to %(batch)s rows of an expired job_history day to the run log, and drop the day
+-- once all are copied (a job_runs day is dropped at once): (rows copied, dropped).
+SELECT copied, dropped FROM {schema}.drop_partition_v1(%(partition)s, %(batch)s);
 
 -- name: set_retention
 -- Change the defaults (queue '*') or one queue's retention; NULLs leave a value as it is.

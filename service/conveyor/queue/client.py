@@ -392,15 +392,15 @@ class Conveyor:
     # -- jobs --------------------------------------------------------------------------
 
     async def get_job(self, job_id: int) -> dict[str, Any]:
-        """A job wherever it is: live, finished (with its result) or dead (with its errors)."""
-        for query in ("get_live_job", "get_finished_job", "get_dead_job"):
-            rows = await self.db.fetch_dicts(query, {"id": job_id})
-            if rows:
-                row = rows[0]
-                if query == "get_dead_job":
-                    row["state"] = "dead"
-                return row
-        raise NotFoundError(f"no job with id {job_id}")
+        """A job wherever it is: live, finished (with its result) or dead (with its errors).
+
+        One statement reads the three tables, so a job that moves between them meanwhile
+        (finished, buried, retried from the dead-letter table) is still found. Every job has
+        the same keys; those that do not apply where it is are None."""
+        rows = await self.db.fetch_dicts("get_job", {"id": job_id})
+        if not rows:
+            raise NotFoundError(f"no job with id {job_id}")
+        return rows[0]
 
     async def list_jobs(
         self,

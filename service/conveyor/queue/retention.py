@@ -1,9 +1,16 @@
-"""Applying retention in short steps, so that no lock is held for long.
+"""Applying retention in bounded steps, so that no statement runs long or holds a lock long.
 
-Rows first (one statement), then each expired day in its own transaction: dropping a
-partition locks its parent table exclusively for an instant, and acks insert into that
-table. A day whose lock cannot be had within 500 ms is left for the next run; a run stops
-taking on more days once its time budget is spent.
+Every statement takes at most ``batch`` rows (oldest first, through an index) and commits on
+its own; a run stops starting new statements once its time budget is spent, and the next
+run resumes where it stopped (the row steps start from the oldest rows again; a day being
+copied to the run log resumes from its mark). A run always makes at least one call of each
+step, so a short budget slows retention down but never stops it.
+
+In order: the rollup behind ``queue_stats`` (``count_finished_v1``), then each expired day
+(copied to the run log in batches, then dropped: the drop locks its parent table for an
+instant, waiting at most 500 ms, else the day goes next time), then the row steps
+(``retention_batch_v1``). None of them touches the jobs table, so claims and acks never
+wait on retention.
 """
 
 from __future__ import annotations
@@ -18,31 +25,62 @@ from ..db.database import Database
 
 log = logging.getLogger("conveyor.retention")
 
+BATCH = 5000  # rows per statement
+SPANS = 12  # 5-minute buckets counted per statement
 
-async def apply_retention(db: Database, *, now: datetime | None, budget: float = 60.0) -> dict[str, int]:
+HISTORY_DROPPED = "history partitions dropped"
+RUNS_DROPPED = "run log partitions dropped"
+ROW_STEPS = (
+    "finished jobs moved to the run log",
+    "dead jobs moved to the run log",
+    "run log rows deleted",
+    "fire log rows deleted",
+)
+
+
+async def apply_retention(
+    db: Database, *, now: datetime | None, budget: float = 60.0, batch: int = BATCH
+) -> dict[str, int]:
     """Apply retention; returns what each step removed (partitions dropped, rows moved)."""
     deadline = time.monotonic() + budget
-    done = {str(step): int(affected) for step, affected in await db.fetch("retention_rows", {"now": now})}
-    done["history partitions dropped"] = done["run log partitions dropped"] = 0
+
+    def spent() -> bool:
+        return time.monotonic() > deadline
+
+    done = {HISTORY_DROPPED: 0, **dict.fromkeys(ROW_STEPS, 0), RUNS_DROPPED: 0}
+    while (await db.fetch("count_finished", {"now": now, "spans": SPANS}))[0][0] >= SPANS and not spent():
+        pass
+
     copied = 0
-    for (partition,) in await db.fetch("expired_partitions", {"now": now}):
-        if time.monotonic() > deadline:
-            log.info("retention: time budget spent; the other expired days go next time")
-            break
+    partitions = [partition for (partition,) in await db.fetch("expired_partitions", {"now": now})]
+    for partition in partitions:
+        dropped = False
         try:
-            rows = await db.fetch("drop_partition", {"partition": partition})
+            while True:
+                rows = await db.fetch("drop_partition_step", {"partition": partition, "batch": batch})
+                copied += int(rows[0][0])
+                dropped = bool(rows[0][1])
+                if dropped or spent():
+                    break
         except psycopg.errors.LockNotAvailable:
             log.info("retention: %s is busy; it goes next time", partition)
-            continue
-        step = (
-            "history partitions dropped"
-            if partition.startswith("job_history_")
-            else "run log partitions dropped"
-        )
-        done[step] += 1
-        copied += int(rows[0][0])
+        if dropped:
+            done[HISTORY_DROPPED if partition.startswith("job_history_") else RUNS_DROPPED] += 1
+        if spent():
+            break
+
+    while True:
+        rows = await db.fetch("retention_batch", {"now": now, "batch": batch})
+        for step, affected in rows:
+            done[str(step)] += int(affected)
+        if all(int(affected) < batch for _, affected in rows):
+            break
+        if spent():
+            log.info("retention: time budget spent; the rest goes next time")
+            break
+
     if copied:
-        log.info("retention: %d finished jobs of dropped days kept in the run log", copied)
+        log.info("retention: %d finished jobs of expired days copied to the run log", copied)
     if any(done.values()):
         log.info("retention: %s", ", ".join(f"{step}: {n}" for step, n in done.items() if n))
     return done

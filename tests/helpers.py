@@ -76,3 +76,130 @@ def subprocess_env(database_url: str, schema: str, **extra: str) -> dict[str, st
     )
     env.update(extra)
     return env
+
+
+class FreezingProxy:
+    """A TCP proxy on loopback in front of a PostgreSQL server, able to fail as a NAT or a
+    proxy that still acknowledges does: ``freeze()`` stops forwarding, both ways, on every
+    connection it has and every one it gets, without closing any; ``heal()`` lets new
+    connections through again while the frozen ones stay frozen (their path is gone for
+    good); ``thaw()`` resumes everything. It runs its own event loop in a thread, so that
+    synchronous tests and real processes can use it alike."""
+
+    def __init__(self, database_url: str) -> None:
+        import threading
+
+        info = psycopg.conninfo.conninfo_to_dict(database_url)
+        self._info = info
+        host = str(info.get("host") or "127.0.0.1")
+        port = int(info.get("port") or 5432)
+        self._unix_path = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else None
+        self._target = (host, port)
+        self._loop = asyncio.new_event_loop()
+        self._generation = 0  # connections made before a heal stay frozen
+        self._frozen_upto = float("-inf")  # connections of a generation below this are frozen
+        self._thawed = asyncio.Event()
+        self.held_back = 0  # bytes read and not forwarded while frozen
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="freezing-proxy", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        assert self._server is not None
+        self.port: int = self._server.sockets[0].getsockname()[1]
+
+    def url(self) -> str:
+        info = dict(self._info)
+        info.update(host="127.0.0.1", port=str(self.port))
+        return psycopg.conninfo.make_conninfo(**info)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            self._thawed.set()
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            self._ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    def _frozen(self, generation: int) -> bool:
+        return generation < self._frozen_upto
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        generation = self._generation
+        self.connections += 1
+        try:
+            if self._unix_path is not None:
+                up_reader, up_writer = await asyncio.open_unix_connection(self._unix_path)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(
+            self._pump(reader, up_writer, generation),
+            self._pump(up_reader, writer, generation),
+            return_exceptions=True,
+        )
+        for w in (writer, up_writer):
+            w.close()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, generation: int) -> None:
+        while data := await reader.read(65536):
+            while self._frozen(generation):
+                self.held_back += len(data)
+                self._thawed.clear()
+                await self._thawed.wait()
+                self.held_back -= len(data)
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    def _call(self, action: Callable[[], None]) -> None:
+        import concurrent.futures
+
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            action()
+            done.set_result(None)
+
+        self._loop.call_soon_threadsafe(run)
+        done.result(10)
+
+    def freeze(self) -> None:
+        def act() -> None:
+            self._frozen_upto = float("inf")
+
+        self._call(act)
+
+    def heal(self) -> None:
+        """New connections flow; the frozen ones stay frozen."""
+
+        def act() -> None:
+            self._generation += 1
+            self._frozen_upto = self._generation
+
+        self._call(act)
+
+    def thaw(self) -> None:
+        def act() -> None:
+            self._frozen_upto = float("-inf")
+            self._thawed.set()
+
+        self._call(act)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

@@ -116,7 +116,14 @@ class Worker:
         self.id: UUID = uuid4()
         self.queues = list(self.config.queues or sorted(self.registry.queues() | {DEFAULT_QUEUE}))
         # Five loops share the pool (claim, completer, maintenance, heartbeat, progress), plus one spare.
-        self.db = Database(settings.database_url, settings.schema, min_size=2, max_size=6, generic_plans=True)
+        self.db = Database(
+            settings.database_url,
+            settings.schema,
+            min_size=2,
+            max_size=6,
+            generic_plans=True,
+            timeouts=settings.timeouts,
+        )
         # Tasks borrow connections (ctx.connection()) from a pool of their own: a slow one (a
         # view refresh) must never keep the heartbeat or the acks from a connection.
         self._task_pool = pool(
@@ -141,7 +148,11 @@ class Worker:
             rescue_interval=max(0.5, min(5.0, self.config.lease / 2)),
         )
         self.notifier = Notifier(
-            settings.database_url, self.db.queries, self._on_notify, on_connect=self.wake
+            settings.listen_url or settings.database_url,
+            self.db.queries,
+            self._on_notify,
+            on_connect=self.wake,
+            timeouts=settings.timeouts,
         )
         self._progress = ProgressWriter(self.db, self.id)
         self._executor = Executor(

@@ -101,6 +101,7 @@ class FreezingProxy:
         self._thawed = asyncio.Event()
         self.held_back = 0  # bytes read and not forwarded while frozen
         self.connections = 0
+        self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="freezing-proxy", daemon=True)
@@ -131,6 +132,7 @@ class FreezingProxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         generation = self._generation
         self.connections += 1
+        self._writers.add(writer)
         try:
             if self._unix_path is not None:
                 up_reader, up_writer = await asyncio.open_unix_connection(self._unix_path)
@@ -139,6 +141,7 @@ class FreezingProxy:
         except OSError:
             writer.close()
             return
+        self._writers.add(up_writer)
         await asyncio.gather(
             self._pump(reader, up_writer, generation),
             self._pump(up_reader, writer, generation),
@@ -147,7 +150,9 @@ class FreezingProxy:
         for w in (writer, up_writer):
             w.close()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, generation: int) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, generation: int
+    ) -> None:
         while data := await reader.read(65536):
             while self._frozen(generation):
                 self.held_back += len(data)
@@ -196,10 +201,14 @@ class FreezingProxy:
         async def stop() -> None:
             if self._server is not None:
                 self._server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
+            for writer in self._writers:
+                writer.transport.abort()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()

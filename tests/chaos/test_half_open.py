@@ -4,6 +4,7 @@ keeps acknowledging). Nothing reports an error, so only deadlines get a process 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from conveyor.db.database import Database
 from conveyor.db.errors import DeadlineExceeded, is_transient
 from conveyor.settings import Timeouts
 
+from ..e2e import scripted_tasks  # noqa: F401 - registers the tasks the worker process runs
 from ..helpers import DB, REPO, FreezingProxy, subprocess_env, wait_until, wait_until_sync
 
 SHORT = Timeouts(statement=1.0, lock=0.5, connect=2.0, listen_check=0.5)
@@ -52,7 +54,8 @@ async def test_a_statement_on_a_frozen_link_fails_at_its_deadline_and_the_next_r
         with pytest.raises(DeadlineExceeded) as failure:
             await _pid(db)
         took = time.monotonic() - started
-        assert db.deadline is not None and db.deadline - 0.1 <= took < db.deadline + 2
+        assert db.deadline is not None
+        assert db.deadline - 0.1 <= took < db.deadline + 2
         assert is_transient(failure.value)
         proxy.heal()
         assert await _pid(db) != first  # the dropped connection was not given back healthy
@@ -109,6 +112,11 @@ async def test_worker_behind_a_link_that_froze_and_healed_starts_jobs_again_by_i
     assert db.one("select count(*) from {schema}.job_history") == 3
 
 
+async def enqueue_record(url: str, schema: str) -> None:
+    async with Conveyor(url, schema=schema) as client:
+        await client.enqueue("record", {"n": 1})
+
+
 @pytest.mark.processes
 def test_worker_process_behind_a_frozen_link_exits_on_sigterm_within_grace_and_a_few_seconds(
     proxy: FreezingProxy, schema: str, db: DB, tmp_path: Path
@@ -143,15 +151,15 @@ def test_worker_process_behind_a_frozen_link_exits_on_sigterm_within_grace_and_a
         text=True,
     )
     try:
-        wait_until_sync(lambda: db.one("select count(*) from {schema}.workers") == 1, within=20)
+        # Up and claiming once it has run a job.
+        asyncio.run(enqueue_record(proxy.url(), schema))
+        wait_until_sync(lambda: db.one("select count(*) from {schema}.job_history") == 1, within=20)
         proxy.freeze()
         wait_until_sync(lambda: proxy.held_back > 0)  # a claim is stuck on the frozen link
         process.send_signal(signal.SIGTERM)
         stopped = time.monotonic()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=grace + 20)
-        except subprocess.TimeoutExpired:
-            pass
         took = time.monotonic() - stopped
         assert process.poll() is not None, "the worker ignored SIGTERM behind a frozen link"
         # Grace, then at most the claim's deadline and the unregistering's (2 s + margin each).

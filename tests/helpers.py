@@ -212,3 +212,82 @@ class FreezingProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PgBouncer:
+    """A PgBouncer of the test's own, in transaction mode, in front of the test server."""
+
+    BINARIES = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
+
+    @classmethod
+    def binary(cls) -> str | None:
+        import shutil
+
+        return shutil.which("pgbouncer") or next((b for b in cls.BINARIES if os.path.exists(b)), None)
+
+    def __init__(self, database_url: str, folder: Path, *, extra: str = "") -> None:
+        import subprocess
+
+        binary = self.binary()
+        assert binary is not None
+        info = psycopg.conninfo.conninfo_to_dict(database_url)
+        self._info = info
+        self.port = free_port()
+        host = info.get("host") or "127.0.0.1"
+        folder.chmod(0o777)
+        (folder / "userlist.txt").write_text(f'"{info.get("user") or "postgres"}" ""\n')
+        config = folder / "pgbouncer.ini"
+        config.write_text(
+            "[databases]\n"
+            f"* = host={host} port={info.get('port') or 5432}\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {folder / 'userlist.txt'}\n"
+            "pool_mode = transaction\n"
+            "default_pool_size = 4\n"
+            "max_client_conn = 500\n"
+            f"logfile = {folder / 'pgbouncer.log'}\n"
+            f"{extra}\n"
+        )
+        self.log = folder / "pgbouncer.log"
+        command = [binary, str(config)]
+        if os.geteuid() == 0:
+            command[1:1] = ["-u", "postgres"]  # it refuses to run as root
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_until_sync(self._answers, within=10, interval=0.05)
+
+    def _answers(self) -> bool:
+        assert self.process.poll() is None, self.process.communicate()[1]
+        try:
+            with psycopg.connect(self.url(), connect_timeout=2, prepare_threshold=None) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def url(self) -> str:
+        info = dict(self._info)
+        info.update(host="127.0.0.1", port=str(self.port))
+        return psycopg.conninfo.make_conninfo(**info)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except Exception:
+            self.process.kill()
+            self.process.wait(10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()

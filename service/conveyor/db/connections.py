@@ -89,23 +89,37 @@ def drop(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 def _readable(fd: int) -> bool:
+    if fd < 1024:  # select's limit; it costs less than building a poll object
+        return bool(select.select((fd,), (), (), 0)[0])
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
     return bool(poller.poll(0))
 
 
-async def check_idle_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Raise if an idle connection is known to be dead; run on every check-out.
+def quiet(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """An idle, open connection with nothing to read: fit to use (as far as can be known
+    without a round trip).
 
     An idle connection receives nothing unless the server has something to say, which is
     usually that it is going away (a restart sends an error, then closes; a crashed backend
-    closes). So the check is one poll of the socket, and only a connection with something to
-    read pays the round trip of the pool's own check. A connection that dies silently (a link
-    gone half-open) passes here and is caught by the deadline of its next use instead."""
+    closes). So one poll of the socket tells a connection a restart killed. A connection that
+    died silently (a link gone half-open) passes, and is caught by the deadline of its next use."""
+    pgconn = conn.pgconn
+    return (
+        pgconn.status == pq.ConnStatus.OK
+        and pgconn.transaction_status == pq.TransactionStatus.IDLE
+        and not _readable(pgconn.socket)
+    )
+
+
+async def check_idle_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Raise if a connection leaving the pool is dead (see ``quiet``); only a connection with
+    something to read pays the round trip of the pool's own check."""
+    if quiet(conn):
+        return
     if conn.closed or conn.broken or conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
         raise psycopg.OperationalError("connection not usable")
-    if _readable(conn.pgconn.socket):
-        await AsyncConnectionPool.check_connection(conn)
+    await AsyncConnectionPool.check_connection(conn)
 
 
 class DroppingConnection(psycopg.AsyncConnection[Any]):

@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from .. import jsonb
 from ..jobs import ClaimedJob, Cursors, Held, Outcomes, Recorded
 from ..settings import Timeouts
-from .connections import check_idle_connection, connect_kwargs, deadline_of, drop, pool
+from .connections import check_idle_connection, connect_kwargs, deadline_of, drop, pool, quiet
 from .errors import DeadlineExceeded
 from .queries import Queries, for_schema
 from .steps import Flow, run_async
@@ -72,12 +72,13 @@ class Borrowed:
     ) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._expired:
-            await self._conn.close()  # the pool discards it
-        await self._db._give_back(self._conn, failed=exc_type is not None or self._expired)
-        if self._expired:
-            await self._db._replace_idle_connections()
-        if self._expired and isinstance(exc, Exception):
+        if not self._expired:
+            await self._db._give_back(self._conn, failed=exc_type is not None)
+            return
+        await self._conn.close()
+        await self._db._give_back(self._conn, failed=True)  # the pool discards it
+        await self._db._replace_idle_connections()
+        if isinstance(exc, Exception):
             raise DeadlineExceeded(
                 f"the database did not answer within {self._db.deadline:g}s; the connection was dropped"
             ) from exc
@@ -163,6 +164,8 @@ class Database:
         conn = self._spare
         if conn is not None:
             self._spare = None
+            if quiet(conn):
+                return conn
             try:
                 await check_idle_connection(conn)
             except psycopg.Error:

@@ -28,7 +28,9 @@ Leader killed: the lease expires after at most ``ttl``; a follower trying every 
 over within ``ttl + tick``; fires missed meanwhile are late, not lost (the new leader fires
 every fire time it finds past due, within the on-time window). Leader stopped cleanly: it
 deletes its lease, and a follower takes over on its next tick. Database unreachable: nobody
-leads; fires resume when it returns.
+leads; fires resume when it returns. Database not answering (a half-open link): an attempt
+fails at the deadline of the scheduler's connections (``settings.Timeouts``), by which time the
+trust window of invariant 2 has closed on its own; the connection is made again next tick.
 """
 
 from __future__ import annotations

@@ -246,6 +246,7 @@ class PgBouncer:
         folder.chmod(0o777)
         (folder / "userlist.txt").write_text(f'"{info.get("user") or "postgres"}" ""\n')
         config = folder / "pgbouncer.ini"
+        self.log = folder / "pgbouncer.log"
         config.write_text(
             "[databases]\n"
             f"* = host={host} port={info.get('port') or 5432}\n"
@@ -261,15 +262,23 @@ class PgBouncer:
             f"logfile = {folder / 'pgbouncer.log'}\n"
             f"{extra}\n"
         )
-        self.log = folder / "pgbouncer.log"
         command = [binary, str(config)]
         if os.geteuid() == 0:
-            command[1:1] = ["-u", "postgres"]  # it refuses to run as root
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        wait_until_sync(self._answers, within=10, interval=0.05)
+            # It refuses to run as root. Run it as the user who owns the server's socket
+            # folder (the embedded server's), who can reach it, or else as postgres.
+            import pwd
+
+            owner = pwd.getpwuid(os.stat(host).st_uid).pw_name if str(host).startswith("/") else "postgres"
+            command[1:1] = ["-u", "postgres" if owner == "root" else owner]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until_sync(self._answers, within=10, interval=0.05)
+        except BaseException:
+            self.stop()
+            raise AssertionError(f"pgbouncer did not start: {self.log.read_text()[-2000:]}") from None
 
     def _answers(self) -> bool:
-        assert self.process.poll() is None, self.process.communicate()[1]
+        assert self.process.poll() is None, "pgbouncer exited"
         try:
             with psycopg.connect(self.url(), connect_timeout=2, prepare_threshold=None) as conn:
                 conn.execute("SELECT 1")
@@ -289,5 +298,3 @@ class PgBouncer:
         except Exception:
             self.process.kill()
             self.process.wait(10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()

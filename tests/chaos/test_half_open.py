@@ -17,6 +17,7 @@ import pytest
 from conveyor import Conveyor, JobContext, Registry, Worker, WorkerConfig
 from conveyor.db.database import Database
 from conveyor.db.errors import DeadlineExceeded, is_transient
+from conveyor.queue.scheduler import Scheduler, SchedulerConfig
 from conveyor.settings import Timeouts
 
 from ..e2e import scripted_tasks  # noqa: F401 - registers the tasks the worker process runs
@@ -164,9 +165,40 @@ def test_worker_process_behind_a_frozen_link_exits_on_sigterm_within_grace_and_a
         assert process.poll() is not None, "the worker ignored SIGTERM behind a frozen link"
         # Grace, then at most the claim's deadline and the unregistering's (2 s + margin each).
         assert took < grace + 10, took
+        print(f"exited {took:.1f}s after SIGTERM (grace {grace:g}s)")
         assert process.returncode == 0
     finally:
         if process.poll() is None:
             process.kill()
         output, _ = process.communicate(timeout=10)
         print(output[-3000:])
+
+
+async def test_scheduler_behind_a_link_that_froze_and_healed_leads_again_and_stops_promptly(
+    proxy: FreezingProxy, schema: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_STATEMENT_TIMEOUT", "1")
+    monkeypatch.setenv("CONVEYOR_CONNECT_TIMEOUT", "2")
+    monkeypatch.setenv("CONVEYOR_LISTEN_CHECK", "0.5")
+    scheduler = Scheduler(
+        proxy.url(), schema=schema, registry=registry, config=SchedulerConfig(lease=3, tick=0.2)
+    )
+    running = asyncio.create_task(scheduler.run())
+    try:
+        await asyncio.wait_for(scheduler.started.wait(), 10)
+        await wait_until(lambda: scheduler.elector.is_leader)
+        proxy.freeze()
+        await wait_until(lambda: proxy.held_back > 0)
+        await wait_until(lambda: not scheduler.elector.is_leader)  # its trust window ran out
+        proxy.heal()
+        ticks = scheduler.ticks
+        # Its statements failed at their deadlines; on new connections it leads again.
+        await wait_until(lambda: scheduler.elector.is_leader and scheduler.ticks > ticks + 2, within=15)
+        await wait_until(lambda: scheduler.notifier.connects >= 2)
+        proxy.freeze()
+        await wait_until(lambda: proxy.held_back > 0)
+    finally:
+        scheduler.stop()
+        stopped = time.monotonic()
+        await asyncio.wait_for(running, 30)
+    assert time.monotonic() - stopped < 10  # two deadlines at most (a round, then resigning)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, urlencode
 
 from .errors import ConfigurationError
@@ -64,15 +64,95 @@ def normalize_database_url(url: str) -> str:
     return f"postgresql://{location}{question}{query}"
 
 
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds") from None
+    if value < 0:
+        raise ConfigurationError(f"{name} must not be negative")
+    return value
+
+
+def _switch(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "on", "true", "yes"}:
+        return True
+    if value in {"0", "off", "false", "no"}:
+        return False
+    raise ConfigurationError(f"{name}={raw!r}: use on or off")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Deadlines of the database work of workers and schedulers, in seconds (0: none).
+
+    - ``statement``: the server's ``statement_timeout`` on their pooled connections; the same
+      work also carries a client-side deadline a little longer, since a connection that stopped
+      answering never delivers the server's error. When it passes, the connection is dropped
+      and a new one made.
+    - ``lock``: the server's ``lock_timeout``: a write blocked on a lock fails (and is retried)
+      instead of waiting behind DDL or a long transaction.
+    - ``connect``: how long making a connection may take.
+    - ``listen_check``: how often the LISTEN connection, when it has heard nothing, is checked
+      with a statement (under the statement deadline).
+    - ``server_side``: send ``statement`` and ``lock`` to the server as startup options
+      (``-c statement_timeout=...``). Poolers that refuse startup options (PgBouncer: "unsupported
+      startup parameter: options") need this off; set the timeouts on the role instead.
+    """
+
+    statement: float = 10.0
+    lock: float = 5.0
+    connect: float = 5.0
+    listen_check: float = 10.0
+    server_side: bool = True
+
+    def __post_init__(self) -> None:
+        if min(self.statement, self.lock, self.connect) < 0 or not self.listen_check > 0:
+            raise ConfigurationError("timeouts must not be negative (and listen_check must be positive)")
+
+    @classmethod
+    def from_env(cls) -> Timeouts:
+        """CONVEYOR_STATEMENT_TIMEOUT, CONVEYOR_LOCK_TIMEOUT, CONVEYOR_CONNECT_TIMEOUT,
+        CONVEYOR_LISTEN_CHECK (seconds) and CONVEYOR_SERVER_TIMEOUTS (on/off)."""
+        default = cls()
+        return cls(
+            statement=_seconds("CONVEYOR_STATEMENT_TIMEOUT", default.statement),
+            lock=_seconds("CONVEYOR_LOCK_TIMEOUT", default.lock),
+            connect=_seconds("CONVEYOR_CONNECT_TIMEOUT", default.connect),
+            listen_check=_seconds("CONVEYOR_LISTEN_CHECK", default.listen_check) or default.listen_check,
+            server_side=_switch("CONVEYOR_SERVER_TIMEOUTS", default.server_side),
+        )
+
+
+def prepared_statements_from_env() -> bool:
+    """CONVEYOR_PREPARED_STATEMENTS (on/off, default on): off behind a pooler in transaction
+    mode that does not carry prepared statements between server connections (PgBouncer before
+    1.21, or 1.21+ without ``max_prepared_statements``)."""
+    return _switch("CONVEYOR_PREPARED_STATEMENTS", True)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
     schema: str = "conveyor"
+    # A direct connection for LISTEN when database_url goes through a pooler in transaction
+    # mode (which cannot hold a LISTEN); None: database_url.
+    listen_url: str | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
     def __post_init__(self) -> None:
         check_schema_name(self.schema)
         if self.database_url is not None:
             object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
+        if self.listen_url is not None:
+            object.__setattr__(self, "listen_url", normalize_database_url(self.listen_url))
 
     @classmethod
     def from_env(cls, database_url: str | None = None, schema: str | None = None) -> Settings:
@@ -80,4 +160,9 @@ class Settings:
         url = (
             database_url or os.environ.get("CONVEYOR_DATABASE_URL") or os.environ.get("DATABASE_URL") or None
         )
-        return cls(database_url=url, schema=schema or os.environ.get("CONVEYOR_SCHEMA", "conveyor"))
+        return cls(
+            database_url=url,
+            schema=schema or os.environ.get("CONVEYOR_SCHEMA", "conveyor"),
+            listen_url=os.environ.get("CONVEYOR_LISTEN_URL") or None,
+            timeouts=Timeouts.from_env(),
+        )

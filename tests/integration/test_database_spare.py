@@ -12,6 +12,8 @@ import pytest
 from conveyor.db import database as database_module
 from conveyor.db.database import Database
 
+from ..helpers import wait_until
+
 
 @pytest.fixture
 async def db(database_url: str, schema: str) -> AsyncIterator[Database]:
@@ -61,16 +63,51 @@ async def test_borrowers_at_once_share_the_pool(db: Database) -> None:
     assert other != await holder
 
 
-async def test_a_connection_that_failed_goes_back_to_the_pool_and_a_broken_one_is_replaced(
+async def test_a_connection_that_failed_goes_back_to_the_pool(db: Database) -> None:
+    await _pid(db)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        async with db.connection() as conn:
+            await conn.execute("SELECT 1 / 0")
+    assert db._spare is None
+    await _pid(db)
+
+
+def _terminate(database_url: str, pids: set[int]) -> None:
+    """End backends and wait until they are gone (as a server restart ends them)."""
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+
+
+async def test_a_spare_whose_server_side_ended_is_replaced_before_a_statement_fails(
     db: Database, database_url: str
 ) -> None:
     spare = await _pid(db)
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [spare])
-    with pytest.raises(psycopg.OperationalError):
-        await _pid(db)
-    # The pool discarded the broken connection: the next statement works, on another one.
-    assert await _pid(db) != spare
+    _terminate(database_url, {spare})
+    assert await _pid(db) != spare  # no error: the check on the way out found it dead
+
+
+async def test_pooled_connections_whose_server_side_ended_are_replaced_before_a_statement_fails(
+    db: Database, database_url: str
+) -> None:
+    release = asyncio.Event()
+
+    async def hold() -> int:
+        async with db.connection() as conn:
+            row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+            await release.wait()
+            return int(row[0]) if row else 0
+
+    holders = [asyncio.create_task(hold()) for _ in range(3)]
+    await asyncio.sleep(0)
+    await wait_until(lambda: db.pool.get_stats()["pool_size"] >= 3)
+    release.set()
+    pids = set(await asyncio.gather(*holders))
+    assert len(pids) == 3
+    _terminate(database_url, pids)
+    # Every connection the pool holds is dead; statements at once all succeed on new ones.
+    fresh = await asyncio.gather(*[_pid(db) for _ in range(3)])
+    assert not pids & set(fresh)
 
 
 async def test_a_connection_left_in_a_transaction_is_not_kept(db: Database) -> None:

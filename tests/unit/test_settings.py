@@ -178,3 +178,10 @@ def test_settings_read_a_sqlalchemy_url_from_the_environment(env: pytest.MonkeyP
     env.setenv("DATABASE_URL", "postgresql+psycopg://app@db/app")
     assert Settings.from_env().database_url == "postgresql://app@db/app"
     assert Settings(database_url="postgres://x@y/z").database_url == "postgresql://x@y/z"
+
+
+def test_the_listen_url_is_read_in_sqlalchemy_form_too(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", "postgresql+psycopg://app@pgbouncer/app")
+    env.setenv("CONVEYOR_LISTEN_URL", "postgresql+psycopg://app@db/app")
+    settings = Settings.from_env()
+    assert settings.listen_url == "postgresql://app@db/app"

@@ -6,6 +6,7 @@ never see SQL; the queue engine speaks in job ids, attempts and outcomes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -22,7 +23,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from .. import jsonb
 from ..jobs import ClaimedJob, Cursors, Held, Outcomes, Recorded
-from .connections import pool
+from ..settings import Timeouts
+from .connections import check_idle_connection, connect_kwargs, deadline_of, drop, pool, quiet
+from .errors import DeadlineExceeded
 from .queries import Queries, for_schema
 from .steps import Flow, run_async
 
@@ -40,20 +43,45 @@ def by_id(entries: Iterable[tuple[int, str]]) -> str:
 
 
 class Borrowed:
-    """``async with``: a connection of a :class:`Database`, borrowed and given back."""
+    """``async with``: a connection of a :class:`Database`, borrowed and given back.
 
-    __slots__ = ("_conn", "_db")
+    With a deadline (a database with timeouts), the connection is dropped if the block has not
+    ended when it passes: whatever waits on it fails at once with :class:`DeadlineExceeded`,
+    and the pool makes a new connection in its place."""
+
+    __slots__ = ("_conn", "_db", "_expired", "_timer")
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
 
     async def __aenter__(self) -> psycopg.AsyncConnection[Any]:
         conn = await self._db._borrow()
         self._conn = conn
+        if self._db.deadline is not None:
+            self._timer = asyncio.get_running_loop().call_later(self._db.deadline, self._expire)
         return conn
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        await self._db._give_back(self._conn, failed=exc_type is not None)
+    def _expire(self) -> None:
+        self._expired = True
+        drop(self._conn)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self._expired:
+            await self._db._give_back(self._conn, failed=exc_type is not None)
+            return
+        await self._conn.close()
+        await self._db._give_back(self._conn, failed=True)  # the pool discards it
+        await self._db._replace_idle_connections()
+        if isinstance(exc, Exception):
+            raise DeadlineExceeded(
+                f"the database did not answer within {self._db.deadline:g}s; the connection was dropped"
+            ) from exc
 
 
 class Transaction:
@@ -72,7 +100,14 @@ class Database:
     """A pool of connections to one Conveyor schema."""
 
     def __init__(
-        self, conninfo: str, schema: str, *, min_size: int = 1, max_size: int = 4, generic_plans: bool = False
+        self,
+        conninfo: str,
+        schema: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        generic_plans: bool = False,
+        timeouts: Timeouts | None = None,
     ) -> None:
         """``generic_plans``: prepared statements always run their generic plan (a worker's
         pool). Left to choose, PostgreSQL re-planned the claim on every call, its custom plans
@@ -80,8 +115,15 @@ class Database:
         an idle worker's enqueue-to-start time. The hot queries are written so that one plan
         fits every call whatever the statistics say (ids probed through the primary key;
         queues, levels and cursors in lateral joins); tests/integration/test_fenced_write_plans.py
-        and test_claim_with_delayed_backlog.py check the generic plans."""
+        and test_claim_with_delayed_backlog.py check the generic plans.
+
+        ``timeouts`` (a worker's and a scheduler's pools): server-side statement and lock
+        timeouts, a connect timeout, and a client-side deadline on every use of a connection
+        (see :class:`Borrowed`). Without them (a client's pool) statements may run as long as
+        they need: a bulk enqueue of a million jobs is one COPY."""
         self.conninfo = conninfo
+        self.timeouts = timeouts
+        self.deadline = deadline_of(timeouts)
         self.schema = schema
         self.queries: Queries = for_schema(schema)
         self._spare: psycopg.AsyncConnection[Any] | None = None
@@ -92,6 +134,7 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             configure=self._configure_generic if generic_plans else self._configure,
+            timeouts=timeouts,
         )
 
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -112,14 +155,24 @@ class Database:
         per statement, measured, a tenth of a single enqueue. Anything else borrows from the
         pool as usual. A connection that saw an error, or is not idle, goes back to the pool,
         which discards broken ones; the spare goes back too after SPARE_SECONDS, so that the
-        pool's lifetime rules still apply to it."""
+        pool's lifetime rules still apply to it. The spare is checked as the pool checks its
+        connections on the way out (``check_idle_connection``: one poll of the socket), so a
+        server restart costs no failed statement on either path."""
         return Borrowed(self)
 
     async def _borrow(self) -> psycopg.AsyncConnection[Any]:
         conn = self._spare
         if conn is not None:
             self._spare = None
-            return conn
+            if quiet(conn):
+                return conn
+            try:
+                await check_idle_connection(conn)
+            except psycopg.Error:
+                self._borrowed_at.pop(id(conn), None)
+                await self.pool.putconn(conn)  # dead: the pool discards it
+            else:
+                return conn
         borrowed: psycopg.AsyncConnection[Any] = await self.pool.getconn()
         self._borrowed_at.setdefault(id(borrowed), time.monotonic())
         return borrowed
@@ -138,10 +191,25 @@ class Database:
         self._borrowed_at.pop(id(conn), None)
         await self.pool.putconn(conn)
 
+    async def _replace_idle_connections(self) -> None:
+        """A connection stopped answering: the idle ones share its path and most likely did
+        too, and each would cost a deadline to find out. Replace them all (the pool closes
+        those in use when they come back)."""
+        if self._closing:
+            return
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            self._borrowed_at.pop(id(spare), None)
+            await spare.close()
+            await self.pool.putconn(spare)
+        await self.pool.drain()
+
     async def open(self) -> None:
         # One direct connection first: if the database is unreachable this fails at once with
         # the server's reason, where the pool would retry for its whole timeout.
-        probe = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, connect_timeout=10)
+        probe = await psycopg.AsyncConnection.connect(
+            self.conninfo, **{"connect_timeout": 10, **connect_kwargs(self.timeouts, conninfo=self.conninfo)}
+        )
         await probe.close()
         await self.pool.open(wait=True, timeout=10)
 

@@ -6,8 +6,14 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 # Connection lost or refused, server shutting down or starting, too many connections,
-# serialization failure, deadlock: the same statement may well succeed a moment later.
-_TRANSIENT_STATES = {"57P01", "57P02", "57P03", "53300", "40001", "40P01"}
+# serialization failure, deadlock, lock_timeout: the same statement may well succeed a moment
+# later.
+_TRANSIENT_STATES = {"57P01", "57P02", "57P03", "53300", "40001", "40P01", "55P03"}
+
+
+class DeadlineExceeded(psycopg.OperationalError):
+    """The database did not answer a worker's or a scheduler's statement within its deadline;
+    the connection was dropped (and will be made again). Transient."""
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -28,7 +28,10 @@ Leader killed: the lease expires after at most ``ttl``; a follower trying every 
 over within ``ttl + tick``; fires missed meanwhile are late, not lost (the new leader fires
 every fire time it finds past due, within the on-time window). Leader stopped cleanly: it
 deletes its lease, and a follower takes over on its next tick. Database unreachable: nobody
-leads; fires resume when it returns.
+leads; fires resume when it returns. Database not answering (a half-open link): an attempt
+fails at the deadline of the scheduler's connections (``settings.Timeouts``) and the connection
+is made again; meanwhile the leader stops acting when its trust window ends (invariant 3),
+whether or not the attempt has failed by then.
 """
 
 from __future__ import annotations

@@ -2,8 +2,12 @@
 
 Notifications carry a queue name only, never job data. They are a hint: the worker also
 polls, so a lost notification (connection drop, PgBouncer in between) delays a job by at
-most one poll interval. The connection is direct, not pooled, so it survives a pooler in
-transaction mode; it is checked every ``keepalive`` seconds and re-opened with backoff.
+most one poll interval. The connection is direct, not pooled (give a direct URL when the
+pool goes through a pooler in transaction mode); it is re-opened with a short backoff.
+
+A watchdog: when nothing has arrived for ``keepalive`` seconds the connection is pinged, and a
+ping not answered within the deadline drops it (a link gone half-open delivers nothing and
+reports no error), so LISTEN is set up again on a new connection.
 """
 
 from __future__ import annotations
@@ -14,10 +18,16 @@ from collections.abc import Callable
 
 import psycopg
 
-from ..db.connections import KEEPALIVES
+from ..db.connections import connect_kwargs, deadline_of, drop
+from ..db.errors import DeadlineExceeded
 from ..db.queries import Queries
+from ..settings import Timeouts
 
 log = logging.getLogger("conveyor.worker")
+
+# Longest wait between attempts to listen again: work resumes within about this long of the
+# server coming back (the pool's own statements do not wait on it).
+MAX_RECONNECT_DELAY = 1.0
 
 
 class Notifier:
@@ -28,13 +38,16 @@ class Notifier:
         on_notify: Callable[[str], None],
         *,
         on_connect: Callable[[], None] | None = None,
-        keepalive: float = 30.0,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._conninfo = conninfo
         self._queries = queries
         self._on_notify = on_notify
         self._on_connect = on_connect
-        self._keepalive = keepalive
+        self._timeouts = timeouts or Timeouts()
+        self._keepalive = self._timeouts.listen_check
+        self._deadline = deadline_of(self._timeouts) or self._timeouts.listen_check
+        self.connects = 0
         self.listening = asyncio.Event()
         self.connection: psycopg.AsyncConnection[object] | None = None
 
@@ -43,7 +56,7 @@ class Notifier:
         while True:
             try:
                 await self._listen()
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
             except Exception:
                 log.exception("LISTEN failed; reconnecting in %.1fs", delay)
@@ -51,14 +64,15 @@ class Notifier:
                 delay = 0.1  # it had been working: retry quickly
             self.listening.clear()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
     async def _listen(self) -> None:
-        async with await psycopg.AsyncConnection.connect(
-            self._conninfo, autocommit=True, **KEEPALIVES
-        ) as conn:
+        kwargs = connect_kwargs(self._timeouts)
+        kwargs.pop("options", None)  # the LISTEN connection runs no statement worth a timeout
+        async with await psycopg.AsyncConnection.connect(self._conninfo, **kwargs) as conn:
             self.connection = conn
-            await conn.execute(self._queries["listen"])
+            await self._answered(conn, self._queries["listen"])
+            self.connects += 1
             self.listening.set()
             if self._on_connect is not None:
                 # Anything enqueued while we were not listening was not announced to us.
@@ -66,4 +80,23 @@ class Notifier:
             while True:
                 async for notify in conn.notifies(timeout=self._keepalive):
                     self._on_notify(notify.payload)
-                await conn.execute(self._queries["ping"])
+                await self._answered(conn, self._queries["ping"])
+
+    async def _answered(self, conn: psycopg.AsyncConnection[object], query: bytes) -> None:
+        """Run a statement; drop the connection if it is not answered within the deadline."""
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            drop(conn)
+
+        timer = asyncio.get_running_loop().call_later(self._deadline, expire)
+        try:
+            await conn.execute(query)
+        except psycopg.Error as exc:
+            if expired:
+                raise DeadlineExceeded(f"no answer within {self._deadline:g}s; connection dropped") from exc
+            raise
+        finally:
+            timer.cancel()

@@ -109,10 +109,19 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self.registry = registry if registry is not None else default_registry
         self.clock: Clock = clock or DatabaseClock()
-        self.db = Database(settings.database_url, settings.schema, min_size=1, max_size=3)
+        # Every statement carries deadlines (settings.timeouts): a scheduler whose database stops
+        # answering drops the connection and tries again next tick instead of hanging.
+        self.db = Database(
+            settings.database_url, settings.schema, min_size=1, max_size=3, timeouts=settings.timeouts
+        )
         self.elector = Elector(self.db, self.clock, ttl=self.config.lease, tick=self.config.tick)
         self.maintenance = Maintenance(self.db, self.clock, upkeep_interval=self.config.upkeep_interval)
-        self.notifier = Notifier(settings.database_url, self.db.queries, self._on_notify)
+        self.notifier = Notifier(
+            settings.listen_url or settings.database_url,
+            self.db.queries,
+            self._on_notify,
+            timeouts=settings.timeouts,
+        )
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._next_retention = 0.0

@@ -34,6 +34,7 @@ from uuid import UUID, uuid4
 from ..clock import Clock, DatabaseClock
 from ..db.connections import pool
 from ..db.database import Database
+from ..db.errors import is_transient
 from ..errors import ConfigurationError
 from ..jobs import ClaimedJob, Cursors, Held, JobFailure, Recorded
 from ..settings import Settings
@@ -56,6 +57,8 @@ JOB_THREAD_PREFIX = "conveyor-job"
 # it waits for cancelled jobs to end.
 SHUTDOWN_WRITE_TIMEOUT = 10.0
 CANCEL_TIMEOUT = 5.0
+# How soon a claim that failed on a connection is tried again (on a new connection).
+CLAIM_RETRY = 0.1
 
 # The errors the database records for these (sql/queries), as logs and hooks report them.
 LEASE_EXPIRED = "lease expired: the worker stopped sending heartbeats (killed, crashed or hung)"
@@ -130,7 +133,14 @@ class Worker:
         self.id: UUID = uuid4()
         self.queues = list(self.config.queues or sorted(self.registry.queues() | {DEFAULT_QUEUE}))
         # Five loops share the pool (claim, completer, maintenance, heartbeat, progress), plus one spare.
-        self.db = Database(settings.database_url, settings.schema, min_size=2, max_size=6, generic_plans=True)
+        self.db = Database(
+            settings.database_url,
+            settings.schema,
+            min_size=2,
+            max_size=6,
+            generic_plans=True,
+            timeouts=settings.timeouts,
+        )
         # Tasks borrow connections (ctx.connection()) from a pool of their own: a slow one (a
         # view refresh) must never keep the heartbeat or the acks from a connection.
         self._task_pool = pool(
@@ -168,7 +178,11 @@ class Worker:
             on_rescued=self._on_rescued,
         )
         self.notifier = Notifier(
-            settings.database_url, self.db.queries, self._on_notify, on_connect=self.wake
+            settings.listen_url or settings.database_url,
+            self.db.queries,
+            self._on_notify,
+            on_connect=self.wake,
+            timeouts=settings.timeouts,
         )
         self._progress = ProgressWriter(self.db, self.id)
         self._executor = Executor(
@@ -344,7 +358,18 @@ class Worker:
             )
         except Exception as exc:
             log.warning("claim failed: %s", exc)
-            await _first_of([self._stopping.wait()], within=self.config.poll_interval)
+            # A connection that failed is replaced, so a claim that failed on one is tried
+            # again soon, not a poll interval later; and at once when woken (LISTEN set up
+            # again after an outage), so work resumes as soon as the database is back.
+            retry_in = (
+                min(CLAIM_RETRY, self.config.poll_interval)
+                if is_transient(exc)
+                else self.config.poll_interval
+            )
+            if not self._woken:
+                self._signal.clear()
+                await _first_of([self._stopping.wait(), self._signal.wait()], within=retry_in)
+            self._woken = True  # claim again, whatever the last claim found
             return None
         self.claimed += len(jobs)
         self.claim_rounds += 1

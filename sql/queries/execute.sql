@@ -17,12 +17,20 @@
 SET plan_cache_mode = force_generic_plan;
 
 -- name: claim_jobs
--- Claim up to %(limit)s due jobs from the worker's queues in priority order, skipping
--- paused queues and rows other workers hold. %(limits)s caps each queue's share. Each
--- priority level of a queue is read from its cursor in the after_* arrays (queue, priority,
--- run_at, id: read only what lies past that key), or from the start of the level when it
--- has none. Levels are read in order and only as far as needed: a queue whose first level
--- fills its share locks nothing on the others.
+-- Claim up to %(limit)s due jobs from the worker's queues in priority order across them
+-- (priority, run_at, id), skipping paused queues and rows other workers hold, and locking
+-- only the rows it takes: a row locked and not taken would be skipped by every other worker
+-- asking that queue, which then comes back short and waits. %(limits)s caps each queue's
+-- share. Each priority level of a queue is read from its cursor in the after_* arrays
+-- (queue, priority, run_at, id: read only what lies past that key), or from the start of the
+-- level when it has none. Levels are read in order and only as far as needed: a queue whose
+-- first level fills its share reads nothing of the others.
+--
+-- One queue: its share is the claim, read and locked in one pass. Several queues: `preview`
+-- first reads, without locking, which queues hold the first %(limit)s due jobs, and each
+-- queue's share is its count there; then each queue locks its share, skipping rows held by
+-- others (the preview counts them, as they may yet be given back) and reading on past them.
+-- With nobody else claiming, the claim is exactly the first %(limit)s jobs across queues.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), wanted AS (
@@ -34,8 +42,9 @@ WITH clock AS (
     SELECT * FROM unnest(%(after_queues)s::text[], %(after_priorities)s::smallint[],
                          %(after_run_ats)s::timestamptz[], %(after_ids)s::bigint[])
                   AS a (queue, priority, run_at, id)
-), candidates AS (
-    SELECT c.id, c.priority, c.run_at
+), preview AS MATERIALIZED (
+    -- Read only when several queues are wanted (see shares).
+    SELECT w.queue
     FROM wanted w
     CROSS JOIN LATERAL (
         SELECT l.id, l.priority, l.run_at
@@ -50,13 +59,39 @@ WITH clock AS (
             WHERE j.state = 'available' AND j.queue = w.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
             ORDER BY j.run_at, j.id
-            LIMIT w.max_jobs
+            LIMIT least(w.max_jobs, %(limit)s)
+        ) AS l
+        LIMIT least(w.max_jobs, %(limit)s)
+    ) AS c
+    ORDER BY c.priority, c.run_at, c.id
+    LIMIT %(limit)s
+), shares AS (
+    SELECT w.queue,
+           CASE WHEN (SELECT count(*) FROM wanted) = 1 THEN least(w.max_jobs, %(limit)s)
+                ELSE (SELECT count(*) FROM preview v WHERE v.queue = w.queue)
+           END AS share
+    FROM wanted w
+), candidates AS (
+    SELECT c.id
+    FROM shares s
+    CROSS JOIN LATERAL (
+        SELECT l.id
+        FROM unnest(ARRAY[0, 1, 2, 3]::smallint[]) AS p (priority)
+        CROSS JOIN LATERAL (
+            SELECT coalesce(max(a.run_at), '-infinity') AS run_at, coalesce(max(a.id), 0) AS id
+            FROM after a WHERE a.queue = s.queue AND a.priority = p.priority
+        ) AS cursor
+        CROSS JOIN LATERAL (
+            SELECT j.id
+            FROM {schema}.jobs j
+            WHERE j.state = 'available' AND j.queue = s.queue AND j.priority = p.priority
+              AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+            ORDER BY j.run_at, j.id
+            LIMIT s.share
             FOR UPDATE SKIP LOCKED
         ) AS l
-        LIMIT w.max_jobs
+        LIMIT s.share
     ) AS c
-), picked AS (
-    SELECT id FROM candidates ORDER BY priority, run_at, id LIMIT %(limit)s
 )
 UPDATE {schema}.jobs j
 SET state = 'running',
@@ -67,7 +102,7 @@ SET state = 'running',
     lease_expires_at = clock.now + %(lease)s::interval
 FROM clock
 -- An array of ids is always probed through the primary key, whatever plan is cached.
-WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+WHERE j.id = ANY (ARRAY(SELECT id FROM candidates))
 RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at,
           j.run_at;
 

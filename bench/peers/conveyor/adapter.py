@@ -43,6 +43,11 @@ class ConveyorAdapter(Adapter):
     async def enqueue_one(self, payload: dict[str, Any]) -> None:
         await self.client.enqueue(noop, payload)
 
+    enqueue_variants = ("default", "durable=False")
+
+    async def enqueue_variant(self, variant: str, payload: dict[str, Any]) -> None:
+        await self.client.enqueue(noop, payload, durable=variant != "durable=False")
+
     async def enqueue_many(self, payloads: Sequence[dict[str, Any]], *, delay: float = 0.0) -> None:
         await self.client.enqueue_many([JobRequest(noop, p, delay=delay or None) for p in payloads])
 

@@ -185,11 +185,24 @@ class Database:
     # -- the hot path ------------------------------------------------------------------
 
     async def enqueue_due_job(
-        self, *, queue: str, task: str, args_json: str, priority: int, max_attempts: int, now: datetime | None
+        self,
+        *,
+        queue: str,
+        task: str,
+        args_json: str,
+        priority: int,
+        max_attempts: int,
+        now: datetime | None,
+        notify: bool = True,
+        durable: bool = True,
     ) -> int:
         """Insert one job due now into a queue that exists; its id. (One statement, no
-        conversation: the commonest enqueue, a tenth cheaper this way.)"""
+        conversation: the commonest enqueue, a tenth cheaper this way.) ``notify`` False:
+        the caller wakes the workers after this returns (queue.wake_ups); ``durable`` False:
+        the commit does not wait for the disk (docs/enqueueing.md)."""
         params = {
+            "notify": notify,
+            "durable": durable,
             "queue": queue,
             "task": task,
             "args": args_json,

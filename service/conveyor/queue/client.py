@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -23,6 +23,7 @@ from ..tasks import Registry, check_queue_name, default_registry, unknown_task_m
 from .bulk import Batch, enqueue_many, prepare_many, stream
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
 from .retention import apply_retention
+from .wake_ups import WakeUps
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,19 @@ class Conveyor:
         registry: Registry | None = None,
         clock: Clock | None = None,
         pool_size: int = 4,
+        durable_enqueue: bool = True,
     ) -> None:
+        """``durable_enqueue`` False: enqueues on the client's own connections return before
+        their commit reaches the disk (docs/enqueueing.md says what a crash may then lose);
+        ``enqueue(durable=...)`` decides per call."""
+        self.durable_enqueue = durable_enqueue
         self.settings = Settings.from_env(database_url, schema)
         self.registry = registry if registry is not None else default_registry
         self.clock: Clock = clock or DatabaseClock()
         self._pool_size = pool_size
         self._known_queues: set[str] = set()  # queues whose rows exist: enqueue takes the short insert
         self._db: Database | None = None
+        self._wake_ups = WakeUps(self._wake)
 
     async def open(self) -> Conveyor:
         if self._db is None:
@@ -74,6 +81,7 @@ class Conveyor:
 
     async def close(self) -> None:
         if self._db is not None:
+            await self._wake_ups.flush()
             await self._db.close()
             self._db = None
 
@@ -105,8 +113,12 @@ class Conveyor:
         unique_key: str | None = None,
         max_attempts: int | None = None,
         conn: Any = None,
+        durable: bool | None = None,
     ) -> int:
-        """Enqueue one job; returns its id (or that of the live job holding ``unique_key``)."""
+        """Enqueue one job; returns its id (or that of the live job holding ``unique_key``).
+
+        ``durable`` (default: the client's ``durable_enqueue``) False: return before the commit
+        reaches the disk; ignored with ``conn``, whose transaction keeps its own setting."""
         job = prepare(
             self.registry,
             JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts),
@@ -120,14 +132,18 @@ class Conveyor:
             and not job.delay
             and (job.queue in self._known_queues)
         ):
-            return await self.db.enqueue_due_job(
+            job_id = await self.db.enqueue_due_job(
                 queue=job.queue,
                 task=job.task,
                 args_json=job.args_json,
                 priority=job.priority,
                 max_attempts=job.max_attempts,
                 now=self.clock.now(),
+                notify=False,
+                durable=self.durable_enqueue if durable is None else durable,
             )
+            self._wake_ups.after_commit(job.queue)
+            return job_id
         queries = self._queries()
         flow = enqueue_one(
             job,
@@ -135,6 +151,7 @@ class Conveyor:
             now=self.clock.now(),
             known_queues=self._known_queues,
             learn=conn is None,
+            durable=conn is not None or (self.durable_enqueue if durable is None else durable),
         )
         if conn is not None:
             return await run_async(await caller_async_connection(conn), queries, flow)
@@ -166,6 +183,9 @@ class Conveyor:
 
     def _queries(self) -> Queries:
         return for_schema(self.settings.schema)
+
+    async def _wake(self, queues: Sequence[str]) -> None:
+        await self.db.fetch("wake_queues", {"channel": self.db.queries.channel, "names": list(queues)})
 
     # -- queues ------------------------------------------------------------------------
 

@@ -65,14 +65,14 @@ WITH clock AS (
     ) AS c
     ORDER BY c.priority, c.run_at, c.id
     LIMIT %(limit)s
-), shares AS (
+), shares AS MATERIALIZED (
     SELECT w.queue,
            CASE WHEN (SELECT count(*) FROM wanted) = 1 THEN least(w.max_jobs, %(limit)s)
                 ELSE (SELECT count(*) FROM preview v WHERE v.queue = w.queue)
            END AS share
     FROM wanted w
-), candidates AS (
-    SELECT c.id
+), candidates AS MATERIALIZED (
+    SELECT c.id, s.queue
     FROM shares s
     CROSS JOIN LATERAL (
         SELECT l.id
@@ -92,6 +92,40 @@ WITH clock AS (
         ) AS l
         LIMIT s.share
     ) AS c
+), missing AS (
+    -- Several queues, a full preview, a short claim: other workers took rows the preview
+    -- counted. A queue that gave less than its share has no unlocked due job left; the
+    -- others may have more, and are read again, in the worker's order of queues, for what
+    -- is missing (lazily: each row locked here is taken).
+    SELECT %(limit)s - (SELECT count(*) FROM candidates) AS jobs,
+           (SELECT array_agg(id) FROM candidates) AS taken
+    WHERE CASE WHEN (SELECT count(*) FROM wanted) = 1 THEN false
+               ELSE (SELECT count(*) FROM preview) = %(limit)s END
+), top_up AS (
+    SELECT t.id
+    FROM missing m
+    CROSS JOIN LATERAL (
+        SELECT l.id
+        FROM shares s
+        CROSS JOIN unnest(ARRAY[0, 1, 2, 3]::smallint[]) AS p (priority)
+        CROSS JOIN LATERAL (
+            SELECT coalesce(max(a.run_at), '-infinity') AS run_at, coalesce(max(a.id), 0) AS id
+            FROM after a WHERE a.queue = s.queue AND a.priority = p.priority
+        ) AS cursor
+        CROSS JOIN LATERAL (
+            SELECT j.id
+            FROM {schema}.jobs j
+            WHERE j.state = 'available' AND j.queue = s.queue AND j.priority = p.priority
+              AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+              AND j.id <> ALL (m.taken)
+            ORDER BY j.run_at, j.id
+            LIMIT m.jobs
+            FOR UPDATE SKIP LOCKED
+        ) AS l
+        WHERE (SELECT count(*) FROM candidates c WHERE c.queue = s.queue) = s.share
+        LIMIT m.jobs
+    ) AS t
+    WHERE m.jobs > 0
 )
 UPDATE {schema}.jobs j
 SET state = 'running',
@@ -102,7 +136,7 @@ SET state = 'running',
     lease_expires_at = clock.now + %(lease)s::interval
 FROM clock
 -- An array of ids is always probed through the primary key, whatever plan is cached.
-WHERE j.id = ANY (ARRAY(SELECT id FROM candidates))
+WHERE j.id = ANY (ARRAY(SELECT id FROM candidates UNION ALL SELECT id FROM top_up))
 RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at,
           j.run_at;
 

@@ -157,3 +157,28 @@ def test_two_workers_on_overlapping_queues_both_get_full_claims(
         two = claim(second, schema, ["shared", "other"], 6)
         assert sorted(job_id for job_id, _, _ in one) == own
         assert sorted(job_id for job_id, _, _ in two) == shared
+
+
+@PLANS
+def test_a_claim_short_of_what_others_took_tops_up_from_its_other_queues(
+    database_url: str, schema: str, db: DB, generic: bool
+) -> None:
+    """The preview counts rows other workers hold: when they made the claim short, the
+    queues that gave their whole share are read again for what is missing."""
+    add_jobs(db, "urgent", 10, priority=0)
+    later = add_jobs(db, "later", 20, priority=3)
+    with claimer(database_url, generic=generic) as other, claimer(database_url, generic=generic) as conn:
+        held = claim(other, schema, ["urgent"], 6)  # in flight: urgent's first 6
+        assert len(held) == 6
+        for _ in range(5):
+            claim(conn, schema, ["urgent", "later"], 10)
+            conn.rollback()
+        taken = claim(conn, schema, ["urgent", "later"], 10)
+        assert sorted(job_id for job_id, queue, _ in taken if queue == "urgent") == sorted(
+            set(db.all("SELECT array_agg(id) FROM {schema}.jobs WHERE queue = 'urgent'")[0][0])
+            - {job_id for job_id, _, _ in held}
+        )
+        assert sorted(job_id for job_id, queue, _ in taken if queue == "later") == later[:6]
+        # And nothing beyond what it took is locked.
+        every = set(db.all("SELECT array_agg(id) FROM {schema}.jobs")[0][0])
+        assert unlocked_available(database_url, schema) == every - {job_id for job_id, _, _ in held + taken}

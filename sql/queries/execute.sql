@@ -30,7 +30,9 @@ SET plan_cache_mode = force_generic_plan;
 -- first reads, without locking, which queues hold the first %(limit)s due jobs, and each
 -- queue's share is its count there; then each queue locks its share, skipping rows held by
 -- others (the preview counts them, as they may yet be given back) and reading on past them.
--- With nobody else claiming, the claim is exactly the first %(limit)s jobs across queues.
+-- With nobody else claiming, the claim is exactly the first %(limit)s jobs across queues;
+-- when others' claims left it short, `top_up` takes what is missing from the queues that
+-- still have jobs.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), wanted AS (

@@ -55,7 +55,7 @@ SYSTEMS = [
 WORKLOADS = ["enqueue", "bulk", "drain", "drain2", "latency", "load", "delayed", "soak", "soak-xmin"]
 # Run when named in --workloads only.
 EXTRA_WORKLOADS = ["concurrent-enqueue"]
-REPEATED = {"enqueue", "bulk", "drain", "drain2", "latency", "delayed"}
+REPEATED = {"enqueue", "bulk", "drain", "drain2", "latency", "delayed", "concurrent-enqueue"}
 
 
 @dataclass

@@ -67,3 +67,31 @@ async def test_a_failed_wake_up_is_logged_and_later_ones_are_sent(caplog: pytest
     wake_ups.after_commit("default")
     await wake_ups.flush()
     assert sender.sent == [["default"], ["default"]]
+
+
+async def test_a_lone_enqueue_notifies_in_its_transaction_and_concurrent_ones_after_commit() -> None:
+    sender = Sender()
+    sender.release.set()
+    wake_ups = WakeUps(sender)
+    async with wake_ups.enqueue("default") as first:
+        async with wake_ups.enqueue("default") as second:
+            assert sender.sent == []
+        await wake_ups.flush()
+        assert sender.sent == [["default"]]  # the second's, sent after it committed
+    await wake_ups.flush()
+    assert (first, second) == (True, False)
+    assert sender.sent == [["default"]]
+    async with wake_ups.enqueue("default") as alone:
+        assert alone
+
+
+async def test_an_enqueue_that_failed_wakes_nobody() -> None:
+    sender = Sender()
+    sender.release.set()
+    wake_ups = WakeUps(sender)
+    async with wake_ups.enqueue("default"):
+        with pytest.raises(ValueError, match="refused"):
+            async with wake_ups.enqueue("default"):
+                raise ValueError("refused")
+    await wake_ups.flush()
+    assert sender.sent == []

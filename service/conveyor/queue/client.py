@@ -132,18 +132,17 @@ class Conveyor:
             and not job.delay
             and (job.queue in self._known_queues)
         ):
-            job_id = await self.db.enqueue_due_job(
-                queue=job.queue,
-                task=job.task,
-                args_json=job.args_json,
-                priority=job.priority,
-                max_attempts=job.max_attempts,
-                now=self.clock.now(),
-                notify=False,
-                durable=self.durable_enqueue if durable is None else durable,
-            )
-            self._wake_ups.after_commit(job.queue)
-            return job_id
+            async with self._wake_ups.enqueue(job.queue) as notify:
+                return await self.db.enqueue_due_job(
+                    queue=job.queue,
+                    task=job.task,
+                    args_json=job.args_json,
+                    priority=job.priority,
+                    max_attempts=job.max_attempts,
+                    now=self.clock.now(),
+                    notify=notify,
+                    durable=self.durable_enqueue if durable is None else durable,
+                )
         queries = self._queries()
         flow = enqueue_one(
             job,

@@ -70,7 +70,8 @@ def claim(
     }
     with conn.cursor(row_factory=tuple_row) as cur:
         # Prepared, as a worker's statements are: the generic plan is a prepared statement's.
-        cur.execute(for_schema(schema)["claim_jobs"], params, prepare=True)
+        name = "claim_jobs" if len(queues) == 1 else "claim_jobs_across_queues"  # as Database does
+        cur.execute(for_schema(schema)[name], params, prepare=True)
         return [(row[0], row[2], row[7]) for row in cur.fetchall()]
 
 

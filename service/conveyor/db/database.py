@@ -228,10 +228,12 @@ class Database:
         now: datetime | None,
         after: Cursors | None = None,
     ) -> list[ClaimedJob]:
-        """Claim jobs; ``after`` gives levels to read only past a key (see queue.cursors)."""
+        """Claim jobs; ``after`` gives levels to read only past a key (see queue.cursors).
+        Several queues take a statement of their own, which first reads how the claim falls
+        across them (so that it locks only what it takes); one queue needs no such read."""
         after = after or {}
         rows = await self.fetch(
-            "claim_jobs",
+            "claim_jobs" if len(queues) == 1 else "claim_jobs_across_queues",
             {
                 "now": now,
                 "queues": list(queues),

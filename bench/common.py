@@ -17,6 +17,10 @@ Workloads (the options and their defaults):
   load     --rate 1000 --duration 60     steady enqueueing while workers drain
   delayed  --n 50000 --delayed 200000    drain with a backlog scheduled for tomorrow
   soak     --n 1000000 [--hold-xmin]     throughput by tenths; sizes at the end
+  concurrent-enqueue --producer-counts 1,8,32 --duration 3
+                                         single-job transactions from 1, 8, 32 producers at
+                                         once, each on its own connection, in every variant
+                                         the adapter names (Adapter.enqueue_variants)
 """
 
 from __future__ import annotations
@@ -68,6 +72,13 @@ class Adapter:
     async def enqueue_many(self, payloads: Sequence[dict[str, Any]], *, delay: float = 0.0) -> None:
         """Enqueue many jobs through the system's bulk API (due after ``delay`` seconds)."""
         raise NotImplementedError
+
+    # Ways of enqueueing one job that concurrent-enqueue compares side by side; the first is
+    # enqueue_one. An adapter naming more implements enqueue_variant.
+    enqueue_variants: tuple[str, ...] = ("default",)
+
+    async def enqueue_variant(self, variant: str, payload: dict[str, Any]) -> None:
+        await self.enqueue_one(payload)
 
     async def run_worker(self, concurrency: int, record: Recorder) -> None:
         """Run one worker until the process is stopped; its no-op handler calls
@@ -429,6 +440,38 @@ async def _soak(adapter: Adapter, args: argparse.Namespace, script: str) -> dict
     return result
 
 
+async def _concurrent_enqueue(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    """Jobs/s enqueued one per transaction by P producers at once, each with its own client
+    (its own connection), for each P and each of the adapter's variants. Cells are measured
+    interleaved (every variant at P, then the next P) into one table that keeps its rows."""
+    await adapter.setup()
+    rates: dict[str, dict[str, float]] = {variant: {} for variant in adapter.enqueue_variants}
+    numbers = iter(range(1 << 62))
+    for count in [int(c) for c in args.producer_counts.split(",")]:
+        for variant in adapter.enqueue_variants:
+            producers = [type(adapter)(adapter.url) for _ in range(count)]
+            for producer in producers:
+                await producer.open()
+            try:
+                started = time.perf_counter()
+                deadline = started + args.duration
+                done = await asyncio.gather(*(_produce(p, variant, deadline, numbers) for p in producers))
+                seconds = time.perf_counter() - started
+            finally:
+                for producer in producers:
+                    await producer.close()
+            rates[variant][str(count)] = sum(done) / seconds
+    return {"duration": args.duration, "rates": rates}
+
+
+async def _produce(producer: Adapter, variant: str, deadline: float, numbers: Any) -> int:
+    done = 0
+    while time.perf_counter() < deadline:
+        await producer.enqueue_variant(variant, {"i": next(numbers), "t": time.time()})
+        done += 1
+    return done
+
+
 # -- the command line --------------------------------------------------------------------
 
 
@@ -437,7 +480,18 @@ def main(adapter_class: type[Adapter], script: str) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "workload", choices=["worker", "enqueue", "bulk", "drain", "latency", "load", "delayed", "soak"]
+        "workload",
+        choices=[
+            "worker",
+            "enqueue",
+            "bulk",
+            "drain",
+            "latency",
+            "load",
+            "delayed",
+            "soak",
+            "concurrent-enqueue",
+        ],
     )
     parser.add_argument("--url", required=True)
     parser.add_argument("--n", type=int)
@@ -452,6 +506,7 @@ def main(adapter_class: type[Adapter], script: str) -> None:
     parser.add_argument("--delayed", type=int, default=0)
     parser.add_argument("--hold-xmin", action="store_true")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--producer-counts", default="1,8,32")
     args = parser.parse_args()
     adapter = adapter_class(args.url)
     if args.workload == "worker":
@@ -470,6 +525,7 @@ def main(adapter_class: type[Adapter], script: str) -> None:
         "latency": lambda: _latency(adapter, args, script),
         "load": lambda: _load(adapter, args, script),
         "soak": lambda: _soak(adapter, args, script),
+        "concurrent-enqueue": lambda: _concurrent_enqueue(adapter, args),
     }[args.workload]
     result = asyncio.run(run())
     print(json.dumps({"system": adapter.name, "workload": args.workload, **result}))

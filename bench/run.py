@@ -53,7 +53,9 @@ SYSTEMS = [
     "chancy",
 ]
 WORKLOADS = ["enqueue", "bulk", "drain", "drain2", "latency", "load", "delayed", "soak", "soak-xmin"]
-REPEATED = {"enqueue", "bulk", "drain", "drain2", "latency", "delayed"}
+# Run when named in --workloads only.
+EXTRA_WORKLOADS = ["concurrent-enqueue"]
+REPEATED = {"enqueue", "bulk", "drain", "drain2", "latency", "delayed", "concurrent-enqueue"}
 
 
 @dataclass
@@ -177,6 +179,8 @@ def workload_arguments(workload: str, args: argparse.Namespace, system: System) 
         return ["bulk", "--n", str(100_000 // scale)]
     if workload in ("drain", "drain2"):
         return ["drain", "--n", str(50_000 // scale // slow), "--procs", "2" if workload == "drain2" else "1"]
+    if workload == "concurrent-enqueue":
+        return ["concurrent-enqueue", "--producer-counts", "1,8,32", "--duration", "1" if args.quick else "3"]
     if workload == "latency":
         return ["latency", "--count", str(300 // (3 if args.quick else 1))]
     if workload == "load":
@@ -235,7 +239,9 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("CONVEYOR_BENCH_DATABASE_URL"))
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
-    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help=f"also: {', '.join(EXTRA_WORKLOADS)} (named only)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--soak-budget", type=float, default=180)
     parser.add_argument(

@@ -1,7 +1,9 @@
 -- Runtime queries, loaded by conveyor.db.queries. Each block starts with "-- name: NAME"
 -- and a line saying what it does. {schema} is replaced by the quoted schema identifier;
 -- parameters are psycopg's %(name)s; time-dependent queries take %(now)s (NULL means the
--- database clock), so tests pin time instead of sleeping.
+-- database clock), so tests pin time instead of sleeping. %(durable)s false (only on
+-- Conveyor's own connections, whose transaction is the enqueue alone): the commit does not
+-- wait for the disk (SET LOCAL synchronous_commit = off, see docs/enqueueing.md).
 
 -- name: enqueue_job
 -- Insert one job. A queue declared by the task is created on first use; any other queue
@@ -24,7 +26,9 @@ CROSS JOIN LATERAL (
 ) AS due
 WHERE %(declared_queue)s OR EXISTS (SELECT FROM {schema}.queues WHERE name = %(queue)s)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified;
+RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified,
+          (CASE WHEN NOT %(durable)s THEN set_config('synchronous_commit', 'off', true) END) IS NOT NULL
+              AS commit_not_awaited;
 
 -- name: enqueue_job_in_known_queue
 -- Insert one job without a unique key into a queue whose row exists: enqueue_job without the
@@ -40,15 +44,21 @@ VALUES (
     coalesce(%(run_at)s::timestamptz, coalesce(%(now)s::timestamptz, now()) + %(delay)s::interval),
     %(max_attempts)s,
     coalesce(%(now)s::timestamptz, now()))
-RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified;
+RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified,
+          (CASE WHEN NOT %(durable)s THEN set_config('synchronous_commit', 'off', true) END) IS NOT NULL
+              AS commit_not_awaited;
 
 -- name: enqueue_job_due_now
 -- enqueue_job_in_known_queue for a job due now: the column defaults give state
 -- ('available'); the clock gives run_at and enqueued_at. The single enqueue's commonest form.
+-- %(notify)s false: the caller wakes the workers itself once this has committed (see
+-- queue.wake_ups: a NOTIFY holds a database-wide lock through its transaction's commit).
 INSERT INTO {schema}.jobs AS j (queue, task, args, priority, max_attempts, run_at, enqueued_at)
 VALUES (%(queue)s, %(task)s, %(args)s::jsonb, %(priority)s, %(max_attempts)s,
         coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()))
-RETURNING j.id, pg_notify(%(channel)s, j.queue) IS NOT NULL AS notified;
+RETURNING j.id, (CASE WHEN %(notify)s THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified,
+          (CASE WHEN NOT %(durable)s THEN set_config('synchronous_commit', 'off', true) END) IS NOT NULL
+              AS commit_not_awaited;
 
 -- name: find_unique_job
 -- The live job holding a unique key.
@@ -105,6 +115,15 @@ RETURNING j.id;
 -- name: find_unique_jobs
 -- The live jobs holding any of these unique keys.
 SELECT unique_key, id FROM {schema}.jobs WHERE unique_key = ANY (%(unique_keys)s::text[]);
+
+-- name: wake_queues
+-- Wake the workers of these queues, in a transaction of its own, sent after the jobs it
+-- announces have committed. It writes no data, and a notification lost to a crash is made
+-- good by the workers' poll, so its commit does not wait for the disk: the database-wide
+-- lock that NOTIFY takes at commit is held for an instant, not for a disk flush.
+SELECT pg_notify(%(channel)s, name) IS NOT NULL AS notified,
+       set_config('synchronous_commit', 'off', true) IS NOT NULL AS commit_not_awaited
+FROM unnest(%(names)s::text[]) AS name;
 
 -- name: notify_queues
 -- Wake the workers of these queues (delivered when the transaction commits).

@@ -17,12 +17,15 @@
 SET plan_cache_mode = force_generic_plan;
 
 -- name: claim_jobs
--- Claim up to %(limit)s due jobs from the worker's queues in priority order, skipping
--- paused queues and rows other workers hold. %(limits)s caps each queue's share. Each
--- priority level of a queue is read from its cursor in the after_* arrays (queue, priority,
+-- Claim up to %(limit)s due jobs from one queue (%(queues)s has one name; several: see
+-- claim_jobs_across_queues) in priority order, skipping a paused queue and rows other
+-- workers hold; %(limits)s caps the queue's share. It locks only the rows it takes (the
+-- levels are read lazily up to the claim's size): a row locked and not taken would be
+-- skipped by every other worker asking the queue, which then comes back short and waits.
+-- Each priority level is read from its cursor in the after_* arrays (queue, priority,
 -- run_at, id: read only what lies past that key), or from the start of the level when it
--- has none. Levels are read in order and only as far as needed: a queue whose first level
--- fills its share locks nothing on the others.
+-- has none. Levels are read in order and only as far as needed: a first level that fills
+-- the claim locks nothing on the others.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), wanted AS (
@@ -50,10 +53,10 @@ WITH clock AS (
             WHERE j.state = 'available' AND j.queue = w.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
             ORDER BY j.run_at, j.id
-            LIMIT w.max_jobs
+            LIMIT least(w.max_jobs, %(limit)s)
             FOR UPDATE SKIP LOCKED
         ) AS l
-        LIMIT w.max_jobs
+        LIMIT least(w.max_jobs, %(limit)s)
     ) AS c
 ), picked AS (
     SELECT id FROM candidates ORDER BY priority, run_at, id LIMIT %(limit)s
@@ -68,6 +71,123 @@ SET state = 'running',
 FROM clock
 -- An array of ids is always probed through the primary key, whatever plan is cached.
 WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at,
+          j.run_at;
+
+-- name: claim_jobs_across_queues
+-- Claim up to %(limit)s due jobs from several queues in priority order across them
+-- (priority, run_at, id), skipping paused queues and rows other workers hold, and locking
+-- only the rows it takes: a row locked and not taken would be skipped by every other worker
+-- asking that queue, which then comes back short and waits. %(limits)s caps each queue's
+-- share. Cursors and levels are read as in claim_jobs.
+--
+-- `preview` first reads, without locking, which queues hold the first %(limit)s due jobs,
+-- and each queue's share is its count there; then each queue locks its share, skipping rows
+-- held by others (the preview counts them, as they may yet be given back) and reading on
+-- past them. With nobody else claiming, the claim is exactly the first %(limit)s jobs across
+-- queues; when others' claims left it short, `top_up` takes what is missing from the queues
+-- that still have jobs.
+WITH clock AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS now
+), wanted AS (
+    SELECT w.queue, w.max_jobs
+    FROM unnest(%(queues)s::text[], %(limits)s::integer[]) AS w (queue, max_jobs)
+    LEFT JOIN {schema}.queues q ON q.name = w.queue
+    WHERE q.paused IS NOT TRUE
+), after AS (
+    SELECT * FROM unnest(%(after_queues)s::text[], %(after_priorities)s::smallint[],
+                         %(after_run_ats)s::timestamptz[], %(after_ids)s::bigint[])
+                  AS a (queue, priority, run_at, id)
+), preview AS MATERIALIZED (
+    SELECT w.queue
+    FROM wanted w
+    CROSS JOIN LATERAL (
+        SELECT l.id, l.priority, l.run_at
+        FROM unnest(ARRAY[0, 1, 2, 3]::smallint[]) AS p (priority)
+        CROSS JOIN LATERAL (
+            SELECT coalesce(max(a.run_at), '-infinity') AS run_at, coalesce(max(a.id), 0) AS id
+            FROM after a WHERE a.queue = w.queue AND a.priority = p.priority
+        ) AS cursor
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.priority, j.run_at
+            FROM {schema}.jobs j
+            WHERE j.state = 'available' AND j.queue = w.queue AND j.priority = p.priority
+              AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+            ORDER BY j.run_at, j.id
+            LIMIT least(w.max_jobs, %(limit)s)
+        ) AS l
+        LIMIT least(w.max_jobs, %(limit)s)
+    ) AS c
+    ORDER BY c.priority, c.run_at, c.id
+    LIMIT %(limit)s
+), shares AS MATERIALIZED (
+    SELECT w.queue, (SELECT count(*) FROM preview v WHERE v.queue = w.queue) AS share
+    FROM wanted w
+), candidates AS MATERIALIZED (
+    SELECT c.id, s.queue
+    FROM shares s
+    CROSS JOIN LATERAL (
+        SELECT l.id
+        FROM unnest(ARRAY[0, 1, 2, 3]::smallint[]) AS p (priority)
+        CROSS JOIN LATERAL (
+            SELECT coalesce(max(a.run_at), '-infinity') AS run_at, coalesce(max(a.id), 0) AS id
+            FROM after a WHERE a.queue = s.queue AND a.priority = p.priority
+        ) AS cursor
+        CROSS JOIN LATERAL (
+            SELECT j.id
+            FROM {schema}.jobs j
+            WHERE j.state = 'available' AND j.queue = s.queue AND j.priority = p.priority
+              AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+            ORDER BY j.run_at, j.id
+            LIMIT s.share
+            FOR UPDATE SKIP LOCKED
+        ) AS l
+        LIMIT s.share
+    ) AS c
+), missing AS (
+    -- A full preview, a short claim: other workers took rows the preview counted. A queue
+    -- that gave less than its share has no unlocked due job left; the others may have
+    -- more, and are read again, in the worker's order of queues, for what is missing
+    -- (lazily: each row locked here is taken).
+    SELECT %(limit)s - (SELECT count(*) FROM candidates) AS jobs,
+           (SELECT array_agg(id) FROM candidates) AS taken
+    WHERE (SELECT count(*) FROM preview) = %(limit)s
+), top_up AS (
+    SELECT t.id
+    FROM missing m
+    CROSS JOIN LATERAL (
+        SELECT l.id
+        FROM shares s
+        CROSS JOIN unnest(ARRAY[0, 1, 2, 3]::smallint[]) AS p (priority)
+        CROSS JOIN LATERAL (
+            SELECT coalesce(max(a.run_at), '-infinity') AS run_at, coalesce(max(a.id), 0) AS id
+            FROM after a WHERE a.queue = s.queue AND a.priority = p.priority
+        ) AS cursor
+        CROSS JOIN LATERAL (
+            SELECT j.id
+            FROM {schema}.jobs j
+            WHERE j.state = 'available' AND j.queue = s.queue AND j.priority = p.priority
+              AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+              AND j.id <> ALL (m.taken)
+            ORDER BY j.run_at, j.id
+            LIMIT m.jobs
+            FOR UPDATE SKIP LOCKED
+        ) AS l
+        WHERE (SELECT count(*) FROM candidates c WHERE c.queue = s.queue) = s.share
+        LIMIT m.jobs
+    ) AS t
+    WHERE m.jobs > 0
+)
+UPDATE {schema}.jobs j
+SET state = 'running',
+    attempt = j.attempt + 1,
+    claims = j.claims + 1,
+    worker_id = %(worker_id)s,
+    started_at = clock.now,
+    lease_expires_at = clock.now + %(lease)s::interval
+FROM clock
+-- An array of ids is always probed through the primary key, whatever plan is cached.
+WHERE j.id = ANY (ARRAY(SELECT id FROM candidates UNION ALL SELECT id FROM top_up))
 RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at,
           j.run_at;
 

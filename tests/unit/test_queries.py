@@ -158,6 +158,7 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
     assert {name for name in names if "{schema}" not in load()[name]} == {
         "prepare_bulk",
         "notify_queues",
+        "wake_queues",
         "ping",
         "matview_info",
         "matview_try_lock",

@@ -4,6 +4,7 @@ retries, history and LISTEN/NOTIFY all on."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,20 @@ class ConveyorAdapter(Adapter):
 
     async def enqueue_one(self, payload: dict[str, Any]) -> None:
         await self.client.enqueue(noop, payload)
+
+    # "one client": every producer of the process shares one client (its pool as large as
+    # the producers), as the request handlers of one web app process do.
+    enqueue_variants = ("default", "durable=False", "one client")
+    shared: asyncio.Task[Conveyor] | None = None  # opened once, by the first producer
+
+    async def enqueue_variant(self, variant: str, payload: dict[str, Any]) -> None:
+        if variant == "one client":
+            if ConveyorAdapter.shared is None:
+                client = Conveyor(self.url, registry=registry, pool_size=40)
+                ConveyorAdapter.shared = asyncio.create_task(client.open())
+            await (await ConveyorAdapter.shared).enqueue(noop, payload)
+            return
+        await self.client.enqueue(noop, payload, durable=variant != "durable=False")
 
     async def enqueue_many(self, payloads: Sequence[dict[str, Any]], *, delay: float = 0.0) -> None:
         await self.client.enqueue_many([JobRequest(noop, p, delay=delay or None) for p in payloads])

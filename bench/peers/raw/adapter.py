@@ -47,6 +47,14 @@ class Raw(Adapter):
             [json.dumps(payload)],
         )
 
+    enqueue_variants = ("notify", "no notify")
+
+    async def enqueue_variant(self, variant: str, payload: dict[str, Any]) -> None:
+        if variant == "notify":
+            await self.enqueue_one(payload)
+        else:
+            await self.conn.execute("INSERT INTO raw_jobs (payload) VALUES (%s)", [json.dumps(payload)])
+
     async def enqueue_many(self, payloads: Sequence[dict[str, Any]], *, delay: float = 0.0) -> None:
         async with self.conn.transaction():
             row = await (await self.conn.execute("SELECT now() + %s", [timedelta(seconds=delay)])).fetchone()

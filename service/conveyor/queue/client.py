@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -32,6 +32,7 @@ from .bulk import Batch, enqueue_many, prepare_many, stream
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
 from .registered import RegisteredTasks, unknown_names
 from .retention import apply_retention
+from .wake_ups import WakeUps
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,12 @@ class Conveyor:
         registry: Registry | None = None,
         clock: Clock | None = None,
         pool_size: int = 4,
+        durable_enqueue: bool = True,
     ) -> None:
+        """``durable_enqueue`` False: enqueues on the client's own connections return before
+        their commit reaches the disk (docs/enqueueing.md says what a crash may then lose);
+        ``enqueue(durable=...)`` decides per call."""
+        self.durable_enqueue = durable_enqueue
         self.settings = Settings.from_env(database_url, schema)
         self.registry = registry if registry is not None else default_registry
         self.clock: Clock = clock or DatabaseClock()
@@ -113,6 +119,7 @@ class Conveyor:
         self._known_queues: set[str] = set()  # queues whose rows exist: enqueue takes the short insert
         self._registered = RegisteredTasks()  # tasks known by name only, as workers recorded them
         self._db: Database | None = None
+        self._wake_ups = WakeUps(self._wake)
 
     async def open(self) -> Conveyor:
         if self._db is None:
@@ -127,6 +134,7 @@ class Conveyor:
 
     async def close(self) -> None:
         if self._db is not None:
+            await self._wake_ups.flush()
             await self._db.close()
             self._db = None
 
@@ -158,11 +166,14 @@ class Conveyor:
         unique_key: str | None = None,
         max_attempts: int | None = None,
         conn: Any = None,
+        durable: bool | None = None,
     ) -> int:
         """Enqueue one job; returns its id (or that of the live job holding ``unique_key``).
 
         ``task`` may name a task this process does not import: the defaults the workers
         recorded for it are used, and its arguments are checked by the worker that runs it.
+        ``durable`` (default: the client's ``durable_enqueue``) False: return before the commit
+        reaches the disk; ignored with ``conn``, whose transaction keeps its own setting.
         """
         registry = self.registry
         if isinstance(task, str) and registry.get(task) is None:
@@ -180,14 +191,17 @@ class Conveyor:
             and not job.delay
             and (job.queue in self._known_queues)
         ):
-            return await self.db.enqueue_due_job(
-                queue=job.queue,
-                task=job.task,
-                args_json=job.args_json,
-                priority=job.priority,
-                max_attempts=job.max_attempts,
-                now=self.clock.now(),
-            )
+            async with self._wake_ups.enqueue(job.queue) as notify:
+                return await self.db.enqueue_due_job(
+                    queue=job.queue,
+                    task=job.task,
+                    args_json=job.args_json,
+                    priority=job.priority,
+                    max_attempts=job.max_attempts,
+                    now=self.clock.now(),
+                    notify=notify,
+                    durable=self.durable_enqueue if durable is None else durable,
+                )
         queries = self._queries()
         flow = enqueue_one(
             job,
@@ -195,6 +209,7 @@ class Conveyor:
             now=self.clock.now(),
             known_queues=self._known_queues,
             learn=conn is None,
+            durable=conn is not None or (self.durable_enqueue if durable is None else durable),
         )
         if conn is not None:
             return await run_async(await caller_async_connection(conn), queries, flow)
@@ -244,6 +259,9 @@ class Conveyor:
                 rows = await self.db.fetch("registered_tasks", params)
             self._registered.learn(rows)
         return self._registered.overlay(self.registry, names)
+
+    async def _wake(self, queues: Sequence[str]) -> None:
+        await self.db.fetch("wake_queues", {"channel": self.db.queries.channel, "names": list(queues)})
 
     # -- queues ------------------------------------------------------------------------
 

@@ -118,8 +118,12 @@ def enqueue_one(
     now: datetime | None,
     known_queues: set[str] | None = None,
     learn: bool = False,
+    durable: bool = True,
 ) -> Flow[int]:
     """Insert one job; returns its id, or the id of the live job holding its unique key.
+
+    ``durable`` False: each statement's commit does not wait for the disk (only for writes
+    that commit on their own; see docs/enqueueing.md for what a crash may then lose).
 
     ``known_queues`` names queues whose rows are known to exist (queue rows are never
     deleted): a job for one of them, without a unique key, takes the short insert. With
@@ -139,6 +143,7 @@ def enqueue_one(
                 "run_at": job.run_at,
                 "delay": job.delay,
                 "channel": channel,
+                "durable": durable,
             },
         )
         return int(rows[0][0])
@@ -154,6 +159,7 @@ def enqueue_one(
         "run_at": job.run_at,
         "delay": job.delay,
         "channel": channel,
+        "durable": durable,
     }
     for _ in range(5):
         rows = yield Query("enqueue_job", params)

@@ -223,3 +223,78 @@ def _job_tasks() -> dict[Held, asyncio.Task[Any]]:
         if getattr(coro, "__qualname__", "") == "Worker._run_job" and frame is not None:
             found[frame.f_locals["held"]] = task
     return found
+
+
+@contextlib.asynccontextmanager
+async def _worker_whose_claims_end_with(
+    database_url: str, schema: str, registry: Registry, after_claim: Any
+) -> Any:
+    """A worker polling every 30 s whose claims run ``after_claim(worker)`` once the claim
+    statement has returned, before the fetch loop sees its result: what happens while a
+    claim is in flight, in a fixed order."""
+    worker = Worker(
+        database_url, schema=schema, registry=registry, config=WorkerConfig(poll_interval=30, grace=5)
+    )
+    real_claim = worker.db.claim_jobs
+    calls = 0
+
+    async def claim_jobs(**kwargs: Any) -> Any:
+        nonlocal calls
+        jobs = await real_claim(**kwargs)
+        calls += 1
+        if calls == 2:  # the first claim is the one at start
+            await after_claim(worker)
+        return jobs
+
+    worker.db.claim_jobs = claim_jobs  # type: ignore[method-assign]
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.started.wait(), 10)
+    await asyncio.wait_for(worker.notifier.listening.wait(), 10)
+    try:
+        yield worker, running
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 20)
+
+
+async def test_a_stop_that_comes_while_a_claim_is_in_flight_ends_the_worker_without_waiting_a_poll(
+    database_url: str, schema: str, registry: Registry
+) -> None:
+    @registry.task
+    async def noop() -> None: ...
+
+    async def stop(worker: Worker) -> None:
+        worker.stop()
+
+    async with _worker_whose_claims_end_with(database_url, schema, registry, stop) as (worker, running):
+        await asyncio.sleep(0)  # let the loop reach its wait after the first claim
+        worker.wake()
+        started = time.monotonic()
+        await asyncio.wait_for(asyncio.shield(running), 10)  # a poll is 30 s
+        assert time.monotonic() - started < 5
+
+
+async def test_a_job_announced_while_a_claim_is_in_flight_starts_without_waiting_a_poll(
+    database_url: str, schema: str, registry: Registry, db: DB
+) -> None:
+    done = asyncio.Event()
+
+    @registry.task
+    async def noop() -> None:
+        done.set()
+
+    async def enqueue_behind_the_claim(worker: Worker) -> None:
+        # Committed after the claim's snapshot, and announced to the worker before the fetch
+        # loop sees the (empty) claim.
+        async with Conveyor(database_url, schema=schema, registry=registry) as client:
+            await client.enqueue(noop)
+        await wait_until(lambda: worker._woken)
+
+    async with _worker_whose_claims_end_with(database_url, schema, registry, enqueue_behind_the_claim) as (
+        worker,
+        _,
+    ):
+        await asyncio.sleep(0)
+        worker.wake()
+        await asyncio.wait_for(done.wait(), 10)  # a poll is 30 s
+    assert db.one("select count(*) from {schema}.job_history") == 1

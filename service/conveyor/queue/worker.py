@@ -337,6 +337,13 @@ class Worker:
             wait = config.poll_interval
             if look_again_at is not None and free > 0 and not backlogged:
                 wait = max(0.0, min(wait, look_again_at - time.monotonic()))
+            # A stop or a notification that came while the claim was in flight set the signal
+            # this clear would lose: the stop until the next poll, the notification's job (if
+            # it committed after the claim's snapshot) likewise.
+            if self._stopping.is_set():
+                break
+            if self._woken and free > 0 and not backlogged:
+                continue
             self._signal.clear()
             try:
                 async with asyncio.timeout(wait):

@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 
 
 class ClaimedJob(NamedTuple):
-    """A job as a claim returned it. (Tuples: a draining worker makes thousands a second,
-    and a frozen dataclass of ten fields took 2 us to make.)"""
+    """A job as a claim returned it. A tuple, not a dataclass: a draining worker makes one per
+    job, and this is the cheapest record to make (bench/RESULTS.md, "Why the code is shaped
+    so")."""
 
     id: int
     claim: int  # the job's claim count when this worker claimed it: the fencing token

@@ -7,7 +7,7 @@ character, which jsonb cannot store.
 
 Where orjson is installed (a dependency on CPython) a flat object of plain values (str, int,
 finite float, bool, None under str keys: what most job arguments are) is encoded by orjson,
-about ten times faster; anything else, and anything orjson refuses, takes the json path, so
+the cheaper encoder; anything else, and anything orjson refuses, takes the json path, so
 what is accepted and how it is refused do not depend on orjson. Reading is the same: orjson
 unless the text holds a run of 20 digits (orjson reads an integer past 64 bits as a float)
 or orjson refuses it (json reads 1e400 as inf, a lone surrogate as itself).

@@ -9,8 +9,8 @@
 -- written per job are looked up in the object, row by row. No join, and no test of state:
 -- PostgreSQL's estimates of "this worker's running jobs" come from statistics taken at
 -- any moment (often while nothing ran: "none") and led it to plans that walked every
--- running job, or every id against every other, for each batch: 0.1 to 0.8 ms per job,
--- where this form costs a few microseconds whatever the statistics say.
+-- running job, or every id against every other, for each batch; this form's cost does not
+-- depend on the statistics (bench/RESULTS.md, "Why the code is shaped so").
 
 -- name: use_generic_plans
 -- For a worker's connections: prepared statements run their generic plan (see Database).

@@ -111,8 +111,8 @@ class Database:
     ) -> None:
         """``generic_plans``: prepared statements always run their generic plan (a worker's
         pool). Left to choose, PostgreSQL re-planned the claim on every call, its custom plans
-        looking cheaper, and planning cost more than running: 0.6 ms per claim, a quarter of
-        an idle worker's enqueue-to-start time. The hot queries are written so that one plan
+        looking cheaper, and planning cost more than running (bench/RESULTS.md, "Why the code
+        is shaped so"). The hot queries are written so that one plan
         fits every call whatever the statistics say (ids probed through the primary key;
         queues, levels and cursors in lateral joins); tests/integration/test_fenced_write_plans.py
         and test_claim_with_delayed_backlog.py check the generic plans.
@@ -151,8 +151,8 @@ class Database:
 
         The connection last given back is kept aside (the spare) for the next borrower, who
         then does not go through the pool: psycopg_pool's getconn and putconn, and its own
-        connection() context, cost a serial caller (one enqueue after another) 23 us of CPU
-        per statement, measured, a tenth of a single enqueue. Anything else borrows from the
+        connection() context, are a noticeable share of a serial caller's statement (one
+        enqueue after another; bench/RESULTS.md, "Why the code is shaped so"). Anything else borrows from the
         pool as usual. A connection that saw an error, or is not idle, goes back to the pool,
         which discards broken ones; the spare goes back too after SPARE_SECONDS, so that the
         pool's lifetime rules still apply to it. The spare is checked as the pool checks its
@@ -265,7 +265,7 @@ class Database:
         durable: bool = True,
     ) -> int:
         """Insert one job due now into a queue that exists; its id. (One statement, no
-        conversation: the commonest enqueue, a tenth cheaper this way.) ``notify`` False:
+        conversation: the commonest enqueue, kept to the fewest steps.) ``notify`` False:
         the caller wakes the workers after this returns (queue.wake_ups); ``durable`` False:
         the commit does not wait for the disk (docs/enqueueing.md)."""
         params = {

@@ -206,7 +206,7 @@ class Worker:
         self._queue_set = set(self.queues)
         # A claim takes at most half the slots of a large worker: the jobs of one claim then
         # run while the next claim waits on the database, instead of the two taking turns
-        # (measured draining no-op jobs at concurrency 500: about 10% more jobs per second).
+        # (bench/RESULTS.md, "Why the code is shaped so").
         self._claim_batch = max(50, self.config.concurrency // 2)
         self._cursors = ClaimCursors()
         self.claimed = 0

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
 from conveyor import Conveyor, NotFoundError, Registry, SyncConveyor
@@ -98,3 +99,25 @@ def test_the_sync_client_serves_many_threads_and_stops_its_loop_on_close(
         assert results == [["default"]] * 32
         assert any(t.name == "conveyor-sync-loop" for t in threading.enumerate())
     assert not any(t.name == "conveyor-sync-loop" for t in threading.enumerate())
+
+
+def test_the_sync_client_enqueues_on_after_its_pooled_connections_were_ended(
+    database_url: str, schema: str
+) -> None:
+    """As after a server restart: the pool's connections died while idle; the next enqueue
+    runs on a new connection instead of failing once."""
+    registry = Registry()
+
+    @registry.task
+    def noop() -> None: ...
+
+    with SyncConveyor(database_url, schema=schema, registry=registry) as client:
+        first = client.enqueue(noop)
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                " WHERE application_name = '' AND pid <> pg_backend_pid() AND datname = current_database()"
+                " AND backend_type = 'client backend'"
+            )
+        second = client.enqueue(noop)
+    assert second > first

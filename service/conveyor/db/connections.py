@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg import pq
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..errors import ConfigurationError
 from ..settings import Timeouts, prepared_statements_from_env
@@ -96,7 +96,7 @@ def _readable(fd: int) -> bool:
     return bool(poller.poll(0))
 
 
-def quiet(conn: psycopg.AsyncConnection[Any]) -> bool:
+def quiet(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> bool:
     """An idle, open connection with nothing to read: fit to use (as far as can be known
     without a round trip).
 
@@ -120,6 +120,32 @@ async def check_idle_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     if conn.closed or conn.broken or conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
         raise psycopg.OperationalError("connection not usable")
     await AsyncConnectionPool.check_connection(conn)
+
+
+def check_idle_sync_connection(conn: psycopg.Connection[Any]) -> None:
+    """``check_idle_connection`` for a pool of sync connections (``SyncConveyor``)."""
+    if quiet(conn):
+        return
+    if conn.closed or conn.broken or conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        raise psycopg.OperationalError("connection not usable")
+    ConnectionPool.check_connection(conn)
+
+
+def sync_pool(
+    conninfo: str, *, min_size: int = 1, max_size: int = 4, name: str = "conveyor"
+) -> ConnectionPool[Any]:
+    """``pool`` for sync callers: the same connection settings (keepalives, prepared statements
+    as configured for a pooler) and the same check on the way out; opened."""
+    return ConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs=connect_kwargs(None, conninfo=conninfo),
+        check=check_idle_sync_connection,
+        open=True,
+        name=name,
+        timeout=10.0,
+    )
 
 
 class DroppingConnection(psycopg.AsyncConnection[Any]):

@@ -21,7 +21,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from psycopg_pool import ConnectionPool
 
 from ..clock import Clock, DatabaseClock
-from ..db.connections import caller_sync_connection
+from ..db.connections import caller_sync_connection, sync_pool
 from ..db.queries import for_schema
 from ..db.steps import run_sync
 from ..errors import ConfigurationError
@@ -108,13 +108,8 @@ class SyncConveyor:
                 raise ConfigurationError(
                     "no database: set DATABASE_URL (or CONVEYOR_DATABASE_URL) or pass database_url"
                 )
-            self._pool = ConnectionPool(
-                self.settings.database_url,
-                min_size=1,
-                max_size=self._pool_size,
-                kwargs={"autocommit": True},
-                open=True,
-                name="conveyor-sync",
+            self._pool = sync_pool(
+                self.settings.database_url, min_size=1, max_size=self._pool_size, name="conveyor-sync"
             )
         return self
 

@@ -40,7 +40,7 @@ FROM {schema}.dead_jobs WHERE id = %(id)s;
 
 -- name: retry_dead_job
 -- Put one dead job back with a fresh attempt budget.
-SELECT {schema}.retry_dead(%(id)s);
+SELECT {schema}.retry_dead_v1(%(id)s);
 
 -- name: find_dead_jobs
 -- The ids of the dead jobs matching the filters, oldest first.
@@ -51,15 +51,15 @@ ORDER BY id;
 
 -- name: purge_dead_jobs
 -- Delete dead jobs matching every filter given; returns how many.
-SELECT {schema}.purge_dead(%(ids)s::bigint[], %(queue)s::text, %(task)s::text, %(older_than)s::interval);
+SELECT {schema}.purge_dead_v1(%(ids)s::bigint[], %(queue)s::text, %(task)s::text, %(older_than)s::interval);
 
 -- name: pause_queue
 -- Stop workers claiming from a queue (creates it paused if it does not exist).
-SELECT {schema}.pause_queue(%(queue)s);
+SELECT {schema}.pause_queue_v1(%(queue)s);
 
 -- name: resume_queue
 -- Let workers claim from a queue again, and wake them.
-SELECT {schema}.resume_queue(%(queue)s);
+SELECT {schema}.resume_queue_v1(%(queue)s);
 
 -- name: registered_tasks
 -- The defaults workers recorded for these tasks (sync_tasks), for a producer that enqueues

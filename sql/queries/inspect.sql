@@ -68,9 +68,10 @@ SELECT name, queue, priority, max_attempts, timeout_seconds
 FROM {schema}.tasks WHERE name = ANY(%(names)s::text[]);
 
 -- name: scheduler_status
--- Who leads the scheduler role and until when (a leader renews its lease every tick), and
--- how many schedules would fire: `conveyor status` and the worker's start-up warning.
-SELECT l.holder, l.hostname, l.pid, l.elected_at, l.expires_at,
+-- Who leads the scheduler role, until when, and when it last ticked (a leader renews its
+-- lease every tick), and how many schedules would fire: `conveyor status` and the worker's
+-- start-up warning.
+SELECT l.holder, l.hostname, l.pid, l.elected_at, l.expires_at, l.renewed_at,
        (SELECT count(*) FROM {schema}.schedules WHERE NOT paused) AS active_schedules,
        coalesce(%(now)s::timestamptz, now()) AS checked_at
 FROM (SELECT 1) AS one

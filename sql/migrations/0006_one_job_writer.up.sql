@@ -32,8 +32,8 @@
 -- == One decision each ====================================================================
 
 -- STABLE, not IMMUTABLE: timestamptz + interval depends on the TimeZone setting, and a SQL
--- function declared less volatile than its body is not inlined but run as a query of its own
--- (parsed again on every call: a third more per conveyor.enqueue).
+-- function declared less volatile than its body is not inlined but run as a query of its own,
+-- parsed again on every call.
 CREATE FUNCTION job_due_v1(run_at timestamptz, delay interval, at timestamptz) RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$

@@ -17,7 +17,7 @@ from psycopg import sql
 
 from conveyor.db import migrations
 
-from ..helpers import subprocess_env, wait_until_sync
+from ..helpers import DB, subprocess_env, wait_until_sync
 
 HEAD = "0006_one_job_writer"
 
@@ -448,3 +448,46 @@ def test_moving_to_domains_keeps_the_jobs_and_their_rules(
             )
             with pytest.raises(psycopg.errors.CheckViolation, match=rule):
                 conn.execute(statement)
+
+
+WRAPPED = {
+    "create_schedule",
+    "enqueue",
+    "ensure_history_partitions",
+    "expired_partitions",
+    "fire_schedule",
+    "pause_queue",
+    "pause_schedule",
+    "purge_dead",
+    "remove_schedule",
+    "resume_queue",
+    "resume_schedule",
+    "retry_dead",
+    "set_retention",
+    "trigger_schedule",
+}
+
+
+def test_the_names_without_a_version_are_inlined_wrappers_over_version_1(db: DB, schema: str) -> None:
+    """psql's API (conveyor.enqueue, ...) calls the current version; PostgreSQL inlines the
+    wrapper, so a call plans as a call of the version itself."""
+    rows = db.all(
+        "select p.proname, pg_get_function_identity_arguments(p.oid), p.prosrc, p.proconfig, l.lanname"
+        " from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+        " join pg_language l on l.oid = p.prolang"
+        " where n.nspname = %s and p.proname = any(%s) order by 1",
+        [schema, sorted(WRAPPED)],
+    )
+    assert {row[0] for row in rows} == WRAPPED
+    for name, arguments, source, config, language in rows:
+        assert language == "sql", name
+        assert f"{schema}.{name}_v1(" in source, name
+        assert config is None, name  # a SET clause would keep it from being inlined
+        versioned = db.one(
+            "select pg_get_function_identity_arguments(p.oid) from pg_proc p join pg_namespace n"
+            " on n.oid = p.pronamespace where n.nspname = %s and p.proname = %s",
+            [schema, f"{name}_v1"],
+        )
+        assert versioned == arguments, name
+    plan = db.all("explain verbose select {schema}.enqueue('t', '{{}}')")
+    assert f"{schema}.enqueue_v1(" in "\n".join(line for (line,) in plan)

@@ -40,7 +40,7 @@ FROM {schema}.dead_jobs WHERE id = %(id)s;
 
 -- name: retry_dead_job
 -- Put one dead job back with a fresh attempt budget.
-SELECT {schema}.retry_dead(%(id)s);
+SELECT {schema}.retry_dead_v1(%(id)s);
 
 -- name: find_dead_jobs
 -- The ids of the dead jobs matching the filters, oldest first.
@@ -51,15 +51,15 @@ ORDER BY id;
 
 -- name: purge_dead_jobs
 -- Delete dead jobs matching every filter given; returns how many.
-SELECT {schema}.purge_dead(%(ids)s::bigint[], %(queue)s::text, %(task)s::text, %(older_than)s::interval);
+SELECT {schema}.purge_dead_v1(%(ids)s::bigint[], %(queue)s::text, %(task)s::text, %(older_than)s::interval);
 
 -- name: pause_queue
 -- Stop workers claiming from a queue (creates it paused if it does not exist).
-SELECT {schema}.pause_queue(%(queue)s);
+SELECT {schema}.pause_queue_v1(%(queue)s);
 
 -- name: resume_queue
 -- Let workers claim from a queue again, and wake them.
-SELECT {schema}.resume_queue(%(queue)s);
+SELECT {schema}.resume_queue_v1(%(queue)s);
 
 -- name: registered_tasks
 -- The defaults workers recorded for these tasks (sync_tasks), for a producer that enqueues
@@ -68,9 +68,10 @@ SELECT name, queue, priority, max_attempts, timeout_seconds
 FROM {schema}.tasks WHERE name = ANY(%(names)s::text[]);
 
 -- name: scheduler_status
--- Who leads the scheduler role and until when (a leader renews its lease every tick), and
--- how many schedules would fire: `conveyor status` and the worker's start-up warning.
-SELECT l.holder, l.hostname, l.pid, l.elected_at, l.expires_at,
+-- Who leads the scheduler role, until when, and when it last ticked (a leader renews its
+-- lease every tick), and how many schedules would fire: `conveyor status` and the worker's
+-- start-up warning.
+SELECT l.holder, l.hostname, l.pid, l.elected_at, l.expires_at, l.renewed_at,
        (SELECT count(*) FROM {schema}.schedules WHERE NOT paused) AS active_schedules,
        coalesce(%(now)s::timestamptz, now()) AS checked_at
 FROM (SELECT 1) AS one

@@ -108,7 +108,7 @@ INSERT INTO {schema}.queues (name) SELECT unnest(%(names)s::text[]) ON CONFLICT 
 
 -- name: ensure_history_partitions
 -- Create the daily history partitions around now that are missing.
-SELECT {schema}.ensure_history_partitions(%(days_ahead)s, coalesce(%(now)s::timestamptz, now()));
+SELECT {schema}.ensure_history_partitions_v1(%(days_ahead)s, coalesce(%(now)s::timestamptz, now()));
 
 -- name: listen
 -- Subscribe to the schema's channel: payloads are queue names.

@@ -13,7 +13,7 @@ SELECT step, affected FROM {schema}.retention_batch_v1(coalesce(%(now)s::timesta
 
 -- name: expired_partitions
 -- The daily partitions past every queue's keep.
-SELECT {schema}.expired_partitions(coalesce(%(now)s::timestamptz, now()));
+SELECT {schema}.expired_partitions_v1(coalesce(%(now)s::timestamptz, now()));
 
 -- name: drop_partition_step
 -- Copy up to %(batch)s rows of an expired job_history day to the run log, and drop the day
@@ -22,7 +22,7 @@ SELECT copied, dropped FROM {schema}.drop_partition_v1(%(partition)s, %(batch)s)
 
 -- name: set_retention
 -- Change the defaults (queue '*') or one queue's retention; NULLs leave a value as it is.
-SELECT {schema}.set_retention(%(queue)s, %(completed_keep)s::interval, %(completed_max)s::integer,
+SELECT {schema}.set_retention_v1(%(queue)s, %(completed_keep)s::interval, %(completed_max)s::integer,
                               %(dead_keep)s::interval, %(runs_keep)s::interval);
 
 -- name: list_retention

@@ -3,18 +3,20 @@
 
 -- name: leader_attempt
 -- Become (or stay) the leader of a role: take the lease if it is free or expired, extend it
--- if it is ours. Returns a row only if this holder leads afterwards.
+-- if it is ours. Returns a row only if this holder leads afterwards. renewed_at records
+-- every successful attempt: for the scheduler, which attempts once a tick, its last tick.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 )
-INSERT INTO {schema}.leaders AS l (role, holder, hostname, pid, elected_at, expires_at)
-SELECT %(role)s, %(holder)s, %(hostname)s, %(pid)s, clock.now, clock.now + %(ttl)s::interval FROM clock
+INSERT INTO {schema}.leaders AS l (role, holder, hostname, pid, elected_at, expires_at, renewed_at)
+SELECT %(role)s, %(holder)s, %(hostname)s, %(pid)s, clock.now, clock.now + %(ttl)s::interval, clock.now FROM clock
 ON CONFLICT (role) DO UPDATE
 SET holder = excluded.holder,
     hostname = excluded.hostname,
     pid = excluded.pid,
     elected_at = CASE WHEN l.holder = excluded.holder THEN l.elected_at ELSE excluded.elected_at END,
-    expires_at = excluded.expires_at
+    expires_at = excluded.expires_at,
+    renewed_at = excluded.renewed_at
 WHERE l.holder = excluded.holder OR l.expires_at < excluded.elected_at
 RETURNING l.elected_at, l.expires_at;
 
@@ -41,7 +43,7 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: fire_schedule
 -- One fire: its row in schedule_fires and its job. NULL when that fire time fired already.
-SELECT {schema}.fire_schedule(%(name)s, %(fire_time)s, %(kind)s, %(window_end)s, %(now)s::timestamptz);
+SELECT {schema}.fire_schedule_v1(%(name)s, %(fire_time)s, %(kind)s, %(window_end)s, %(now)s::timestamptz);
 
 -- name: advance_schedule
 -- Record a schedule's next fire time (and its last, when it fired).
@@ -98,24 +100,24 @@ FROM {schema}.schedules ORDER BY name;
 
 -- name: create_schedule
 -- Create (or with replace, redefine) a schedule; the SQL function checks everything.
-SELECT {schema}.create_schedule(%(name)s, %(cron)s, %(task)s, %(args)s::jsonb, %(timezone)s, %(queue)s,
+SELECT {schema}.create_schedule_v1(%(name)s, %(cron)s, %(task)s, %(args)s::jsonb, %(timezone)s, %(queue)s,
                                 %(priority)s, %(max_attempts)s, %(catch_up)s, %(replace)s, %(now)s::timestamptz);
 
 -- name: pause_schedule
 -- Stop a schedule firing.
-SELECT {schema}.pause_schedule(%(name)s);
+SELECT {schema}.pause_schedule_v1(%(name)s);
 
 -- name: resume_schedule
 -- Let a schedule fire again (its catch-up policy deals with what it missed).
-SELECT {schema}.resume_schedule(%(name)s);
+SELECT {schema}.resume_schedule_v1(%(name)s);
 
 -- name: trigger_schedule
 -- Enqueue a schedule's job now, leaving its cadence alone; returns the job id.
-SELECT {schema}.trigger_schedule(%(name)s);
+SELECT {schema}.trigger_schedule_v1(%(name)s);
 
 -- name: remove_schedule
 -- Delete a schedule.
-SELECT {schema}.remove_schedule(%(name)s);
+SELECT {schema}.remove_schedule_v1(%(name)s);
 
 -- name: schedule_fires
 -- The latest fires of a schedule.

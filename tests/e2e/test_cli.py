@@ -604,6 +604,16 @@ def test_status_shows_the_scheduler_and_warns_when_schedules_exist_and_none_tick
         lapsed
     )
 
+    # The lease row of a scheduler that recorded its last tick: the warning counts from it.
+    db.all(
+        "update {schema}.leaders set renewed_at = now() - interval '75 seconds', expires_at = now() - interval '60 seconds'"
+    )
+    ticked = conveyor("status", env=env, cwd=tmp_path)
+    assert "scheduler: none running; 1 schedule(s) active\n" in ok(ticked)
+    assert re.search(
+        r"no scheduler has ticked within its lease \(the last tick was 7[5-9] s ago\)", ticked.stderr
+    ), str(ticked)
+
     with started(
         "scheduler", "--tasks", TASKS, "--tick", "0.2", "--lease", "3", env=env, cwd=tmp_path, name="s"
     ) as s:
@@ -616,7 +626,8 @@ def test_status_shows_the_scheduler_and_warns_when_schedules_exist_and_none_tick
         )
         plain, as_json = conveyor_many([["status"], ["status", "--json"]], env=env, cwd=tmp_path)
         assert re.search(
-            rf"^scheduler: leader \S+ pid {s.popen.pid} since .*, until .*; 1 schedule\(s\) active$",
+            rf"^scheduler: leader \S+ pid {s.popen.pid} since .*, last tick \d+ s ago, .*, until .*;"
+            r" 1 schedule\(s\) active$",
             ok(plain),
             re.M,
         ), str(plain)
@@ -625,6 +636,7 @@ def test_status_shows_the_scheduler_and_warns_when_schedules_exist_and_none_tick
         assert document["scheduler"]["running"] is True
         assert document["scheduler"]["pid"] == s.popen.pid
         assert document["scheduler"]["active_schedules"] == 1
+        assert 0 <= document["scheduler"]["last_tick_age"] < 3  # seconds; the lease is 3 s
         assert document["warnings"] == []
         assert [q["queue"] for q in document["queues"]] == ["default"]
         assert s.stop() == 0, str(s)

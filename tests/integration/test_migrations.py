@@ -17,9 +17,9 @@ from psycopg import sql
 
 from conveyor.db import migrations
 
-from ..helpers import subprocess_env, wait_until_sync
+from ..helpers import DB, subprocess_env, wait_until_sync
 
-HEAD = "0005_retention_bounds"
+HEAD = "0006_one_job_writer"
 
 TABLES = {
     "alembic_version",
@@ -49,28 +49,45 @@ FUNCTIONS = {
     "count_finished_v1",
     "create_queue",
     "create_schedule",
+    "create_schedule_v1",
     "cron_field_value",
     "drop_partition",
     "drop_partition_v1",
     "enqueue",
+    "enqueue_v1",
     "ensure_daily_partitions",
     "ensure_history_partitions",
+    "ensure_history_partitions_v1",
     "expired_partitions",
+    "expired_partitions_v1",
     "find_schedule",
     "fire_schedule",
+    "fire_schedule_v1",
+    "insert_job_v1",
+    "job_due_v1",
+    "job_state_v1",
     "pause_queue",
+    "pause_queue_v1",
     "pause_schedule",
-    "queue_stats_v1",
+    "pause_schedule_v1",
     "purge_dead",
+    "purge_dead_v1",
+    "queue_stats_v1",
     "remove_schedule",
+    "remove_schedule_v1",
     "resume_queue",
+    "resume_queue_v1",
     "resume_schedule",
+    "resume_schedule_v1",
     "retention_batch_v1",
     "retention_rows",
     "retention_take_v1",
     "retry_dead",
+    "retry_dead_v1",
     "set_retention",
+    "set_retention_v1",
     "trigger_schedule",
+    "trigger_schedule_v1",
 }
 VIEWS = {"job_list", "queue_stats", "retention_by_queue"}
 
@@ -170,7 +187,7 @@ def test_upgrade_downgrade_upgrade_gives_the_same_catalog(
     assert names(first, "functions", lambda r: True) == FUNCTIONS
     assert names(first, "views", lambda r: True) == VIEWS
     # Functions find their tables through their own search_path, whatever the caller's (some
-    # also bound their lock waits). The one procedure cannot pin a search_path (it commits),
+    # also bound their lock waits), or name the schema in their bodies (the wrappers). The one procedure cannot pin a search_path (it commits),
     # so it names the schema in its body instead.
     with psycopg.connect(database_url) as conn:
         configs = conn.execute(
@@ -188,6 +205,7 @@ def test_upgrade_downgrade_upgrade_gives_the_same_catalog(
         ("f", f"search_path={name}"),
         ("f", f"search_path={name},jit=off"),
         ("f", f"search_path={name},lock_timeout=500ms"),
+        ("f", None),  # the wrappers over a version and the pure decisions: inlined, so no SET
         ("p", None),
     ]
     assert procedure is not None
@@ -365,6 +383,23 @@ def test_each_revision_downgrades_to_exactly_the_one_before(
         assert again[kind] == at_head[kind], kind
 
 
+@pytest.mark.parametrize("before", ["0005_retention_bounds"])
+def test_the_head_revision_downgrades_to_exactly_the_one_before(
+    database_url: str, fresh: Callable[[str], str], before: str
+) -> None:
+    name = fresh("last")
+    migrations.upgrade(database_url, name, before)
+    at_before = describe(database_url, name)
+    migrations.upgrade(database_url, name)
+    assert describe(database_url, name) != at_before
+
+    migrations.downgrade(database_url, name, before)
+    assert migrations.current(database_url, name) == before
+    back = describe(database_url, name)
+    for kind in CATALOG:
+        assert back[kind] == at_before[kind], kind
+
+
 def test_moving_to_domains_keeps_the_jobs_and_their_rules(
     database_url: str, fresh: Callable[[str], str]
 ) -> None:
@@ -413,3 +448,46 @@ def test_moving_to_domains_keeps_the_jobs_and_their_rules(
             )
             with pytest.raises(psycopg.errors.CheckViolation, match=rule):
                 conn.execute(statement)
+
+
+WRAPPED = {
+    "create_schedule",
+    "enqueue",
+    "ensure_history_partitions",
+    "expired_partitions",
+    "fire_schedule",
+    "pause_queue",
+    "pause_schedule",
+    "purge_dead",
+    "remove_schedule",
+    "resume_queue",
+    "resume_schedule",
+    "retry_dead",
+    "set_retention",
+    "trigger_schedule",
+}
+
+
+def test_the_names_without_a_version_are_inlined_wrappers_over_version_1(db: DB, schema: str) -> None:
+    """psql's API (conveyor.enqueue, ...) calls the current version; PostgreSQL inlines the
+    wrapper, so a call plans as a call of the version itself."""
+    rows = db.all(
+        "select p.proname, pg_get_function_identity_arguments(p.oid), p.prosrc, p.proconfig, l.lanname"
+        " from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+        " join pg_language l on l.oid = p.prolang"
+        " where n.nspname = %s and p.proname = any(%s) order by 1",
+        [schema, sorted(WRAPPED)],
+    )
+    assert {row[0] for row in rows} == WRAPPED
+    for name, arguments, source, config, language in rows:
+        assert language == "sql", name
+        assert f"{schema}.{name}_v1(" in source, name
+        assert config is None, name  # a SET clause would keep it from being inlined
+        versioned = db.one(
+            "select pg_get_function_identity_arguments(p.oid) from pg_proc p join pg_namespace n"
+            " on n.oid = p.pronamespace where n.nspname = %s and p.proname = %s",
+            [schema, f"{name}_v1"],
+        )
+        assert versioned == arguments, name
+    plan = db.all("explain verbose select {schema}.enqueue('t', '{{}}')")
+    assert f"{schema}.enqueue_v1(" in "\n".join(line for (line,) in plan)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..queue.client import Conveyor, QueueStats, SchedulerStatus
+from ..queue.client import Conveyor, QueueStats, SchedulerStatus, seconds_ago
 from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, warn, with_client
 
 HEADERS = ["queue", "paused", "waiting", "scheduled", "running", "completed_24h", "dead", "oldest_waiting"]
@@ -30,7 +30,11 @@ def status(ctx: Context, as_json: bool) -> None:
         echo_json(
             {
                 "queues": stats,
-                "scheduler": {**dataclasses.asdict(scheduler), "running": scheduler.running},
+                "scheduler": {
+                    **dataclasses.asdict(scheduler),
+                    "running": scheduler.running,
+                    "last_tick_age": scheduler.last_tick_age,  # seconds
+                },
                 "warnings": [warning] if warning else [],
             }
         )
@@ -59,7 +63,8 @@ def _describe(scheduler: SchedulerStatus) -> str:
     schedules = f"{scheduler.active_schedules} schedule(s) active"
     if not scheduler.running or scheduler.elected_at is None or scheduler.expires_at is None:
         return f"none running; {schedules}"
+    tick = "" if scheduler.renewed_at is None else f"last tick {seconds_ago(scheduler.last_tick_age)} ago, "
     return (
         f"leader {scheduler.hostname} pid {scheduler.pid} since {scheduler.elected_at:%Y-%m-%d %H:%M:%S%z}, "
-        f"lease renewed every tick, until {scheduler.expires_at:%Y-%m-%d %H:%M:%S%z}; {schedules}"
+        f"{tick}lease renewed every tick, until {scheduler.expires_at:%Y-%m-%d %H:%M:%S%z}; {schedules}"
     )

@@ -54,34 +54,54 @@ MAX_PAGE = 1000
 
 @dataclass(frozen=True)
 class SchedulerStatus:
-    """The elected scheduler, as its lease row says. A leader renews its lease every tick,
-    so a lease still running means a scheduler ticked within its lease."""
+    """The elected scheduler, as its lease row says. A leader renews its lease on every tick
+    and records when (``renewed_at``), so the row tells both who leads and when it last
+    ticked; all times are the database's."""
 
     holder: UUID | None
     hostname: str | None
     pid: int | None
     elected_at: datetime | None
     expires_at: datetime | None
+    renewed_at: datetime | None  # the last tick; NULL from a scheduler older than schema 6
     active_schedules: int  # schedules not paused
     checked_at: datetime
 
     @property
     def running(self) -> bool:
-        return self.expires_at is not None and self.expires_at > self.checked_at
+        """A scheduler ticked within its lease: its last renewal is no older than the lease
+        it took then. (A lease row written by an older scheduler has no renewal time; its
+        expiry is all there is to go by.)"""
+        if self.expires_at is None:
+            return False
+        if self.renewed_at is None:
+            return self.expires_at > self.checked_at
+        return self.checked_at - self.renewed_at < self.expires_at - self.renewed_at
+
+    @property
+    def last_tick_age(self) -> timedelta | None:
+        """How long ago the scheduler last ticked, if it recorded a tick."""
+        return None if self.renewed_at is None else self.checked_at - self.renewed_at
 
     def warning(self) -> str | None:
         """Why schedules will not fire now, if they will not."""
         if self.running or not self.active_schedules:
             return None
-        since = (
-            f"the last lease ended at {self.expires_at:%Y-%m-%d %H:%M:%S%z}"
-            if self.expires_at is not None
-            else "none has run on this schema"
-        )
+        if self.renewed_at is not None:
+            since = f"the last tick was {seconds_ago(self.last_tick_age)} ago"
+        elif self.expires_at is not None:
+            since = f"the last lease ended at {self.expires_at:%Y-%m-%d %H:%M:%S%z}"
+        else:
+            since = "none has run on this schema"
         return (
             f"{self.active_schedules} schedule(s) will not fire: no scheduler has ticked within its lease "
             f"({since}); start `conveyor scheduler` (or `conveyor dev`)"
         )
+
+
+def seconds_ago(age: timedelta | None) -> str:
+    """An age as whole seconds, for a status line."""
+    return "?" if age is None else f"{max(age.total_seconds(), 0.0):.0f} s"
 
 
 async def read_scheduler_status(db: Database, *, now: datetime | None) -> SchedulerStatus:

@@ -6,7 +6,8 @@
 -- wait for the disk (SET LOCAL synchronous_commit = off, see docs/enqueueing.md).
 
 -- name: enqueue_job
--- Insert one job. A queue declared by the task is created on first use; any other queue
+-- Insert one job; its run_at and state are decided by the same SQL functions as every other
+-- writer's (job_due_v1, job_state_v1: inlined, so they cost nothing). A queue declared by the task is created on first use; any other queue
 -- must exist (no row comes back otherwise). A unique key held by a live job gives no row.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
@@ -17,12 +18,11 @@ WITH clock AS (
     ON CONFLICT DO NOTHING
 )
 INSERT INTO {schema}.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, unique_key, enqueued_at)
-SELECT %(queue)s, %(task)s, %(args)s::jsonb,
-       CASE WHEN due.at <= clock.now THEN 'available' ELSE 'scheduled' END,
+SELECT %(queue)s, %(task)s, %(args)s::jsonb, {schema}.job_state_v1(due.at, clock.now),
        %(priority)s, due.at, %(max_attempts)s, %(unique_key)s, clock.now
 FROM clock
 CROSS JOIN LATERAL (
-    SELECT coalesce(%(run_at)s::timestamptz, clock.now + %(delay)s::interval) AS at
+    SELECT {schema}.job_due_v1(%(run_at)s::timestamptz, %(delay)s::interval, clock.now) AS at
 ) AS due
 WHERE %(declared_queue)s OR EXISTS (SELECT FROM {schema}.queues WHERE name = %(queue)s)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
@@ -37,11 +37,11 @@ RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.q
 INSERT INTO {schema}.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, enqueued_at)
 VALUES (
     %(queue)s, %(task)s, %(args)s::jsonb,
-    CASE WHEN coalesce(%(run_at)s::timestamptz, coalesce(%(now)s::timestamptz, now()) + %(delay)s::interval)
-              <= coalesce(%(now)s::timestamptz, now())
-         THEN 'available' ELSE 'scheduled' END,
+    {schema}.job_state_v1(
+        {schema}.job_due_v1(%(run_at)s::timestamptz, %(delay)s::interval, coalesce(%(now)s::timestamptz, now())),
+        coalesce(%(now)s::timestamptz, now())),
     %(priority)s,
-    coalesce(%(run_at)s::timestamptz, coalesce(%(now)s::timestamptz, now()) + %(delay)s::interval),
+    {schema}.job_due_v1(%(run_at)s::timestamptz, %(delay)s::interval, coalesce(%(now)s::timestamptz, now())),
     %(max_attempts)s,
     coalesce(%(now)s::timestamptz, now()))
 RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified,

@@ -13,7 +13,7 @@ import pytest
 
 from conveyor import Conveyor, NotFoundError, Registry, SyncConveyor
 
-from ..helpers import DB
+from ..helpers import DB, wait_until_sync
 
 NOT_OPERATIONS = {"open", "close", "enqueue", "enqueue_many"}
 
@@ -121,3 +121,40 @@ def test_the_sync_client_enqueues_on_after_its_pooled_connections_were_ended(
             )
         second = client.enqueue(noop)
     assert second > first
+
+
+def test_closing_while_other_threads_are_in_calls_ends_those_calls_with_an_error(
+    database_url: str, schema: str, db: DB
+) -> None:
+    client = SyncConveyor(database_url, schema=schema, registry=Registry()).open()
+    client.queue_stats()  # the loop and the async client are up
+    outcomes: list[str] = []
+
+    def call() -> None:
+        try:
+            client.queue_stats()
+            outcomes.append("returned")
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+
+    with db.connect() as blocker:
+        blocker.execute(db.compose("LOCK TABLE {schema}.jobs IN ACCESS EXCLUSIVE MODE"))
+        threads = [threading.Thread(target=call) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        wait_until_sync(
+            lambda: (
+                db.one(
+                    "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+                    " and datname = current_database()"
+                )
+                >= 1
+            )
+        )
+        client.close()
+        for thread in threads:
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in threads), "a call was left hanging by close()"
+        blocker.rollback()
+    assert len(outcomes) == 4
+    assert set(outcomes) <= {"returned", "ConfigurationError"}

@@ -13,7 +13,7 @@ import asyncio
 import functools
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -54,12 +54,37 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self._calls: set[asyncio.Task[Any]] = set()  # operations in flight, for cancel_calls
         self._thread = threading.Thread(target=self.loop.run_forever, name="conveyor-sync-loop", daemon=True)
         self._thread.start()
 
     def wait(self, coro: Coroutine[Any, Any, R]) -> R:
-        future: Future[R] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result()
+        future: Future[R] = asyncio.run_coroutine_threadsafe(self._tracked(coro), self.loop)
+        try:
+            return future.result()
+        except CancelledError:
+            raise ConfigurationError("this SyncConveyor was closed while the call ran") from None
+
+    async def _tracked(self, coro: Coroutine[Any, Any, R]) -> R:
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls.add(task)
+        try:
+            return await coro
+        finally:
+            self._calls.discard(task)
+
+    def cancel_calls(self) -> None:
+        """End the operations in flight (their callers get an error) rather than leave them
+        waiting forever on a loop that stops under them."""
+
+        async def cancel() -> None:
+            calls = list(self._calls)
+            for task in calls:
+                task.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel(), self.loop).result()
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -120,6 +145,7 @@ class SyncConveyor:
         with self._loop_lock:
             if self._loop is not None:
                 try:
+                    self._loop.cancel_calls()
                     self._loop.wait(self._client.close())
                 finally:
                     self._loop.stop()

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, urlencode
 
-from .errors import ConfigurationError
+from .durations import parse_duration
+from .errors import ConfigurationError, InvalidOptionError
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MAX_ARGS_BYTES = 1024 * 1024
@@ -64,16 +65,24 @@ def normalize_database_url(url: str) -> str:
     return f"postgresql://{location}{question}{query}"
 
 
+# The largest timeout PostgreSQL takes (its settings are milliseconds in a 32-bit integer).
+MAX_TIMEOUT_SECONDS = 2_147_483.0
+
+
 def _seconds(name: str, default: float) -> float:
+    """A timeout from the environment: a duration (``5s``, ``2m``, or a bare number of
+    seconds), 0 for none, at least a millisecond otherwise, at most PostgreSQL's limit."""
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
     try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds") from None
-    if value < 0:
-        raise ConfigurationError(f"{name} must not be negative")
+        value = parse_duration(raw, default_unit="s").total_seconds()
+    except InvalidOptionError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from None
+    if value and not 0.001 <= value <= MAX_TIMEOUT_SECONDS:
+        raise ConfigurationError(
+            f"{name}={raw.strip()!r}: use 0 (none) or from 1 ms to {MAX_TIMEOUT_SECONDS:g} s"
+        )
     return value
 
 

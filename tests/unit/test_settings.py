@@ -3,7 +3,7 @@
 import pytest
 
 from conveyor.errors import ConfigurationError
-from conveyor.settings import MAX_ARGS_BYTES, Settings, check_schema_name, normalize_database_url
+from conveyor.settings import MAX_ARGS_BYTES, Settings, Timeouts, check_schema_name, normalize_database_url
 
 ENV_VARS = ("CONVEYOR_DATABASE_URL", "DATABASE_URL", "CONVEYOR_SCHEMA")
 EXPLICIT = "postgresql://explicit/db"
@@ -185,3 +185,22 @@ def test_the_listen_url_is_read_in_sqlalchemy_form_too(env: pytest.MonkeyPatch) 
     env.setenv("CONVEYOR_LISTEN_URL", "postgresql+psycopg://app@db/app")
     settings = Settings.from_env()
     assert settings.listen_url == "postgresql://app@db/app"
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"), [("5", 5.0), ("5s", 5.0), ("2m", 120.0), ("0.5", 0.5), ("0", 0.0), ("1h", 3600.0)]
+)
+def test_timeouts_take_durations_from_the_environment(
+    env: pytest.MonkeyPatch, raw: str, seconds: float
+) -> None:
+    env.setenv("CONVEYOR_STATEMENT_TIMEOUT", raw)
+    assert Timeouts.from_env().statement == seconds
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "1e400", "-1", "5x", "0.0001", "99999999999", "30d"])
+def test_timeouts_out_of_range_or_unreadable_are_refused_in_one_line(
+    env: pytest.MonkeyPatch, raw: str
+) -> None:
+    env.setenv("CONVEYOR_LOCK_TIMEOUT", raw)
+    with pytest.raises(ConfigurationError, match=r"^CONVEYOR_LOCK_TIMEOUT"):
+        Timeouts.from_env()

@@ -795,6 +795,23 @@ def test_dlq_refuses_unknown_ids_and_commands_without_ids_or_all(
     assert db.one("select count(*) from {schema}.jobs") == 0
 
 
+def test_ids_and_attempts_out_of_range_are_usage_errors(env: dict[str, str], db: DB, tmp_path: Path) -> None:
+    insert_dead(db, 602, "default", "add", [_error(1, "nope")], {"a": 1})
+    calls = [
+        ["dlq", "retry", "602", "99999999999999999999999"],
+        ["dlq", "purge", "9223372036854775808"],
+        ["jobs", "show", "0"],
+        ["jobs", "list", "--before", "-1"],
+        ["enqueue", "add", "--max-attempts", "99999999999", "--tasks", TASKS],
+    ]
+    for run in conveyor_many(calls, env=env, cwd=tmp_path):
+        assert run.returncode == 2, str(run)
+        assert "is not in the range" in run.stderr, str(run)
+        assert "Traceback" not in run.stderr, str(run)
+    assert db.all("select id from {schema}.dead_jobs") == [(602,)]
+    assert db.one("select count(*) from {schema}.jobs") == 0
+
+
 # -- dev -------------------------------------------------------------------------------
 
 

@@ -245,3 +245,9 @@ def json_object(text: str) -> dict[str, Any]:
             f'--args must be a JSON object like \'{{"to": "a@b.c"}}\', got {type(value).__name__}'
         )
     return value
+
+
+# A job id as PostgreSQL stores it (bigint), and an attempt budget (integer): out of range
+# is a usage error, not a database error.
+JOB_ID = click.IntRange(min=1, max=2**63 - 1)
+ATTEMPTS = click.IntRange(min=1, max=2**31 - 1)

@@ -12,6 +12,7 @@ import click
 from ..errors import ConveyorError, NotFoundError
 from ..queue.client import Conveyor
 from .common import (
+    JOB_ID,
     Context,
     Duration,
     cell,
@@ -62,7 +63,7 @@ def dlq_list(ctx: Context, queue: str | None, task: str | None, limit: int, as_j
 
 
 @dlq.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @json_option
 @click.pass_obj
 @handle_errors
@@ -97,7 +98,7 @@ def _ids_or_all(ids: Sequence[int], all_: bool, what: str) -> None:
 
 
 @dlq.command("retry")
-@click.argument("job_ids", type=int, nargs=-1)
+@click.argument("job_ids", type=JOB_ID, nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every dead job (matching --queue/--task).")
 @click.option("--queue", "-q")
 @click.option("--task")
@@ -143,7 +144,7 @@ async def _why_not_dead(client: Conveyor, job_id: int) -> str:
 
 
 @dlq.command("purge")
-@click.argument("job_ids", type=int, nargs=-1)
+@click.argument("job_ids", type=JOB_ID, nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every dead job (matching the filters).")
 @click.option("--queue", "-q")
 @click.option("--task")

@@ -10,6 +10,8 @@ import click
 
 from ..queue.client import JOB_STATES, MAX_PAGE, Conveyor
 from .common import (
+    ATTEMPTS,
+    JOB_ID,
     Context,
     Duration,
     cell,
@@ -39,7 +41,7 @@ from .common import (
     help="ISO time with offset.",
 )
 @click.option("--unique-key")
-@click.option("--max-attempts", type=click.IntRange(min=1))
+@click.option("--max-attempts", type=ATTEMPTS)
 @click.option("--tasks", "tasks_modules", envvar="CONVEYOR_TASKS", default="tasks", show_default=True)
 @click.pass_obj
 @handle_errors
@@ -80,7 +82,7 @@ def jobs() -> None:
 
 
 @jobs.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @json_option
 @click.pass_obj
 @handle_errors
@@ -148,7 +150,7 @@ def _time(text: Any) -> datetime | None:
 @click.option("--state", type=click.Choice(JOB_STATES))
 @click.option("--task")
 @click.option("--limit", type=click.IntRange(min=1, max=MAX_PAGE), default=50, show_default=True)
-@click.option("--before", type=int, metavar="ID", help="The next page: jobs with ids below this one.")
+@click.option("--before", type=JOB_ID, metavar="ID", help="The next page: jobs with ids below this one.")
 @json_option
 @click.pass_obj
 @handle_errors

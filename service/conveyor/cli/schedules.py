@@ -8,6 +8,7 @@ from ..errors import ConveyorError
 from ..queue.client import Conveyor
 from ..queue.matviews import REFRESH_TASK
 from .common import (
+    ATTEMPTS,
     Context,
     echo_json,
     handle_errors,
@@ -64,7 +65,7 @@ def schedules_list(ctx: Context, as_json: bool) -> None:
 )
 @click.option("--queue", "-q")
 @click.option("--priority", "-p")
-@click.option("--max-attempts", type=click.IntRange(min=1))
+@click.option("--max-attempts", type=ATTEMPTS)
 @click.option(
     "--catch-up",
     type=click.Choice(["once", "skip"]),

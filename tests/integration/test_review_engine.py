@@ -4,6 +4,8 @@ were left; a task whose error or result cannot be printed still has its attempt 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from conveyor import Conveyor, JobContext, Registry
 
 from ..helpers import DB, wait_until
+from .test_outcome_leases import outlast_the_lease
 
 
 def slow_inserts(db: DB, table: str, task: str, seconds: float) -> None:
@@ -84,3 +87,62 @@ async def test_follow_up_jobs_are_written_under_a_longer_statement_timeout(
         assert worker.stats.write_errors == 0
     assert db.one("select state from {schema}.job_history where id = %s", [job_id]) == "completed"
     assert db.one("select count(*) from {schema}.dead_jobs") == 0
+
+
+async def test_leases_are_extended_while_the_workers_row_is_locked(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    runs: list[int] = []
+    release = asyncio.Event()
+
+    @registry.task(max_attempts=3)
+    async def long_job(ctx: JobContext) -> None:
+        runs.append(ctx.attempt)
+        await release.wait()
+
+    lease = 1.5
+    async with start_worker(lease=lease) as worker:
+        job_id = await client.enqueue(long_job)
+        await wait_until(lambda: runs == [1])
+        with db.connect() as locker:
+            # A long transaction holding the workers rows: the heartbeat's write to its row
+            # waits behind it (up to the lock timeout, longer than the lease).
+            locker.execute(db.compose("SELECT id FROM {schema}.workers FOR UPDATE"))
+            await outlast_the_lease(db, worker, lease)
+            locker.rollback()
+        release.set()
+        await wait_until(
+            lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1
+        )
+    assert runs == [1]
+    assert db.one("select attempt from {schema}.job_history where id = %s", [job_id]) == 1
+
+
+async def test_a_lease_lost_while_running_is_logged_once(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    @registry.task
+    async def long_job() -> None:
+        started.set()
+        await release.wait()
+
+    lease = 1.5
+    caplog.set_level(logging.WARNING, logger="conveyor.worker")
+    async with start_worker(lease=lease) as worker:
+        job_id = await client.enqueue(long_job)
+        await started.wait()
+        # Another claim took the job (as a rescue and a new claim would): this execution's
+        # fencing token no longer matches, on every heartbeat from now on.
+        db.all("update {schema}.jobs set claims = claims + 1 where id = %s", [job_id])
+        beats = len([r for r in caplog.records if "lease lost while running" in r.getMessage()])
+        since = db.one("select now()")
+        await wait_until(
+            lambda: db.one("select now() > %s + %s * interval '1 s'", [since, 2 * lease]), within=30
+        )
+        release.set()
+        await wait_until(lambda: not worker.running_jobs)
+    assert beats <= 1
+    assert len([r for r in caplog.records if "lease lost while running" in r.getMessage()]) == 1

@@ -121,6 +121,7 @@ class Worker:
         if settings.database_url is None:
             raise ConfigurationError("no database: set DATABASE_URL or pass database_url")
         self.config = config or WorkerConfig()
+        _check_lease(self.config.lease, settings.timeouts.lock)
         self.registry = registry if registry is not None else default_registry
         if not len(self.registry) and self.config.queues is None:
             # It would serve "default" and send every job there to the dead-letter table as an
@@ -155,6 +156,8 @@ class Worker:
         # Finished executions whose outcomes the completer has not settled, with when they
         # started: their leases are kept alive until then (see completer).
         self._unwritten: dict[Held, float] = {}
+        # Executions whose lost lease was logged: once each, not on every heartbeat.
+        self._lost: set[Held] = set()
         self._signal = asyncio.Event()  # something changed: re-check what to do
         self._woken = False  # a notification or wake() since the last claim
         self._stopping = asyncio.Event()
@@ -397,6 +400,7 @@ class Worker:
             self.completer.submit(outcome)
         finally:
             self._running.pop(held, None)
+            self._lost.discard(held)
             self._signal.set()
 
     # -- stop --------------------------------------------------------------------------
@@ -491,7 +495,8 @@ class Worker:
 
     def _on_lease_lost(self, held: Held) -> None:
         running = self._running.get(held)
-        if running is not None:
+        if running is not None and held not in self._lost:
+            self._lost.add(held)
             log.warning(
                 "job %d attempt %d: lease lost while running (another worker may run it again); "
                 "its outcome will not be recorded",
@@ -500,6 +505,22 @@ class Worker:
             )
         # A finished job's lost lease is reported by the completer, when its write finds the
         # job gone: the heartbeat may also see a row its outcome has just removed.
+
+
+def _check_lease(lease: float, lock_timeout: float) -> None:
+    """A heartbeat's write may wait up to the lock timeout: a lease that short is lost to any
+    lock held that long, and the job runs twice."""
+    if not lock_timeout:
+        return
+    if lease < 3 * lock_timeout:
+        log.warning(
+            "the lease (%gs) is less than 3 times the lock timeout (%gs): a heartbeat held up by "
+            "a lock may let leases run out while their jobs run, and those jobs run again "
+            "elsewhere; use a longer --lease or a shorter CONVEYOR_LOCK_TIMEOUT",
+            lease,
+            lock_timeout,
+            extra={"event": "configuration", "lease": lease, "lock_timeout": lock_timeout},
+        )
 
 
 async def _first_of(waits: Sequence[Any], *, within: float | None) -> bool:

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor, JobContext, Registry
+from conveyor.queue import worker as worker_module
 
 from ..helpers import DB, wait_until
-from .test_outcome_leases import outlast_the_lease
+from .test_outcome_leases import history_locked, outlast_the_lease, writes_waiting_on_history
 
 
 def slow_inserts(db: DB, table: str, task: str, seconds: float) -> None:
@@ -146,3 +147,28 @@ async def test_a_lease_lost_while_running_is_logged_once(
         await wait_until(lambda: not worker.running_jobs)
     assert beats <= 1
     assert len([r for r in caplog.records if "lease lost while running" in r.getMessage()]) == 1
+
+
+async def test_a_stop_that_cannot_write_an_outcome_says_why(
+    client: Conveyor,
+    registry: Registry,
+    db: DB,
+    start_worker: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("CONVEYOR_LOCK_TIMEOUT", "0")  # the ack waits on the lock for good
+    monkeypatch.setattr(worker_module, "SHUTDOWN_WRITE_TIMEOUT", 0.5)
+
+    @registry.task
+    async def quick() -> None:
+        pass
+
+    with history_locked(db):
+        async with start_worker(lease=5.0):
+            await client.enqueue(quick)
+            await wait_until(lambda: writes_waiting_on_history(db) >= 1)
+    [record] = [r for r in caplog.records if "stopping without recording" in r.getMessage()]
+    assert "could not be written within 0.5s (the database is unreachable or a lock held them)" in (
+        record.getMessage()
+    )

@@ -409,9 +409,12 @@ class Worker:
         await self._shutdown()
         if not await self.completer.drain(within=SHUTDOWN_WRITE_TIMEOUT):
             log.error(
-                "stopping without recording %d outcomes (database unreachable); "
-                "those jobs will run again when their leases expire",
+                "stopping without recording %d outcomes: they could not be written within %gs "
+                "(the database is unreachable or a lock held them); those jobs will run again "
+                "when their leases expire",
                 self.completer.pending,
+                SHUTDOWN_WRITE_TIMEOUT,
+                extra={"event": "write_abandoned", "jobs": self.completer.pending},
             )
 
     async def _shutdown(self) -> None:

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor, JobContext, Registry
+from conveyor.jobs import ClaimedJob
 from conveyor.queue import worker as worker_module
+from conveyor.queue.executor import Executor
 
 from ..helpers import DB, wait_until
 from .test_outcome_leases import history_locked, outlast_the_lease, writes_waiting_on_history
@@ -172,3 +174,78 @@ async def test_a_stop_that_cannot_write_an_outcome_says_why(
     assert "could not be written within 0.5s (the database is unreachable or a lock held them)" in (
         record.getMessage()
     )
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+async def test_an_exception_that_cannot_be_printed_still_fails_the_attempt(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    @registry.task(max_attempts=1)
+    async def raises_unprintable() -> None:
+        raise Unprintable
+
+    async with start_worker(lease=30.0):
+        job_id = await client.enqueue(raises_unprintable)
+        await wait_until(
+            lambda: db.one("select count(*) from {schema}.dead_jobs where id = %s", [job_id]) == 1
+        )
+    [entry] = db.one("select errors from {schema}.dead_jobs where id = %s", [job_id])
+    assert entry["error"] == "Unprintable: <exception of type Unprintable with an unprintable message>"
+
+
+async def test_a_result_that_cannot_be_printed_still_completes_the_job(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    @registry.task(max_attempts=1)
+    async def returns_opaque() -> Opaque:
+        return Opaque()
+
+    async with start_worker(lease=30.0):
+        job_id = await client.enqueue(returns_opaque)
+        await wait_until(
+            lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1
+        )
+    result = db.one("select result from {schema}.job_history where id = %s", [job_id])
+    assert result["unstorable_result"] == "<Opaque object with an unprintable repr>"
+    assert db.one("select count(*) from {schema}.dead_jobs") == 0
+
+
+async def test_an_executor_that_raises_records_a_failed_attempt(
+    client: Conveyor,
+    registry: Registry,
+    db: DB,
+    start_worker: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @registry.task(max_attempts=2)
+    async def fine() -> None:
+        pass
+
+    async def broken(self: Executor, job: ClaimedJob) -> Any:
+        raise RuntimeError("a bug in judging the outcome")
+
+    monkeypatch.setattr(Executor, "execute", broken)
+    async with start_worker(lease=30.0):
+        job_id = await client.enqueue(fine)
+        await wait_until(
+            lambda: (
+                db.one("select jsonb_array_length(errors) from {schema}.jobs where id = %s", [job_id]) == 1
+            )
+        )
+    [entry] = db.one("select errors from {schema}.jobs where id = %s", [job_id])
+    assert (
+        entry["error"]
+        == "the worker failed while judging this attempt: RuntimeError: a bug in judging the outcome"
+    )
+    assert db.one("select state from {schema}.jobs where id = %s", [job_id]) in ("scheduled", "available")
+    assert any(getattr(r, "event", None) == "executor_error" for r in caplog.records)

@@ -41,12 +41,12 @@ from ..settings import Settings
 from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer
 from .cursors import ClaimCursors
-from .executor import Bury, Executor, Outcome, Retry
+from .executor import Bury, Executor, Outcome, Retry, describe
 from .leases import LeaseKeeper
 from .maintenance import Maintenance
 from .notifier import Notifier
 from .progress import ProgressWriter
-from .reports import Hook, Reporter, WorkerStats
+from .reports import Hook, Reporter, WorkerStats, job_fields
 from .stopping import cancel_and_wait
 
 log = logging.getLogger("conveyor.worker")
@@ -394,7 +394,16 @@ class Worker:
 
     async def _run_job(self, held: Held, job: ClaimedJob) -> None:
         try:
-            outcome = await self._executor.execute(job)
+            try:
+                outcome = await self._executor.execute(job)
+            except Exception as exc:  # a bug here must not leave the job to its lease
+                log.exception(
+                    "job %d attempt %d: judging its outcome failed; recorded as a failed attempt",
+                    job.id,
+                    job.attempt,
+                    extra={**job_fields(job), "event": "executor_error", "error": describe(exc)},
+                )
+                outcome = self._executor.crashed(job, exc)
             # The slot frees now; the lease is kept until the outcome is written.
             self._unwritten[held] = self._running[held].started
             self.completer.submit(outcome)

@@ -304,6 +304,12 @@ SELECT 'released' AS outcome, id, pg_notify(%(channel)s, queue) IS NOT NULL AS n
 UNION ALL
 SELECT 'dead', id, true FROM buried;
 
+-- name: allow_follow_ups_time
+-- Inside an ack's transaction that writes follow-up jobs: the rest of the transaction may run
+-- for %(milliseconds)s ms (a text) instead of the connection's statement_timeout (see
+-- Database.record_outcomes).
+SELECT set_config('statement_timeout', %(milliseconds)s, true);
+
 -- name: extend_leases
 -- Heartbeat: push back the lease of the jobs this worker still holds; returns those ids.
 -- %(jobs)s: {"<id>": claims}.

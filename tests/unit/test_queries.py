@@ -154,7 +154,8 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
     assert composed.jobs_table == quoted.decode() + ".jobs"
     names = list(load())
     # Only these touch no table of the schema by name (prepare_bulk takes the table as a
-    # parameter; the materialized-view queries name the view, composed per use; one is a SET).
+    # parameter; the materialized-view queries name the view, composed per use; two are
+    # settings).
     assert {name for name in names if "{schema}" not in load()[name]} == {
         "prepare_bulk",
         "notify_queues",
@@ -166,6 +167,7 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "refresh_matview_concurrently",
         "matview_rows",
         "use_generic_plans",
+        "allow_follow_ups_time",
     }
     for name in names:
         if "{view}" in load()[name]:

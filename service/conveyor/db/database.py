@@ -24,7 +24,15 @@ from psycopg_pool import AsyncConnectionPool
 from .. import jsonb
 from ..jobs import ClaimedJob, Cursors, Held, Outcomes, Recorded
 from ..settings import Timeouts
-from .connections import check_idle_connection, connect_kwargs, deadline_of, drop, pool, quiet
+from .connections import (
+    DEADLINE_MARGIN,
+    check_idle_connection,
+    connect_kwargs,
+    deadline_of,
+    drop,
+    pool,
+    quiet,
+)
 from .errors import DeadlineExceeded
 from .queries import Queries, for_schema
 from .steps import Flow, run_async
@@ -33,6 +41,10 @@ T = TypeVar("T")
 
 # How long a connection may stay out of the pool as the spare (see Database.connection).
 SPARE_SECONDS = 60.0
+# The statement timeout of an ack that writes follow-up jobs: this many times the connection's,
+# at most the cap (seconds). Beyond it the ack fails as a timeout, and is retried.
+FOLLOW_UPS_TIMEOUT_FACTOR = 6
+FOLLOW_UPS_TIMEOUT_CAP = 300.0
 
 
 def by_id(entries: Iterable[tuple[int, str]]) -> str:
@@ -49,18 +61,19 @@ class Borrowed:
     ended when it passes: whatever waits on it fails at once with :class:`DeadlineExceeded`,
     and the pool makes a new connection in its place."""
 
-    __slots__ = ("_conn", "_db", "_expired", "_timer")
+    __slots__ = ("_conn", "_db", "_deadline", "_expired", "_timer")
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, deadline: float | None = None) -> None:
         self._db = db
+        self._deadline = deadline if deadline is not None and db.deadline is not None else db.deadline
         self._timer: asyncio.TimerHandle | None = None
         self._expired = False
 
     async def __aenter__(self) -> psycopg.AsyncConnection[Any]:
         conn = await self._db._borrow()
         self._conn = conn
-        if self._db.deadline is not None:
-            self._timer = asyncio.get_running_loop().call_later(self._db.deadline, self._expire)
+        if self._deadline is not None:
+            self._timer = asyncio.get_running_loop().call_later(self._deadline, self._expire)
         return conn
 
     def _expire(self) -> None:
@@ -80,7 +93,7 @@ class Borrowed:
         await self._db._replace_idle_connections()
         if isinstance(exc, Exception):
             raise DeadlineExceeded(
-                f"the database did not answer within {self._db.deadline:g}s; the connection was dropped"
+                f"the database did not answer within {self._deadline:g}s; the connection was dropped"
             ) from exc
 
 
@@ -146,8 +159,9 @@ class Database:
         # costs speed only.
         await conn.execute(self.queries["use_generic_plans"])
 
-    def connection(self) -> Borrowed:
-        """A connection for the length of an ``async with``.
+    def connection(self, *, deadline: float | None = None) -> Borrowed:
+        """A connection for the length of an ``async with``; ``deadline`` replaces this
+        database's client-side deadline for that use (when it has one).
 
         The connection last given back is kept aside (the spare) for the next borrower, who
         then does not go through the pool: psycopg_pool's getconn and putconn, and its own
@@ -158,7 +172,7 @@ class Database:
         pool's lifetime rules still apply to it. The spare is checked as the pool checks its
         connections on the way out (``check_idle_connection``: one poll of the socket), so a
         server restart costs no failed statement on either path."""
-        return Borrowed(self)
+        return Borrowed(self, deadline)
 
     async def _borrow(self) -> psycopg.AsyncConnection[Any]:
         conn = self._spare
@@ -326,8 +340,14 @@ class Database:
         children: Callable[[frozenset[int]], Flow[Any] | None] | None = None,
     ) -> Recorded:
         """Write a batch of outcomes in one transaction. Only jobs this worker still holds
-        change; ``children(completed_ids)`` may enqueue follow-up jobs in that transaction."""
+        change; ``children(completed_ids)`` may enqueue follow-up jobs in that transaction.
+
+        Follow-up jobs are written under a statement timeout FOLLOW_UPS_TIMEOUT_FACTOR times
+        the connection's (at most FOLLOW_UPS_TIMEOUT_CAP), and the client's deadline for this
+        use of the connection grows with it: a large fan-out is one COPY, which the normal
+        timeout would cancel every time."""
         queries = self.queries
+        follow_ups_timeout = self._follow_ups_timeout() if children is not None else None
         completed: frozenset[int] = frozenset()
         retried: frozenset[int] = frozenset()
         buried: frozenset[int] = frozenset()
@@ -335,7 +355,11 @@ class Database:
         # One statement alone is atomic: BEGIN and COMMIT would be two more round trips for
         # every batch of a draining worker.
         atomic = statements > 1 or children is not None
-        async with self.connection() as conn, conn.transaction() if atomic else nullcontext():
+        deadline = follow_ups_timeout + DEADLINE_MARGIN if follow_ups_timeout is not None else None
+        async with (
+            self.connection(deadline=deadline) as conn,
+            conn.transaction() if atomic else nullcontext(),
+        ):
             async with conn.cursor(row_factory=tuple_row) as cur:
                 if outcomes.completed:
                     jobs = by_id((i, f"[{c},{r or 'null'}]") for i, c, r in outcomes.completed)
@@ -358,8 +382,20 @@ class Database:
                     buried = frozenset(row[0] for row in await cur.fetchall())
             follow_up = children(completed) if children is not None and completed else None
             if follow_up is not None:
+                if follow_ups_timeout is not None:
+                    await conn.execute(
+                        queries["allow_follow_ups_time"],
+                        {"milliseconds": str(round(follow_ups_timeout * 1000))},
+                    )
                 await run_async(conn, queries, follow_up)
         return Recorded(completed, retried, buried)
+
+    def _follow_ups_timeout(self) -> float | None:
+        """The statement timeout of an ack's follow-up jobs, or None to keep the connection's."""
+        if self.timeouts is None or not self.timeouts.statement:
+            return None
+        normal = self.timeouts.statement
+        return max(normal, min(normal * FOLLOW_UPS_TIMEOUT_FACTOR, FOLLOW_UPS_TIMEOUT_CAP))
 
     async def release_jobs(
         self, held: Sequence[Held], *, worker_id: UUID, now: datetime | None

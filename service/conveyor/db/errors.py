@@ -25,3 +25,12 @@ def is_transient(exc: BaseException) -> bool:
         return False
     state = exc.sqlstate
     return state is None or state.startswith("08") or state in _TRANSIENT_STATES
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True for a statement that ran past its time: the server's statement_timeout (57014,
+    query_canceled) or the client's deadline. It says nothing about the statement being
+    wrong: smaller, or at a quieter moment, it may well succeed."""
+    if isinstance(exc, DeadlineExceeded):
+        return True
+    return isinstance(exc, psycopg.errors.QueryCanceled)

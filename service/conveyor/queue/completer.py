@@ -9,8 +9,10 @@ holds changes nothing; it is logged and dropped.
 Every outcome leaves the completer through ``on_settled`` (written, fenced out, or given up),
 and only then does the worker stop extending its job's lease: a finished job whose write
 waits (a lock on job_history, a pool timeout, this loop's retry backoff) stays leased, so no
-rescue runs it again or buries it as "lease expired". If the database is unreachable the
-batch is kept and retried with backoff; the heartbeat fails too then, and if the outage
+rescue runs it again or buries it as "lease expired". A write that runs past the statement
+timeout is not a refusal: a batch is split in halves, a single outcome is retried with
+backoff (see docs/workers.md for a fan-out too large for any timeout). If the database is
+unreachable the batch is kept and retried with backoff; the heartbeat fails too then, and if the outage
 outlasts the leases the jobs are rescued and run again (at-least-once).
 """
 
@@ -26,7 +28,7 @@ from psycopg_pool import PoolClosed
 
 from ..clock import Clock
 from ..db.database import Database
-from ..db.errors import is_transient
+from ..db.errors import is_timeout, is_transient
 from ..db.steps import Flow
 from ..jobs import Outcomes, Recorded
 from .bulk import Batch, enqueue_many
@@ -120,7 +122,22 @@ class Completer:
                 return
             except Exception as exc:
                 self.stats.write_errors += 1
-                if is_transient(exc):
+                timed_out = is_timeout(exc)
+                if timed_out and len(batch) > 1:
+                    # Too much for one statement: each half gets the whole timeout.
+                    log.warning(
+                        "recording %d outcomes ran out of time (%s); writing them in halves",
+                        len(batch),
+                        exc,
+                        extra={"event": "write_error", "jobs": len(batch), "error": str(exc)},
+                    )
+                    half = len(batch) // 2
+                    await self._write_with_retry(batch[:half])
+                    await self._write_with_retry(batch[half:])
+                    return
+                if timed_out or is_transient(exc):
+                    # The jobs stay leased meanwhile (they are not settled): a completed job
+                    # is never rescued, let alone buried, because its write was slow.
                     log.warning(
                         "recording %d outcomes failed (%s); retrying in %.1fs",
                         len(batch),

@@ -120,12 +120,12 @@ class Executor:
         except TimeoutError as exc:
             if isinstance(exc, _Timeout):
                 return self._failed(job, task, str(exc), None)
-            return self._failed(job, task, _describe(exc), exc)
+            return self._failed(job, task, describe(exc), exc)
         except Discard as exc:
-            message = f"discarded: {_describe(exc)}"
+            message = f"discarded: {describe(exc)}"
             return Bury(job, self._error(job, message, exc), message, exc)
         except BaseException as exc:  # a task must not be able to stop the worker
-            return self._failed(job, task, _describe(exc), exc)
+            return self._failed(job, task, describe(exc), exc)
         children = ctx.children() if ctx is not None else ()
         return Completed(job, _encode_result(result), children)
 
@@ -168,6 +168,16 @@ class Executor:
         if not future.cancelled():
             future.exception()  # retrieved: the attempt failed by its timeout, whatever it raised
         raise _Timeout(task.timeout)
+
+    def crashed(self, job: ClaimedJob, exc: BaseException) -> Outcome:
+        """The outcome of an attempt whose judging itself failed (``execute`` raised): a
+        failure carrying the reason, retried or buried like any other, so that the job is
+        settled rather than left to its lease."""
+        message = f"the worker failed while judging this attempt: {describe(exc)}"
+        task = self._registry.get(job.task)
+        if task is None:
+            return Bury(job, self._error(job, message, exc), message, exc)
+        return self._failed(job, task, message, exc)
 
     def _unknown(self, job: ClaimedJob) -> Outcome:
         """A task this worker does not know: another worker may (a rolling deploy), or this one
@@ -225,19 +235,33 @@ class _Timeout(TimeoutError):
         super().__init__(f"TimeoutError: the task ran longer than its {seconds:g} s timeout")
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def describe(exc: BaseException) -> str:
+    """``Type: message``; never raises, whatever the exception's ``__str__`` does."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:
+        return f"{name}: <exception of type {name} with an unprintable message>"
+    return f"{name}: {text}" if text else name
+
+
+def _printable(value: Any) -> str:
+    """``repr(value)``, or a placeholder when its ``__repr__`` raises."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object with an unprintable repr>"
 
 
 def _encode_result(result: Any) -> str | None:
-    """The result as storable JSON; what cannot be stored is kept as a readable excerpt."""
+    """The result as storable JSON; what cannot be stored is kept as a readable excerpt.
+    Never raises: a task's result must not keep its job from being recorded."""
     if result is None:
         return None
     try:
         text = jsonb.dumps(result)
-    except (TypeError, ValueError) as exc:
-        return _safe_json({"unstorable_result": repr(result)[:1000], "why": str(exc)})
+    except Exception as exc:
+        return _safe_json({"unstorable_result": _printable(result)[:1000], "why": describe(exc)})
     if len(text.encode()) > MAX_ARGS_BYTES:
         return _safe_json({"truncated_result": text[:1000]})
     return text

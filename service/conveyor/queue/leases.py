@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from uuid import UUID
 
@@ -75,23 +75,46 @@ class LeaseKeeper:
         self._on_lost = on_lost
 
     async def run(self) -> None:
+        """Extend leases and refresh the worker row, each on its own beat: a write that waits
+        (the workers row locked by someone's long transaction) must not hold the other up.
+        Leases come first: losing them gets running jobs run twice; a stale worker row only
+        shows the worker as silent."""
+        await asyncio.gather(
+            self._every_interval(self.extend, "extending leases"),
+            self._every_interval(self.touch_worker, "heartbeat"),
+        )
+
+    async def _every_interval(self, step: Callable[[], Awaitable[None]], what: str) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            try:
-                await self.beat()
-            except psycopg.Error as exc:
-                log.warning("heartbeat failed: %s", exc)
-            except Exception:
-                log.exception("heartbeat failed")
+            await _logged(step, what)
 
     async def beat(self) -> None:
-        now = self._clock.now()
-        await self._db.heartbeat_worker(self._worker_id, now=now)
+        """One heartbeat now: leases first, then the worker row; a failure of one does not
+        skip the other."""
+        await _logged(self.extend, "extending leases")
+        await _logged(self.touch_worker, "heartbeat")
+
+    async def touch_worker(self) -> None:
+        await self._db.heartbeat_worker(self._worker_id, now=self._clock.now())
+
+    async def extend(self) -> None:
         cutoff = time.monotonic() - self.interval
         due = [held for held, started in self._running() if started <= cutoff]
         if not due:
             return
-        kept = await self._db.extend_leases(due, worker_id=self._worker_id, lease=self._lease, now=now)
+        kept = await self._db.extend_leases(
+            due, worker_id=self._worker_id, lease=self._lease, now=self._clock.now()
+        )
         for held in due:
             if held.id not in kept:
                 self._on_lost(held)
+
+
+async def _logged(step: Callable[[], Awaitable[None]], what: str) -> None:
+    try:
+        await step()
+    except psycopg.Error as exc:
+        log.warning("%s failed: %s", what, exc, extra={"event": "heartbeat_error", "error": str(exc)})
+    except Exception:
+        log.exception("%s failed", what)

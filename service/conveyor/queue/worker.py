@@ -41,12 +41,12 @@ from ..settings import Settings
 from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer
 from .cursors import ClaimCursors
-from .executor import Bury, Executor, Outcome, Retry
+from .executor import Bury, Executor, Outcome, Retry, describe
 from .leases import LeaseKeeper
 from .maintenance import Maintenance
 from .notifier import Notifier
 from .progress import ProgressWriter
-from .reports import Hook, Reporter, WorkerStats
+from .reports import Hook, Reporter, WorkerStats, job_fields
 from .stopping import cancel_and_wait
 
 log = logging.getLogger("conveyor.worker")
@@ -121,6 +121,7 @@ class Worker:
         if settings.database_url is None:
             raise ConfigurationError("no database: set DATABASE_URL or pass database_url")
         self.config = config or WorkerConfig()
+        _check_lease(self.config.lease, settings.timeouts.lock)
         self.registry = registry if registry is not None else default_registry
         if not len(self.registry) and self.config.queues is None:
             # It would serve "default" and send every job there to the dead-letter table as an
@@ -155,6 +156,8 @@ class Worker:
         # Finished executions whose outcomes the completer has not settled, with when they
         # started: their leases are kept alive until then (see completer).
         self._unwritten: dict[Held, float] = {}
+        # Executions whose lost lease was logged: once each, not on every heartbeat.
+        self._lost: set[Held] = set()
         self._signal = asyncio.Event()  # something changed: re-check what to do
         self._woken = False  # a notification or wake() since the last claim
         self._stopping = asyncio.Event()
@@ -391,12 +394,22 @@ class Worker:
 
     async def _run_job(self, held: Held, job: ClaimedJob) -> None:
         try:
-            outcome = await self._executor.execute(job)
+            try:
+                outcome = await self._executor.execute(job)
+            except Exception as exc:  # a bug here must not leave the job to its lease
+                log.exception(
+                    "job %d attempt %d: judging its outcome failed; recorded as a failed attempt",
+                    job.id,
+                    job.attempt,
+                    extra={**job_fields(job), "event": "executor_error", "error": describe(exc)},
+                )
+                outcome = self._executor.crashed(job, exc)
             # The slot frees now; the lease is kept until the outcome is written.
             self._unwritten[held] = self._running[held].started
             self.completer.submit(outcome)
         finally:
             self._running.pop(held, None)
+            self._lost.discard(held)
             self._signal.set()
 
     # -- stop --------------------------------------------------------------------------
@@ -405,9 +418,12 @@ class Worker:
         await self._shutdown()
         if not await self.completer.drain(within=SHUTDOWN_WRITE_TIMEOUT):
             log.error(
-                "stopping without recording %d outcomes (database unreachable); "
-                "those jobs will run again when their leases expire",
+                "stopping without recording %d outcomes: they could not be written within %gs "
+                "(the database is unreachable or a lock held them); those jobs will run again "
+                "when their leases expire",
                 self.completer.pending,
+                SHUTDOWN_WRITE_TIMEOUT,
+                extra={"event": "write_abandoned", "jobs": self.completer.pending},
             )
 
     async def _shutdown(self) -> None:
@@ -491,7 +507,8 @@ class Worker:
 
     def _on_lease_lost(self, held: Held) -> None:
         running = self._running.get(held)
-        if running is not None:
+        if running is not None and held not in self._lost:
+            self._lost.add(held)
             log.warning(
                 "job %d attempt %d: lease lost while running (another worker may run it again); "
                 "its outcome will not be recorded",
@@ -500,6 +517,22 @@ class Worker:
             )
         # A finished job's lost lease is reported by the completer, when its write finds the
         # job gone: the heartbeat may also see a row its outcome has just removed.
+
+
+def _check_lease(lease: float, lock_timeout: float) -> None:
+    """A heartbeat's write may wait up to the lock timeout: a lease that short is lost to any
+    lock held that long, and the job runs twice."""
+    if not lock_timeout:
+        return
+    if lease < 3 * lock_timeout:
+        log.warning(
+            "the lease (%gs) is less than 3 times the lock timeout (%gs): a heartbeat held up by "
+            "a lock may let leases run out while their jobs run, and those jobs run again "
+            "elsewhere; use a longer --lease or a shorter CONVEYOR_LOCK_TIMEOUT",
+            lease,
+            lock_timeout,
+            extra={"event": "configuration", "lease": lease, "lock_timeout": lock_timeout},
+        )
 
 
 async def _first_of(waits: Sequence[Any], *, within: float | None) -> bool:

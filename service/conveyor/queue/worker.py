@@ -133,12 +133,13 @@ class Worker:
         self.clock: Clock = clock or DatabaseClock()
         self.id: UUID = uuid4()
         self.queues = list(self.config.queues or sorted(self.registry.queues() | {DEFAULT_QUEUE}))
-        # Five loops share the pool (claim, completer, maintenance, heartbeat, progress), plus one spare.
+        # Six loops share the pool (claim, completer, maintenance, the lease keeper's two: leases
+        # and the worker row, progress), plus one spare.
         self.db = Database(
             settings.database_url,
             settings.schema,
             min_size=2,
-            max_size=6,
+            max_size=7,
             generic_plans=True,
             timeouts=settings.timeouts,
         )

@@ -28,6 +28,10 @@
 --
 -- leaders.renewed_at: when the holder last renewed its lease, i.e. the scheduler's last
 -- tick (leader_attempt sets it on every successful attempt).
+--
+-- jobs.run_at and enqueued_at hold only times a worker's Python can read (domain job_time);
+-- attempt, claims and handbacks are never negative (domain job_count). See the end of
+-- this file. expired_partitions_v1 never lists the day holding the database's now().
 
 -- == One decision each ====================================================================
 

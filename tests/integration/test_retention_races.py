@@ -102,14 +102,16 @@ async def test_two_retention_runs_at_once_both_finish_and_copy_every_job_once(
         first = AT - day * DAY
         fill_history(db, day * 100_000, 30_000, "default", first, timedelta(seconds=2))
         fill_history(db, day * 100_000 + 50_000, 10_000, "short", first, timedelta(seconds=5))
+    expired = len(db.all("select * from {schema}.expired_partitions(%s)", [AT]))
     errors: list[BaseException] = []
+    done: list[dict[str, int]] = []
 
     def run() -> None:
         import asyncio
 
         async def once() -> None:
             async with Conveyor(database_url, schema=schema, clock=FrozenClock(AT)) as client:
-                await client.apply_retention()
+                done.append(await client.apply_retention())
 
         try:
             asyncio.run(once())
@@ -122,6 +124,7 @@ async def test_two_retention_runs_at_once_both_finish_and_copy_every_job_once(
     for thread in threads:
         thread.join(120)
     assert errors == []
+    assert sum(run["history partitions dropped"] for run in done) == expired  # each by one run
     assert db.all("select count(*), count(distinct id) from {schema}.job_runs")[0] == (120_000, 120_000)
     assert db.one("select count(*) from {schema}.job_history") == 0
 

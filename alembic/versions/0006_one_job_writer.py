@@ -1,5 +1,6 @@
 """One way to write a job row in SQL (insert_job_v1), versioned names for the functions the
-runtime calls (the names without a version are wrappers), and the scheduler's last tick.
+runtime calls (the names without a version are wrappers), the scheduler's last tick, and
+job times and counts a worker can read (domains job_time and job_count).
 
 Revision ID: 0006_one_job_writer
 Revises: 0005_retention_bounds

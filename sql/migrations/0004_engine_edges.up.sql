@@ -4,7 +4,9 @@
 -- the whole array is written again each time. append_error_v1 keeps the first 3 entries and
 -- the last 7, and stands one entry in for those between: {"dropped": n, "attempt": ...,
 -- "at": ..., "error": "..."}, n counting every entry it replaced. Every statement that
--- appends an error goes through it (retry, bury, hand-back, rescue).
+-- appends an error goes through it (retry, bury, hand-back, rescue). It never raises, whatever
+-- JSON it finds (errors can be written by hand): errors that are not an array start a fresh
+-- array, and an entry whose "dropped" is not a positive number counts as one entry.
 --
 -- jobs.handbacks counts a job's graceful hand-backs (a worker stopping hands back what it
 -- could not finish, without counting the attempt). From the sixth on a hand-back counts as
@@ -20,19 +22,20 @@ AS $$
 DECLARE
     kept_first CONSTANT integer := 3;
     kept_last CONSTANT integer := 7;
-    entries jsonb := coalesce(errors, '[]'::jsonb) || jsonb_build_array(entry);
+    entries jsonb := CASE WHEN jsonb_typeof(errors) = 'array' THEN errors ELSE '[]'::jsonb END
+                     || jsonb_build_array(entry);
     total integer := jsonb_array_length(entries);
-    marked boolean := coalesce((entries -> kept_first) ? 'dropped', false);
+    marked boolean := coalesce(jsonb_typeof(entries -> kept_first -> 'dropped') = 'number', false);
     last_dropped jsonb;
-    dropped bigint;
+    dropped numeric;
 BEGIN
     IF total - marked::integer <= kept_first + kept_last THEN
         RETURN entries;
     END IF;
     -- Entries kept_first .. total - kept_last - 1 (0-based) give way to one.
     last_dropped := entries -> (total - kept_last - 1);
-    SELECT sum(CASE WHEN jsonb_typeof(e) = 'object' AND e ? 'dropped'
-                    THEN (e ->> 'dropped')::bigint ELSE 1 END)
+    SELECT sum(CASE WHEN jsonb_typeof(e -> 'dropped') = 'number' AND (e ->> 'dropped')::numeric >= 1
+                    THEN trunc((e ->> 'dropped')::numeric) ELSE 1 END)
     INTO dropped
     FROM jsonb_array_elements(entries) WITH ORDINALITY AS x (e, position)
     WHERE position - 1 BETWEEN kept_first AND total - kept_last - 1;

@@ -60,7 +60,9 @@ INSERT INTO finished_counts_mark DEFAULT VALUES;
 -- Counts the 5-minute buckets after the mark that ended a minute or more before at (a
 -- completion written later than that into a bucket already counted is missed), at most
 -- spans buckets per call; nothing older than 24 hours is counted. Returns the buckets
--- counted. A call that finds another one counting returns 0 at once.
+-- counted. A call that finds another one counting returns 0 at once. at is capped at the
+-- database's now(): a mark moved past it would leave later completions out of
+-- completed_24h until real time caught up.
 CREATE FUNCTION count_finished_v1(at timestamptz, spans integer) RETURNS integer
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -72,6 +74,7 @@ DECLARE
     mark timestamptz;
     upto timestamptz;
 BEGIN
+    at := least(at, now());
     SELECT counted_to INTO mark FROM finished_counts_mark FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN 0;
@@ -188,7 +191,9 @@ COMMENT ON TABLE partition_copies IS
 -- and the DELETE are range reads of an index on (queue,) time; rows sharing the batch's
 -- last time all go, so a batch can exceed batch by such ties. Returns the rows taken.
 -- Statements are built here and planned for their values on each call, so no cached plan
--- made for other values can scan a whole table.
+-- made for other values can scan a whole table. From job_history it takes no row of a day
+-- being copied to the run log (one with a partition_copies row): that day goes whole, and a
+-- row taken from it here could be copied too, and be in the run log twice.
 CREATE FUNCTION retention_take_v1(source text, queue text, before timestamptz, batch integer)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -201,6 +206,7 @@ DECLARE
     within text;
     bound timestamptz;
     taken bigint;
+    copying oid[];
 BEGIN
     IF source NOT IN ('job_history', 'job_history_default', 'dead_jobs', 'job_runs', 'job_runs_default',
                       'schedule_fires') THEN
@@ -211,9 +217,16 @@ BEGIN
         RETURN 0;
     END IF;
     within := format('t.%1$I < $1', time_column) || CASE WHEN queue IS NULL THEN '' ELSE ' AND t.queue = $2' END;
+    IF source = 'job_history' THEN
+        copying := ARRAY(SELECT c.oid FROM partition_copies p
+                         JOIN pg_class c ON c.relname = p.partition AND c.relnamespace = current_schema()::regnamespace);
+        IF cardinality(copying) > 0 THEN
+            within := within || ' AND t.tableoid <> ALL ($4)';
+        END IF;
+    END IF;
     EXECUTE format('SELECT t.%1$I FROM %2$I.%3$I t WHERE %4$s ORDER BY t.%1$I OFFSET $3 LIMIT 1',
                    time_column, current_schema(), source, within)
-        INTO bound USING before, queue, batch - 1;
+        INTO bound USING before, queue, batch - 1, copying;
     IF bound IS NOT NULL THEN
         within := within || format(' AND t.%I <= $3', time_column);
     END IF;
@@ -223,7 +236,7 @@ BEGIN
             'INSERT INTO %1$I.job_runs (id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, '
             'task, error) SELECT id, enqueued_at, started_at, finished_at, worker_id, attempt, state, queue, task, '
             'errors -> -1 ->> ''error'' FROM gone', current_schema(), source, within)
-            USING before, queue, bound;
+            USING before, queue, bound, copying;
     ELSIF source = 'dead_jobs' THEN
         EXECUTE format(
             'WITH gone AS (DELETE FROM %1$I.dead_jobs t WHERE %2$s RETURNING t.*) '
@@ -248,6 +261,12 @@ $$;
 --
 -- A queue's keep applies to the queues that have a queues row; rows of any other queue
 -- name go at the longest keep (with their whole day, or from the default partitions).
+--
+-- Concurrent retention runs take turns, one batch (one transaction) at a time: this and
+-- drop_partition_v1 first take the schema's retention lock (an advisory transaction lock).
+-- So a day's first copy batch and a row step never overlap: a row step either ends before
+-- the copy starts (the copy then never sees the rows it took) or sees the day's
+-- partition_copies row (and leaves the day alone).
 CREATE FUNCTION retention_batch_v1(at timestamptz, batch integer)
 RETURNS TABLE (step text, affected bigint)
 LANGUAGE plpgsql
@@ -260,6 +279,14 @@ DECLARE
     longest_dead interval;
     k record;
 BEGIN
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '.retention'));
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'conveyor: another retention run holds the retention lock; retention goes on next time';
+        RETURN QUERY VALUES ('finished jobs moved to the run log', 0::bigint), ('dead jobs moved to the run log', 0::bigint),
+                            ('run log rows deleted', 0::bigint), ('fire log rows deleted', 0::bigint);
+        RETURN;
+    END;
     SELECT max(r.completed_keep), max(r.runs_keep), max(r.dead_keep)
     INTO longest_completed, longest_runs, longest_dead
     FROM (SELECT completed_keep, runs_keep, dead_keep FROM retention_by_queue
@@ -343,6 +370,11 @@ $$;
 -- call finds fewer than batch left, it drops the day. Returns the rows copied and whether
 -- the day is gone. Dropping locks the parent table for an instant, waiting at most 500 ms
 -- (lock_not_available otherwise: the day goes next time, its copy kept).
+--
+-- It takes the retention lock first (see retention_batch_v1). A day that is gone (another
+-- retention run dropped it) returns (0, false). A day whose range reaches the database's
+-- now() is refused: acks still write into it, and a row acked behind the copy mark would be
+-- dropped with the day.
 CREATE FUNCTION drop_partition_v1(partition text, batch integer, OUT copied bigint, OUT dropped boolean)
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -354,6 +386,13 @@ DECLARE
 BEGIN
     copied := 0;
     dropped := false;
+    PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '.retention'));
+    -- Read from pg_class with this statement's snapshot, taken after the lock (to_regclass
+    -- could answer from a cache not yet told of another run's DROP).
+    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.relname = drop_partition_v1.partition
+                   AND c.relnamespace = current_schema()::regnamespace) THEN
+        RETURN;
+    END IF;
     IF NOT EXISTS (
         SELECT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE c.relname = drop_partition_v1.partition AND c.relnamespace = current_schema()::regnamespace
@@ -361,6 +400,10 @@ BEGIN
                OR (i.inhparent = 'job_runs'::regclass AND c.relname ~ '^job_runs_[0-9]{8}$'))
     ) THEN
         RAISE EXCEPTION 'conveyor.drop_partition_v1: % is not a daily partition of job_history or job_runs',
+            drop_partition_v1.partition USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF to_date(right(drop_partition_v1.partition, 8), 'YYYYMMDD') + 1 > now() AT TIME ZONE 'UTC' THEN
+        RAISE EXCEPTION 'conveyor.drop_partition_v1: % holds today or a later day (UTC); only past days are dropped',
             drop_partition_v1.partition USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF drop_partition_v1.partition LIKE 'job_history_%' THEN
@@ -424,6 +467,10 @@ BEGIN
             END IF;
             IF step.dropped THEN
                 RAISE NOTICE 'conveyor retention: dropped %%', part;
+                EXIT;
+            END IF;
+            IF step.copied = 0 THEN
+                RAISE NOTICE 'conveyor retention: %% is gone (another retention run dropped it)', part;
                 EXIT;
             END IF;
         END LOOP;

@@ -1,5 +1,37 @@
 -- Undo 0006: the functions without a version hold their version-5 bodies again (the
--- _v1 functions and the one writer go), and leaders loses renewed_at.
+-- _v1 functions and the one writer go), leaders loses renewed_at, and jobs
+-- times are plain timestamptz again.
+
+CREATE TEMPORARY TABLE conveyor_saved_job_views ON COMMIT DROP AS
+SELECT c.relname AS name, pg_get_viewdef(c.oid) AS definition, obj_description(c.oid, 'pg_class') AS comment
+FROM pg_class c
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'v'
+  AND c.relname IN ('queue_stats', 'job_list');
+
+DROP VIEW queue_stats;
+DROP VIEW job_list;
+
+ALTER TABLE jobs
+    ALTER COLUMN run_at TYPE timestamptz,
+    ALTER COLUMN enqueued_at TYPE timestamptz,
+    ALTER COLUMN attempt TYPE integer,
+    ALTER COLUMN claims TYPE integer,
+    ALTER COLUMN handbacks TYPE integer;
+
+DO $$
+DECLARE
+    saved record;
+BEGIN
+    FOR saved IN SELECT * FROM conveyor_saved_job_views ORDER BY name LOOP
+        EXECUTE format('CREATE VIEW %I AS %s', saved.name, saved.definition);
+        EXECUTE format('COMMENT ON VIEW %I IS %L', saved.name, saved.comment);
+    END LOOP;
+END;
+$$;
+
+DROP TABLE conveyor_saved_job_views;
+DROP DOMAIN job_time;
+DROP DOMAIN job_count;
 
 CREATE OR REPLACE FUNCTION enqueue(
     task          text,

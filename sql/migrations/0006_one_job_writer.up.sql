@@ -28,6 +28,10 @@
 --
 -- leaders.renewed_at: when the holder last renewed its lease, i.e. the scheduler's last
 -- tick (leader_attempt sets it on every successful attempt).
+--
+-- jobs.run_at and enqueued_at hold only times a worker's Python can read (domain job_time);
+-- attempt, claims and handbacks are never negative (domain job_count). See the end of
+-- this file. expired_partitions_v1 never lists the day holding the database's now().
 
 -- == One decision each ====================================================================
 
@@ -79,6 +83,11 @@ DECLARE
     new_state text := job_state_v1(due, insert_job_v1.at);
     new_id bigint;
 BEGIN
+    -- The rule of the job_time domain (see the end of this file), said plainly.
+    IF NOT (due >= timestamptz '0001-01-02 00:00:00+00' AND due < timestamptz '9999-12-31 00:00:00+00') THEN
+        RAISE EXCEPTION 'conveyor.enqueue: run_at % is outside the years 1 to 9999 a job''s time can hold', due
+            USING ERRCODE = 'datetime_field_overflow';
+    END IF;
     IF insert_job_v1.queue IS NULL OR insert_job_v1.priority IS NULL OR insert_job_v1.max_attempts IS NULL THEN
         SELECT * INTO declared FROM tasks t WHERE t.name = insert_job_v1.task;
     END IF;
@@ -473,10 +482,12 @@ AS $$
     FROM pg_inherits i
     JOIN pg_class c ON c.oid = i.inhrelid
     CROSS JOIN keeps
-    WHERE (i.inhparent = 'job_history'::regclass AND c.relname ~ '^job_history_[0-9]{8}$'
+    WHERE ((i.inhparent = 'job_history'::regclass AND c.relname ~ '^job_history_[0-9]{8}$'
            AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= (at - keeps.completed) AT TIME ZONE 'UTC')
        OR (i.inhparent = 'job_runs'::regclass AND c.relname ~ '^job_runs_[0-9]{8}$'
-           AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= (at - keeps.runs) AT TIME ZONE 'UTC')
+           AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= (at - keeps.runs) AT TIME ZONE 'UTC'))
+      -- Never today's day or a later one, whatever at says: acks still write into it.
+      AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= now() AT TIME ZONE 'UTC'
     ORDER BY 1;
 $$;
 
@@ -622,3 +633,49 @@ ALTER TABLE leaders ADD COLUMN renewed_at timestamptz;
 COMMENT ON COLUMN leaders.renewed_at IS
     'When the holder last renewed its lease: for the scheduler, its last tick. NULL until a '
     'holder of version 6 or later renews it.';
+
+-- == Times a worker can read =============================================================
+
+-- A job's run_at and enqueued_at are read by every worker and every listing, in Python,
+-- whose datetime holds years 1 to 9999 only: one '-infinity' or year-10000 row made the
+-- claim that took it fail after it committed (its whole batch was orphaned) and made
+-- `conveyor jobs list` fail for everyone. The domain refuses such times where they are
+-- written; a day's margin at each end keeps the value readable in every session time zone.
+-- job_count holds attempt, claims and handbacks, which only count up from 0. Their checks
+-- are prepared once per session, as the domains of version 3 are. NOT VALID: rows already
+-- in jobs are not rechecked (the type change then rewrites nothing).
+CREATE DOMAIN job_time AS timestamptz;
+CREATE DOMAIN job_count AS integer;
+
+CREATE TEMPORARY TABLE conveyor_saved_job_views ON COMMIT DROP AS
+SELECT c.relname AS name, pg_get_viewdef(c.oid) AS definition, obj_description(c.oid, 'pg_class') AS comment
+FROM pg_class c
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'v'
+  AND c.relname IN ('queue_stats', 'job_list');
+
+DROP VIEW queue_stats;
+DROP VIEW job_list;
+
+ALTER TABLE jobs
+    ALTER COLUMN run_at TYPE job_time,
+    ALTER COLUMN enqueued_at TYPE job_time,
+    ALTER COLUMN attempt TYPE job_count,
+    ALTER COLUMN claims TYPE job_count,
+    ALTER COLUMN handbacks TYPE job_count;
+
+DO $$
+DECLARE
+    saved record;
+BEGIN
+    FOR saved IN SELECT * FROM conveyor_saved_job_views ORDER BY name LOOP
+        EXECUTE format('CREATE VIEW %I AS %s', saved.name, saved.definition);
+        EXECUTE format('COMMENT ON VIEW %I IS %L', saved.name, saved.comment);
+    END LOOP;
+END;
+$$;
+
+DROP TABLE conveyor_saved_job_views;
+
+ALTER DOMAIN job_time ADD CONSTRAINT time_within_years_1_to_9999
+    CHECK (VALUE >= timestamptz '0001-01-02 00:00:00+00' AND VALUE < timestamptz '9999-12-31 00:00:00+00') NOT VALID;
+ALTER DOMAIN job_count ADD CONSTRAINT count_not_negative CHECK (VALUE >= 0) NOT VALID;

@@ -454,6 +454,19 @@ def test_worker_on_a_schema_never_migrated_says_to_run_migrate(
     assert line.endswith("run `conveyor migrate`"), str(run)
 
 
+def test_a_missing_relation_in_an_installed_schema_gives_the_databases_message(
+    database_url: str, schema: str, tmp_path: Path
+) -> None:
+    """Only a schema without Conveyor is "not installed"; any other missing table or function
+    (a day another retention run dropped, a view dropped by hand) is said as the database says it."""
+    DB(database_url, schema).all("drop view {schema}.queue_stats")
+    run = conveyor("status", env=env_for(database_url, schema), cwd=tmp_path)
+    line = expect_error(run, "")
+    assert "queue_stats" in line, str(run)
+    assert "does not exist" in line, str(run)
+    assert "not installed" not in run.stderr, str(run)
+
+
 def test_client_commands_on_a_schema_never_migrated_say_to_run_migrate(
     database_url: str, schema: str, tmp_path: Path
 ) -> None:

@@ -88,12 +88,25 @@ def handle_errors(func: Callable[..., T]) -> Callable[..., T]:
                 text = str(error).strip()
                 fail(f"cannot reach the database: {text.splitlines()[0] if text else type(error).__name__}")
             if isinstance(error, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
-                schema = click.get_current_context().find_object(Context)
-                where = f"schema {schema.schema!r}" if schema else "this schema"
-                fail(f"Conveyor is not installed in {where}: run `conveyor migrate`")
+                ctx = click.get_current_context().find_object(Context)
+                if ctx is None or not _is_installed(ctx):
+                    where = f"schema {ctx.schema!r}" if ctx else "this schema"
+                    fail(f"Conveyor is not installed in {where}: run `conveyor migrate`")
             fail(sql_error_message(error))
 
     return wrapper
+
+
+def _is_installed(ctx: Context) -> bool:
+    """Whether the schema holds Conveyor (its Alembic revision): a missing table or function
+    then means something else (e.g. a day another retention run dropped), and the
+    database's own message says what."""
+    from ..db import migrations  # Alembic and SQLAlchemy take a while to import
+
+    try:
+        return migrations.current(ctx.database_url(), ctx.schema) is not None
+    except Exception:
+        return True  # cannot tell: the database's own message is the safer one
 
 
 def database_error(exc: BaseException) -> psycopg.Error | None:

@@ -8,7 +8,7 @@ same for async and sync connections. Many jobs at once: ``queue.bulk``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -25,6 +25,13 @@ from ..tasks import (
 )
 
 MAX_UNIQUE_KEY = 512
+
+# The times a job's run_at may hold (the jobs table's job_time domain): years 1 to 9999, what
+# Python's datetime can read, with a day's margin at each end for the session's time zone.
+EARLIEST_RUN_AT = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_RUN_AT = datetime(9999, 12, 31, tzinfo=UTC)
+# No delay shorter than this can reach LATEST_RUN_AT: longer ones are checked against the clock.
+_DELAY_ALWAYS_FINE = timedelta(days=365 * 7000)
 
 TaskRef = str | Task | Callable[..., Any]
 
@@ -104,9 +111,15 @@ def check_options(registry: Registry, task: Task, request: JobRequest) -> Option
         raise InvalidOptionError(
             f"task {task.name!r}: run_at must carry a time zone (got naive {request.run_at.isoformat()})"
         )
+    if request.run_at is not None and not EARLIEST_RUN_AT <= request.run_at < LATEST_RUN_AT:
+        raise InvalidOptionError(
+            f"task {task.name!r}: run_at {request.run_at.isoformat()} is outside the years 1 to 9999 a job can be due in"
+        )
     delay = _as_timedelta(request.delay)
     if delay < timedelta(0):
         raise InvalidOptionError(f"task {task.name!r}: delay must not be negative")
+    if delay > _DELAY_ALWAYS_FINE and delay >= LATEST_RUN_AT - datetime.now(UTC):
+        raise InvalidOptionError(f"task {task.name!r}: a delay of {delay.days} days lands past the year 9999")
     declared = queue == task.queue or queue == DEFAULT_QUEUE or queue in registry.queues()
     return queue, declared, priority, max_attempts, request.run_at, delay
 

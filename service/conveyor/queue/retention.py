@@ -10,7 +10,8 @@ In order: the rollup behind ``queue_stats`` (``count_finished_v1``), then each e
 (copied to the run log in batches, then dropped: the drop locks its parent table for an
 instant, waiting at most 500 ms, else the day goes next time), then the row steps
 (``retention_batch_v1``). None of them touches the jobs table, so claims and acks never
-wait on retention.
+wait on retention. Concurrent runs take turns one batch at a time (an advisory lock in
+the database); a day another run dropped meanwhile is skipped.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ async def apply_retention(
                 rows = await db.fetch("drop_partition_step", {"partition": partition, "batch": batch})
                 copied += int(rows[0][0])
                 dropped = bool(rows[0][1])
+                if not dropped and not rows[0][0]:
+                    log.info("retention: %s is gone (another retention run dropped it)", partition)
+                    break
                 if dropped or spent():
                     break
         except psycopg.errors.LockNotAvailable:

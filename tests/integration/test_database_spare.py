@@ -134,3 +134,20 @@ async def test_closing_gives_the_spare_back(database_url: str, schema: str) -> N
     await database.close()
     assert database._spare is None
     assert database.pool.closed
+
+
+async def test_a_connection_given_back_while_others_wait_for_the_pool_goes_to_them(
+    database_url: str, schema: str
+) -> None:
+    """Kept aside as the spare, it would sit idle while they time out waiting for the pool."""
+    small = Database(database_url, schema, min_size=1, max_size=1)
+    await small.open()
+    try:
+
+        async def use() -> None:
+            async with small.connection() as conn:
+                await conn.execute("SELECT pg_sleep(0.05)")
+
+        await asyncio.wait_for(asyncio.gather(*[use() for _ in range(3)]), 5)  # the pool waits 10 s
+    finally:
+        await small.close()

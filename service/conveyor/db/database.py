@@ -141,6 +141,7 @@ class Database:
         self.queries: Queries = for_schema(schema)
         self._spare: psycopg.AsyncConnection[Any] | None = None
         self._borrowed_at: dict[int, float] = {}  # by id(): when each connection left the pool
+        self._waiting = 0  # borrowers waiting for the pool: while any wait, nothing is kept aside
         self._closing = False
         self.pool: AsyncConnectionPool[Any] = pool(
             conninfo,
@@ -166,11 +167,13 @@ class Database:
         The connection last given back is kept aside (the spare) for the next borrower, who
         then does not go through the pool: psycopg_pool's getconn and putconn, and its own
         connection() context, are a noticeable share of a serial caller's statement (one
-        enqueue after another; bench/RESULTS.md, "Why the code is shaped so"). Anything else borrows from the
-        pool as usual. A connection that saw an error, or is not idle, goes back to the pool,
-        which discards broken ones; the spare goes back too after SPARE_SECONDS, so that the
-        pool's lifetime rules still apply to it. The spare is checked as the pool checks its
-        connections on the way out (``check_idle_connection``: one poll of the socket), so a
+        enqueue after another; bench/RESULTS.md, "Why the code is shaped so"). While another
+        borrower waits for the pool, a connection given back goes to the pool (to that
+        borrower) instead. Anything else borrows from the pool as usual. A connection that saw
+        an error, or is not idle, goes back to the pool, which discards broken ones; the spare
+        goes back too after SPARE_SECONDS, so that the pool's lifetime rules still apply to it.
+        The spare is checked as the pool checks its connections on the way out
+        (``check_idle_connection``: one poll of the socket), so a
         server restart costs no failed statement on either path."""
         return Borrowed(self, deadline)
 
@@ -187,7 +190,11 @@ class Database:
                 await self.pool.putconn(conn)  # dead: the pool discards it
             else:
                 return conn
-        borrowed: psycopg.AsyncConnection[Any] = await self.pool.getconn()
+        self._waiting += 1
+        try:
+            borrowed: psycopg.AsyncConnection[Any] = await self.pool.getconn()
+        finally:
+            self._waiting -= 1
         self._borrowed_at.setdefault(id(borrowed), time.monotonic())
         return borrowed
 
@@ -196,6 +203,7 @@ class Database:
         if (
             not failed
             and self._spare is None
+            and not self._waiting  # a borrower waiting for the pool gets it, not the spare slot
             and not self._closing
             and conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
             and time.monotonic() - taken < SPARE_SECONDS

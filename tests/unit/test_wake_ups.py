@@ -19,13 +19,14 @@ class Sender:
         self.sent: list[list[str]] = []
         self.started = asyncio.Event()
         self.release = asyncio.Event()
-        self.fail = False
+        self.fail = 0  # how many sends from now on fail
 
     async def __call__(self, queues: Sequence[str]) -> None:
         self.sent.append(list(queues))
         self.started.set()
         await self.release.wait()
         if self.fail:
+            self.fail -= 1
             raise ConnectionError("server closed the connection")
 
 
@@ -54,19 +55,32 @@ async def test_one_wake_up_per_commit_when_none_is_in_flight() -> None:
     assert sender.sent == [["default"]] * 3
 
 
-async def test_a_failed_wake_up_is_logged_and_later_ones_are_sent(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_wake_up_that_fails_once_is_sent_again(caplog: pytest.LogCaptureFixture) -> None:
     sender = Sender()
-    sender.fail = True
+    sender.fail = 1
+    sender.release.set()
+    wake_ups = WakeUps(sender)
+    with caplog.at_level(logging.WARNING, logger="conveyor.client"):
+        wake_ups.after_commit("default")
+        await wake_ups.flush()
+    assert sender.sent == [["default"], ["default"]]  # the second went through
+    assert "could not wake" not in caplog.text
+
+
+async def test_a_wake_up_that_fails_twice_is_logged_and_later_ones_are_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sender = Sender()
+    sender.fail = 2
     sender.release.set()
     wake_ups = WakeUps(sender)
     with caplog.at_level(logging.WARNING, logger="conveyor.client"):
         wake_ups.after_commit("default")
         await wake_ups.flush()
     assert "could not wake the workers of default" in caplog.text
-    sender.fail = False
     wake_ups.after_commit("default")
     await wake_ups.flush()
-    assert sender.sent == [["default"], ["default"]]
+    assert sender.sent == [["default"]] * 3
 
 
 async def test_a_lone_enqueue_notifies_in_its_transaction_and_concurrent_ones_after_commit() -> None:

@@ -62,16 +62,27 @@ class WakeUps:
         try:
             while self._pending:
                 queues, self._pending = sorted(self._pending), set()
-                try:
-                    await self._send(queues)
-                except Exception as exc:  # the workers' poll finds the jobs
-                    log.warning(
-                        "could not wake the workers of %s (%s); they find the jobs at their next poll",
-                        ", ".join(queues),
-                        exc,
-                    )
+                await self._send_twice(queues)
         finally:
             self._sending = None
+
+    async def _send_twice(self, queues: Sequence[str]) -> None:
+        """A wake-up that failed is sent once more (on another connection: the client's
+        database replaces a failed one), since the jobs it announces were committed without
+        one; a second failure leaves them to the workers' poll."""
+        for attempt in (1, 2):
+            try:
+                await self._send(queues)
+                return
+            except Exception as exc:
+                if attempt == 1:
+                    continue
+                log.warning(
+                    "could not wake the workers of %s (%s); they find the jobs at their next poll",
+                    ", ".join(queues),
+                    exc,
+                    extra={"event": "wake_up_lost", "queues": list(queues), "error": str(exc)},
+                )
 
 
 class Enqueue:

@@ -255,7 +255,7 @@ class PgBouncer:
         import subprocess
 
         binary = self.binary()
-        assert binary is not None
+        assert binary is not None, "pgbouncer is not installed (apt-get install -y pgbouncer)"
         info = psycopg.conninfo.conninfo_to_dict(database_url)
         self._info = info
         self.port = free_port()

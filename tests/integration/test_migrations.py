@@ -19,10 +19,11 @@ from conveyor.db import migrations
 
 from ..helpers import DB, subprocess_env, wait_until_sync
 
-HEAD = "0006_one_job_writer"
+HEAD = "0007_flow_control"
 
 TABLES = {
     "alembic_version",
+    "batches",
     "dead_jobs",
     "finished_counts",
     "finished_counts_mark",
@@ -33,7 +34,9 @@ TABLES = {
     "jobs",
     "leaders",
     "partition_copies",
+    "pauses",
     "queues",
+    "rate_windows",
     "retention",
     "schedule_fires",
     "schedules",

@@ -177,7 +177,7 @@ BEGIN
         started_at = clock,
         lease_expires_at = clock + claim_limited_v1.lease
     WHERE j.id = ANY (taken)
-    RETURNING j.id, j.claims::integer, j.queue, j.task, j.args::jsonb, j.attempt::integer,
+    RETURNING j.id::bigint, j.claims::integer, j.queue::text, j.task::text, j.args::jsonb, j.attempt::integer,
               j.max_attempts::integer, j.priority::smallint, j.enqueued_at::timestamptz,
               j.run_at::timestamptz, NULL::timestamptz, NULL::timestamptz;
     taken_count := cardinality(taken);

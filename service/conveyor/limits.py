@@ -24,9 +24,13 @@ class Rate:
 
     def __post_init__(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or not 1 <= self.count <= MAX_RATE:
-            raise InvalidOptionError(f"a rate limit's count must be between 1 and {MAX_RATE} (got {self.count!r})")
+            raise InvalidOptionError(
+                f"a rate limit's count must be between 1 and {MAX_RATE} (got {self.count!r})"
+            )
         if not isinstance(self.period, timedelta) or self.period <= timedelta(0):
-            raise InvalidOptionError(f"a rate limit's period must be a positive duration (got {self.period!r})")
+            raise InvalidOptionError(
+                f"a rate limit's period must be a positive duration (got {self.period!r})"
+            )
 
     def __str__(self) -> str:
         return f"{self.count}/{_short(self.period)}"
@@ -39,15 +43,18 @@ def parse_rate(value: Rate | tuple[int, str | timedelta | float] | str) -> Rate:
     if isinstance(value, str):
         count, sep, period = value.partition("/")
         if not sep or not count.strip().isdigit():
-            raise InvalidOptionError(f"rate {value!r} is not valid: write COUNT/DURATION, like 20/1m or 10/1s")
+            raise InvalidOptionError(
+                f"rate {value!r} is not valid: write COUNT/DURATION, like 20/1m or 10/1s"
+            )
         return Rate(int(count), parse_duration(period))
     if isinstance(value, tuple) and len(value) == 2:
-        count, period = value
-        if isinstance(period, str):
-            return Rate(count, parse_duration(period))
-        if isinstance(period, int | float) and not isinstance(period, bool):
-            return Rate(count, timedelta(seconds=period))
-        return Rate(count, period)
+        number, span = value
+        if isinstance(span, str):
+            return Rate(number, parse_duration(span))
+        if isinstance(span, timedelta):
+            return Rate(number, span)
+        if isinstance(span, int | float) and not isinstance(span, bool):
+            return Rate(number, timedelta(seconds=span))
     raise InvalidOptionError(f"rate {value!r} is not valid: give (count, duration) or 'COUNT/DURATION'")
 
 

@@ -46,6 +46,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     q            record;
+    seen_at      timestamptz;
     clock        timestamptz;
     allowance    integer;
     running      integer := 0;
@@ -69,8 +70,13 @@ BEGIN
     IF NOT FOUND OR q.paused OR EXISTS (SELECT 1 FROM pauses p WHERE p.scope = 'all') THEN
         RETURN;
     END IF;
-    -- Read after the lock: the claims of a queue see ever later clocks, so windows stay ordered.
-    clock := coalesce(at, clock_timestamp());
+    -- Two readings of the clock, both after the lock, so the claims of a queue see ever later
+    -- clocks and windows stay ordered. Windows are judged at seen_at; the jobs are stamped
+    -- (and windows charged) at clock, read after every count below: a job counted as ended
+    -- had ended before that count's snapshot, so no start is stamped before the end of a job
+    -- it replaced. Judging a window at the earlier time is conservative: starts only leave
+    -- it between the two readings, none enter (the lock is held).
+    seen_at := coalesce(at, clock_timestamp());
     keyed := q.key_rate_limit IS NOT NULL OR q.key_concurrency IS NOT NULL;
 
     allowance := max_jobs;
@@ -80,7 +86,7 @@ BEGIN
         allowance := least(allowance, q.concurrency - running);
     END IF;
     IF q.rate_limit IS NOT NULL THEN
-        SELECT window_push_v1(w.starts, clock, 0, q.rate_period, q.rate_limit) INTO queue_starts
+        SELECT window_push_v1(w.starts, seen_at, 0, q.rate_period, q.rate_limit) INTO queue_starts
         FROM rate_windows w WHERE w.queue = queue_name AND w.key = '';
         queue_starts := coalesce(queue_starts, '{}');
         allowance := least(allowance, q.rate_limit - cardinality(queue_starts));
@@ -123,7 +129,7 @@ BEGIN
                        allowance,
                        q.key_concurrency - coalesce(r.n, 0),
                        q.key_rate_limit - coalesce(
-                           (SELECT cardinality(window_push_v1(w.starts, clock, 0, q.key_rate_period,
+                           (SELECT cardinality(window_push_v1(w.starts, seen_at, 0, q.key_rate_period,
                                                               q.key_rate_limit))
                             FROM rate_windows w WHERE w.queue = queue_name AND w.key = k.key), 0)
                    )) AS n
@@ -168,6 +174,7 @@ BEGIN
         ) AS l;
     END IF;
 
+    clock := coalesce(at, clock_timestamp());
     RETURN QUERY
     UPDATE jobs j
     SET state = 'running',

@@ -74,19 +74,26 @@ async def test_rate_limit_is_exact_over_a_sliding_window(client: Conveyor, db: D
     add_jobs(db, "exports", 100)
 
     jobs, held = await claim("exports", 5, T0)  # 5 at T0
-    assert len(jobs) == 5 and held is None  # the worker asked for 5: no limit held anything
+    assert len(jobs) == 5
+    assert held is None
     jobs, held = await claim("exports", 50, T0 + timedelta(seconds=10))  # 15 more at T0+10
     assert len(jobs) == 15
     assert held == HeldBack("exports", T0 + timedelta(seconds=60), T0 + timedelta(seconds=10))
     jobs, held = await claim("exports", 50, T0 + timedelta(seconds=59.999))
-    assert jobs == [] and held is not None and held.next_at == T0 + timedelta(seconds=60)
+    assert jobs == []
+    assert held is not None
+    assert held.next_at == T0 + timedelta(seconds=60)
     # The 5 starts of T0 leave the window at T0+60 exactly: 5 more, then the 15 of T0+10 at T0+70.
     jobs, held = await claim("exports", 50, T0 + timedelta(seconds=60))
-    assert len(jobs) == 5 and held is not None and held.next_at == T0 + timedelta(seconds=70)
+    assert len(jobs) == 5
+    assert held is not None
+    assert held.next_at == T0 + timedelta(seconds=70)
     jobs, held = await claim("exports", 50, T0 + timedelta(seconds=69))
     assert jobs == []
     jobs, held = await claim("exports", 50, T0 + timedelta(seconds=70))
-    assert len(jobs) == 15 and held is not None and held.next_at == T0 + timedelta(seconds=120)
+    assert len(jobs) == 15
+    assert held is not None
+    assert held.next_at == T0 + timedelta(seconds=120)
     jobs, _ = await claim("exports", 50, T0 + timedelta(seconds=120))
     assert len(jobs) == 5
     # Over the whole run no minute-long span holds more than 20 starts.
@@ -101,18 +108,23 @@ async def test_tokens_are_charged_for_jobs_taken_only(client: Conveyor, db: DB, 
     await client.set_queue_limits("q", rate=(10, "1m"))
     add_jobs(db, "q", 3)
     jobs, held = await claim("q", 50, T0)
-    assert len(jobs) == 3 and held is None  # no more jobs: nothing was held back by the limit
+    assert len(jobs) == 3
+    assert held is None
     assert db.one("SELECT cardinality(starts) FROM {schema}.rate_windows WHERE queue = 'q' AND key = ''") == 3
     add_jobs(db, "q", 20)
     jobs, held = await claim("q", 50, T0 + timedelta(seconds=1))
-    assert len(jobs) == 7 and held is not None and held.next_at == T0 + timedelta(seconds=60)
+    assert len(jobs) == 7
+    assert held is not None
+    assert held.next_at == T0 + timedelta(seconds=60)
 
 
 async def test_jobs_held_back_neither_fail_nor_use_attempts(client: Conveyor, db: DB, claim: Claim) -> None:
     await client.set_queue_limits("q", rate=(2, "1h"), concurrency=1)
     ids = add_jobs(db, "q", 5)
     jobs, held = await claim("q", 10, T0)
-    assert [j.id for j in jobs] == ids[:1] and held is not None and held.next_at is None
+    assert [j.id for j in jobs] == ids[:1]
+    assert held is not None
+    assert held.next_at is None
     for second in range(1, 5):
         jobs, _ = await claim("q", 10, T0 + timedelta(seconds=second))
         assert jobs == []
@@ -125,9 +137,12 @@ async def test_concurrency_cap_counts_running_jobs(client: Conveyor, db: DB, cla
     await client.set_queue_limits("q", concurrency=2)
     add_jobs(db, "q", 10)
     first, held = await claim("q", 10, T0)
-    assert len(first) == 2 and held is not None and held.next_at is None  # waits for a job's end
+    assert len(first) == 2
+    assert held is not None
+    assert held.next_at is None
     again, held = await claim("q", 10, T0)
-    assert again == [] and held is not None
+    assert again == []
+    assert held is not None
     finish(db, [first[0].id])
     more, _ = await claim("q", 10, T0)
     assert len(more) == 1
@@ -142,7 +157,8 @@ async def test_a_saturated_key_does_not_delay_another(client: Conveyor, db: DB, 
     small = add_jobs(db, "q", 1, key="small")
     jobs, held = await claim("q", 10, T0)
     assert sorted(j.id for j in jobs) == sorted([big[0], small[0]])
-    assert held is not None and held.next_at is None
+    assert held is not None
+    assert held.next_at is None
     jobs, _ = await claim("q", 10, T0)
     assert jobs == []  # big runs one at a time
     finish(db, [big[0]])
@@ -158,7 +174,8 @@ async def test_key_rate_limits_and_unkeyed_jobs(client: Conveyor, db: DB, claim:
     plain = add_jobs(db, "q", 3)
     jobs, held = await claim("q", 50, T0)
     assert sorted(j.id for j in jobs) == sorted(a[:2] + b[:2] + plain)
-    assert held is not None and held.next_at == T0 + timedelta(seconds=10)
+    assert held is not None
+    assert held.next_at == T0 + timedelta(seconds=10)
     jobs, _ = await claim("q", 50, T0 + timedelta(seconds=9))
     assert jobs == []
     jobs, _ = await claim("q", 50, T0 + timedelta(seconds=10))
@@ -173,7 +190,9 @@ async def test_the_plain_claim_skips_limited_queues(client: Conveyor, db: DB, se
         worker_id=WORKER, queues=["limited", "plain"], limits=[10, 10], limit=10, lease=LEASE, now=T0
     )
     assert sorted(j.id for j in jobs) == plain
-    jobs = await seam.claim_jobs(worker_id=WORKER, queues=["limited"], limits=[10], limit=10, lease=LEASE, now=T0)
+    jobs = await seam.claim_jobs(
+        worker_id=WORKER, queues=["limited"], limits=[10], limit=10, lease=LEASE, now=T0
+    )
     assert jobs == []
 
 
@@ -208,7 +227,8 @@ async def test_setting_limits_checks_input_and_clears(client: Conveyor, db: DB) 
             db.all(call)
     await client.set_queue_limits("q", rate="20/1m", concurrency=2, key_concurrency=1)
     [row] = await client.queue_limits()
-    assert row.queue == "q" and row.limits.rate == Rate(20, timedelta(minutes=1))
+    assert row.queue == "q"
+    assert row.limits.rate == Rate(20, timedelta(minutes=1))
     assert row.limits.describe() == "rate 20/1m, concurrency 2; per key: concurrency 1"
     await client.set_queue_limits("q")  # all None: no limit
     assert await client.queue_limits() == []

@@ -7,10 +7,22 @@ from typing import Any
 
 import click
 
+from ..limits import LimitsInUse
 from ..queue.client import Conveyor, QueueStats, SchedulerStatus, seconds_ago
 from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, warn, with_client
+from .queues import limits_json
 
-HEADERS = ["queue", "paused", "waiting", "scheduled", "running", "completed_24h", "dead", "oldest_waiting"]
+HEADERS = [
+    "queue",
+    "paused",
+    "waiting",
+    "scheduled",
+    "running",
+    "completed_24h",
+    "dead",
+    "oldest_waiting",
+    "limits",
+]
 
 
 @click.command()
@@ -21,15 +33,18 @@ def status(ctx: Context, as_json: bool) -> None:
     """Per queue: waiting, scheduled, running, completed (24 h), dead, oldest waiting; then
     the elected scheduler, with a warning when schedules exist and none runs."""
 
-    async def read(client: Conveyor) -> tuple[list[QueueStats], SchedulerStatus]:
-        return await client.queue_stats(), await client.scheduler_status()
+    async def read(client: Conveyor) -> tuple[list[QueueStats], dict[str, LimitsInUse], SchedulerStatus]:
+        limits = {row.queue: row for row in await client.queue_limits()}
+        return await client.queue_stats(), limits, await client.scheduler_status()
 
-    stats, scheduler = run_coroutine(with_client(ctx, read))
+    stats, limits, scheduler = run_coroutine(with_client(ctx, read))
     warning = scheduler.warning()
     if as_json:
         echo_json(
             {
-                "queues": stats,
+                "queues": [
+                    {**dataclasses.asdict(s), "limits": limits_json(limits.get(s.queue))} for s in stats
+                ],
                 "scheduler": {
                     **dataclasses.asdict(scheduler),
                     "running": scheduler.running,
@@ -49,6 +64,7 @@ def status(ctx: Context, as_json: bool) -> None:
                 s.completed_24h,
                 s.dead,
                 s.oldest_waiting_age,
+                _limits_cell(limits.get(s.queue)),
             ]
             for s in stats
         ]
@@ -57,6 +73,10 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"scheduler: {_describe(scheduler)}")
     if warning:
         warn(warning)
+
+
+def _limits_cell(use: LimitsInUse | None) -> str:
+    return "-" if use is None else f"{use.limits.describe()} ({use.describe_use()})"
 
 
 def _describe(scheduler: SchedulerStatus) -> str:

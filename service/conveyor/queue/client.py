@@ -561,7 +561,9 @@ def limits_in_use(row: Mapping[str, Any]) -> LimitsInUse:
         limits=QueueLimits(
             rate=None if row["rate_limit"] is None else Rate(row["rate_limit"], row["rate_period"]),
             concurrency=row["concurrency"],
-            key_rate=None if row["key_rate_limit"] is None else Rate(row["key_rate_limit"], row["key_rate_period"]),
+            key_rate=None
+            if row["key_rate_limit"] is None
+            else Rate(row["key_rate_limit"], row["key_rate_period"]),
             key_concurrency=row["key_concurrency"],
         ),
         running=row["running"],

@@ -9,6 +9,7 @@ concurrency caps count it over all that span.
 from __future__ import annotations
 
 import itertools
+import asyncio
 import subprocess
 import sys
 import time
@@ -120,7 +121,7 @@ async def test_concurrency_cap_2_across_3_workers_while_another_queue_flows(
         running = db.one("select count(*) from {schema}.jobs where queue = 'capped' and state = 'running'")
         assert running <= 2
         most = max(most, running)
-        time.sleep(0.01)
+        await asyncio.sleep(0.01)
     assert most == 2  # the cap was reached, and used
     results = [finish(p) for p in processes]
     assert [code for code, _ in results] == [0, 0, 0], [out[-2000:] for _, out in results]

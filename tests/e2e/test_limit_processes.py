@@ -8,8 +8,8 @@ concurrency caps count it over all that span.
 
 from __future__ import annotations
 
-import itertools
 import asyncio
+import itertools
 import subprocess
 import sys
 import time

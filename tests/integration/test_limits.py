@@ -279,3 +279,34 @@ async def test_worker_picks_up_new_limits_and_a_freed_slot_at_once(
         gate.set()
         await wait_until(lambda: db.one("SELECT count(*) FROM {schema}.job_history") == 6, within=10)
         assert time.monotonic() - started < 5  # far less than one poll interval per job
+
+
+async def test_limits_declared_in_code_are_written_when_a_worker_starts(
+    client: Conveyor, db: DB, registry: Registry, start_worker: Callable[..., Any]
+) -> None:
+    """The declaration wins over what was set before the worker started; queues it does
+    not declare keep their limits."""
+    registry.queue("exports", rate=(20, "1m"), concurrency=1, key_concurrency=1)
+    await client.set_queue_limits("exports", concurrency=5)
+    await client.set_queue_limits("other", concurrency=3)
+    with pytest.raises(InvalidOptionError, match="declared twice"):
+        registry.queue("exports", concurrency=2)
+
+    @registry.task(name="export", queue="exports")
+    def export() -> None:
+        pass
+
+    async with start_worker():
+        rows = {row.queue: row.limits for row in await client.queue_limits()}
+    assert rows["exports"].describe() == "rate 20/1m, concurrency 1; per key: concurrency 1"
+    assert rows["other"].concurrency == 3
+
+
+def test_the_sync_client_sets_and_reads_limits(database_url: str, schema: str, db: DB) -> None:
+    from conveyor import SyncConveyor
+
+    with SyncConveyor(database_url, schema=schema) as client:
+        client.set_queue_limits("q", key_rate="5/1s")
+        [row] = client.queue_limits("q")
+    assert row.limits.describe() == "per key: rate 5/1s"
+    assert db.one("SELECT key_rate_limit FROM {schema}.queues WHERE name = 'q'") == 5

@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .. import jsonb
 from ..jobs import ClaimedJob, Cursors, Held, HeldBack, Outcomes, Recorded
+from ..limits import QueueLimits
 from ..settings import Timeouts
 from .connections import (
     DEADLINE_MARGIN,
@@ -361,6 +362,9 @@ class Database:
     async def limited_queues(self, queues: Sequence[str]) -> frozenset[str]:
         rows = await self.fetch("limited_queues", {"queues": list(queues)})
         return frozenset(row[0] for row in rows)
+
+    async def set_queue_limits(self, queue: str, limits: QueueLimits) -> None:
+        await self.fetch("set_queue_limits", {"queue": queue, **limits.params()})
 
     async def prune_rate_windows(self, *, now: datetime | None) -> None:
         await self.fetch("prune_rate_windows", {"now": now})

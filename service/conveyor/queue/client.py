@@ -322,7 +322,7 @@ class Conveyor:
         runs each key's jobs one at a time). Each limit left None is cleared; all None clears
         them all. Creates the queue if it does not exist; workers pick the change up at once."""
         limits = limits_of(rate, concurrency, key_rate, key_concurrency)
-        await self.db.fetch("set_queue_limits", {"queue": check_queue_name(name), **limits.params()})
+        await self.db.set_queue_limits(check_queue_name(name), limits)
         return limits
 
     async def queue_limits(self, name: str | None = None) -> list[LimitsInUse]:

@@ -290,6 +290,9 @@ class Worker:
 
     async def _register(self) -> None:
         await self.db.create_queues(self.queues)
+        for name, limits in self.registry.queue_limits().items():
+            # The code's declaration wins at start (docs/limits.md); notifies the workers.
+            await self.db.set_queue_limits(name, limits)
         await self.db.sync_tasks(
             [(t.name, t.queue, t.priority, t.max_attempts, t.timeout) for t in self.registry.with_builtins()]
         )

@@ -3,26 +3,66 @@
 -- of sql/queries/limits.sql; this file holds the functions.
 --
 -- claim_limited_v1   claims from one limited queue under its row's lock.
--- window_push_v1     a sliding window of start times after a claim's starts are added.
+-- window_used_v1, window_push_v1, window_reopens_v1  sliding windows of start times.
 -- set_queue_limits_v1 (and set_queue_limits)  sets or clears a queue's limits.
 
--- The starts of a window still inside it at `at` (newer than at - period), then n starts at
--- `at`, keeping the newest `size`: a window never holds more than its limit's count, and a
--- start that left the period is never kept.
-CREATE FUNCTION window_push_v1(starts timestamptz[], at timestamptz, n integer, period interval,
-                               size integer) RETURNS timestamptz[]
+-- A window is kept run-length encoded: counts[i] jobs started at starts[i] (one entry per
+-- claim, not per job), oldest first, so a limit of 100,000 a second costs a claim a few
+-- dozen entries, not 100,000.
+ALTER TABLE rate_windows ADD COLUMN counts integer[] NOT NULL DEFAULT '{}';
+UPDATE rate_windows SET counts = array_fill(1, ARRAY[cardinality(starts)]) WHERE cardinality(starts) > 0;
+COMMENT ON COLUMN rate_windows.counts IS
+    'How many jobs started at each of starts (counts[i] at starts[i]): one entry per claim.';
+
+-- How many starts of a window lie in (at - period, at].
+CREATE FUNCTION window_used_v1(starts timestamptz[], counts integer[], at timestamptz, period interval)
+RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT w.all_starts[greatest(1, cardinality(w.all_starts) - size + 1):]
-    FROM (
-        SELECT coalesce(array_agg(s ORDER BY s), '{}') || array_fill(at, ARRAY[greatest(n, 0)]) AS all_starts
-        FROM unnest(starts) AS s
-        WHERE s > at - period AND s <= at
-    ) AS w;
+    SELECT coalesce(sum(u.c), 0)::integer
+    FROM unnest(starts, counts) AS u (s, c)
+    WHERE u.s > at - period AND u.s <= at;
 $$;
-COMMENT ON FUNCTION window_push_v1(timestamptz[], timestamptz, integer, interval, integer) IS
-    'A rate window after n starts at `at`: the starts still within period, then the new ones, '
-    'the newest `size` of them, oldest first.';
+COMMENT ON FUNCTION window_used_v1(timestamptz[], integer[], timestamptz, interval) IS
+    'The starts of a rate window within the period ending at `at`.';
+
+-- A window after n starts at `at`: the entries still within the period, then (at, n), the
+-- newest `size` starts of them (the oldest entry kept in part if need be). A window never
+-- holds more than its limit's count, and never a start that left the period.
+CREATE FUNCTION window_push_v1(starts timestamptz[], counts integer[], at timestamptz, n integer,
+                               period interval, size integer,
+                               OUT new_starts timestamptz[], OUT new_counts integer[])
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(array_agg(e.s ORDER BY e.i), '{}'), coalesce(array_agg(e.kept ORDER BY e.i), '{}')
+    FROM (
+        SELECT u.s, u.i, least(u.c, size - (sum(u.c) OVER (ORDER BY u.i DESC) - u.c))::integer AS kept
+        FROM unnest(starts || at, counts || n) WITH ORDINALITY AS u (s, c, i)
+        WHERE u.s > at - period AND u.s <= at AND u.c > 0
+    ) AS e
+    WHERE e.kept > 0;
+$$;
+COMMENT ON FUNCTION window_push_v1(timestamptz[], integer[], timestamptz, integer, interval, integer) IS
+    'A rate window after n starts at `at`: the entries still within period, then the new one, '
+    'the newest `size` starts of them, oldest first.';
+
+-- When a full window (`size` starts within the period ending at `at`) lets one more start:
+-- the entry that brings the count of its newer entries up to `size` leaves the period.
+-- NULL when the window is not full.
+CREATE FUNCTION window_reopens_v1(starts timestamptz[], counts integer[], at timestamptz, period interval,
+                                  size integer) RETURNS timestamptz
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT max(e.s) + period
+    FROM (
+        SELECT u.s, sum(u.c) OVER (ORDER BY u.i DESC) AS newer
+        FROM unnest(starts, counts) WITH ORDINALITY AS u (s, c, i)
+        WHERE u.s > at - period AND u.s <= at
+    ) AS e
+    WHERE e.newer >= size;
+$$;
+COMMENT ON FUNCTION window_reopens_v1(timestamptz[], integer[], timestamptz, interval, integer) IS
+    'When a full rate window lets one more start (NULL: it is not full).';
 
 -- Claim up to max_jobs jobs from one queue within its limits. Returns the claimed jobs (the
 -- columns of the plain claim, next_at and checked_at NULL) and, when a limit (not a lack of
@@ -51,6 +91,7 @@ DECLARE
     allowance    integer;
     running      integer := 0;
     queue_starts timestamptz[] := '{}';
+    queue_counts integer[] := '{}';
     keyed        boolean;
     picked       bigint[];
     taken        bigint[];
@@ -86,10 +127,12 @@ BEGIN
         allowance := least(allowance, q.concurrency - running);
     END IF;
     IF q.rate_limit IS NOT NULL THEN
-        SELECT window_push_v1(w.starts, seen_at, 0, q.rate_period, q.rate_limit) INTO queue_starts
+        SELECT w.starts, w.counts INTO queue_starts, queue_counts
         FROM rate_windows w WHERE w.queue = queue_name AND w.key = '';
         queue_starts := coalesce(queue_starts, '{}');
-        allowance := least(allowance, q.rate_limit - cardinality(queue_starts));
+        queue_counts := coalesce(queue_counts, '{}');
+        allowance := least(allowance,
+                           q.rate_limit - window_used_v1(queue_starts, queue_counts, seen_at, q.rate_period));
     END IF;
     allowance := greatest(allowance, 0);
 
@@ -129,8 +172,7 @@ BEGIN
                        allowance,
                        q.key_concurrency - coalesce(r.n, 0),
                        q.key_rate_limit - coalesce(
-                           (SELECT cardinality(window_push_v1(w.starts, seen_at, 0, q.key_rate_period,
-                                                              q.key_rate_limit))
+                           (SELECT window_used_v1(w.starts, w.counts, seen_at, q.key_rate_period)
                             FROM rate_windows w WHERE w.queue = queue_name AND w.key = k.key), 0)
                    )) AS n
             FROM keys k
@@ -191,18 +233,22 @@ BEGIN
 
     -- Tokens are charged for the jobs taken, and only for them.
     IF q.rate_limit IS NOT NULL AND taken_count > 0 THEN
-        queue_starts := window_push_v1(queue_starts, clock, taken_count, q.rate_period, q.rate_limit);
-        INSERT INTO rate_windows AS w (queue, key, starts) VALUES (queue_name, '', queue_starts)
-        ON CONFLICT (queue, key) DO UPDATE SET starts = EXCLUDED.starts;
+        SELECT p.new_starts, p.new_counts INTO queue_starts, queue_counts
+        FROM window_push_v1(queue_starts, queue_counts, clock, taken_count, q.rate_period, q.rate_limit) AS p;
+        INSERT INTO rate_windows AS w (queue, key, starts, counts)
+        VALUES (queue_name, '', queue_starts, queue_counts)
+        ON CONFLICT (queue, key) DO UPDATE SET starts = EXCLUDED.starts, counts = EXCLUDED.counts;
     END IF;
     IF q.key_rate_limit IS NOT NULL AND taken_count > 0 THEN
-        INSERT INTO rate_windows AS w (queue, key, starts)
-        SELECT queue_name, t.key, array_fill(clock, ARRAY[t.n])
+        INSERT INTO rate_windows AS w (queue, key, starts, counts)
+        SELECT queue_name, t.key, ARRAY[clock], ARRAY[t.n]
         FROM (SELECT j.key, count(*)::integer AS n FROM jobs j
               WHERE j.id = ANY (taken) AND j.key IS NOT NULL GROUP BY j.key) AS t
         ON CONFLICT (queue, key) DO UPDATE
-        SET starts = window_push_v1(w.starts, clock, cardinality(EXCLUDED.starts), q.key_rate_period,
-                                    q.key_rate_limit);
+        SET (starts, counts) = (
+            SELECT p.new_starts, p.new_counts
+            FROM window_push_v1(w.starts, w.counts, clock, EXCLUDED.counts[1], q.key_rate_period,
+                                q.key_rate_limit) AS p);
     END IF;
 
     -- Did a limit hold jobs back? The queue's, when it allowed less than asked and every job
@@ -213,16 +259,15 @@ BEGIN
     IF queue_held THEN
         IF q.concurrency IS NOT NULL AND q.concurrency - running - taken_count <= 0 THEN
             slot_wait := true;  -- a running job's end frees the next start
-        ELSIF q.rate_limit IS NOT NULL AND cardinality(queue_starts) >= q.rate_limit THEN
-            wake := queue_starts[cardinality(queue_starts) - q.rate_limit + 1] + q.rate_period;
+        ELSIF q.rate_limit IS NOT NULL THEN
+            wake := window_reopens_v1(queue_starts, queue_counts, clock, q.rate_period, q.rate_limit);
         END IF;
     ELSIF cardinality(held_keys) > 0 THEN
         IF q.key_rate_limit IS NOT NULL THEN
-            SELECT min(w.starts[cardinality(w.starts) - q.key_rate_limit + 1] + q.key_rate_period) INTO wake
+            SELECT min(window_reopens_v1(w.starts, w.counts, clock, q.key_rate_period, q.key_rate_limit))
+            INTO wake
             FROM rate_windows w
-            WHERE w.queue = queue_name AND w.key = ANY (held_keys)
-              AND cardinality(w.starts) >= q.key_rate_limit
-              AND w.starts[cardinality(w.starts) - q.key_rate_limit + 1] > clock - q.key_rate_period;
+            WHERE w.queue = queue_name AND w.key = ANY (held_keys);
         END IF;
         slot_wait := wake IS NULL;
     END IF;

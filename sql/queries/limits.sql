@@ -24,7 +24,9 @@
 --   5. locks the rows taken (FOR UPDATE SKIP LOCKED) and marks them running as claim_jobs
 --      does (same columns, same RETURNING shape);
 --   6. appends the taken jobs' start times to the windows (queue: key '', each key: its own),
---      keeping only starts within the period and at most the limit's count;
+--      keeping only starts within the period and at most the limit's count. A window is
+--      run-length encoded (rate_windows.counts: one entry per claim, with its job count), so
+--      its size is the number of claims within the period, not the limit;
 --   7. when a limit (not a lack of jobs) held jobs back and the claim is short, returns one
 --      more row with a NULL id: next_at, when the window reopens (the worker sets a timer and
 --      claims again then), or NULL when only a running job's end frees a start (the worker
@@ -79,8 +81,8 @@ WITH clock AS (
 SELECT q.name, q.rate_limit, q.rate_period, q.concurrency, q.key_rate_limit, q.key_rate_period,
        q.key_concurrency,
        (SELECT count(*) FROM {schema}.jobs j WHERE j.state = 'running' AND j.queue = q.name) AS running,
-       (SELECT count(*) FROM {schema}.rate_windows w, unnest(w.starts) AS s
-        WHERE w.queue = q.name AND w.key = '' AND s > clock.now - q.rate_period) AS window_starts,
+       coalesce((SELECT {schema}.window_used_v1(w.starts, w.counts, clock.now, q.rate_period)
+                 FROM {schema}.rate_windows w WHERE w.queue = q.name AND w.key = ''), 0) AS window_starts,
        (SELECT count(*) FROM {schema}.rate_windows w
         WHERE w.queue = q.name AND w.key <> ''
           AND w.starts[cardinality(w.starts)] > clock.now - q.key_rate_period) AS keys_in_window

@@ -82,6 +82,8 @@ FUNCTIONS = {
     "set_queue_limits",
     "set_queue_limits_v1",
     "window_push_v1",
+    "window_reopens_v1",
+    "window_used_v1",
     "resume_queue",
     "resume_queue_v1",
     "resume_schedule",

@@ -95,7 +95,9 @@ class ConveyorAdapter(Adapter):
         global _record
         _record = record
         await Worker(
-            self.url, registry=registry, config=WorkerConfig(queues=["bench", *NEIGHBOURS], concurrency=concurrency)
+            self.url,
+            registry=registry,
+            config=WorkerConfig(queues=["bench", *NEIGHBOURS], concurrency=concurrency),
         ).run()
 
     def run_forever(self, coro: Any) -> None:

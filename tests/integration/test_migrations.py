@@ -476,7 +476,9 @@ WRAPPED = {
 CURRENT_VERSION = {"enqueue": 2, "retry_dead": 2}
 
 
-def test_the_names_without_a_version_are_inlined_wrappers_over_the_current_version(db: DB, schema: str) -> None:
+def test_the_names_without_a_version_are_inlined_wrappers_over_the_current_version(
+    db: DB, schema: str
+) -> None:
     """psql's API (conveyor.enqueue, ...) calls the current version; PostgreSQL inlines the
     wrapper, so a call plans as a call of the version itself."""
     rows = db.all(

@@ -192,6 +192,8 @@ class SyncConveyor:
         run_at: datetime | None = None,
         unique_key: str | None = None,
         max_attempts: int | None = None,
+        key: str | None = None,
+        meta: Mapping[str, Any] | None = None,
         conn: Any = None,
     ) -> int:
         """Enqueue one job; returns its id (see :meth:`Conveyor.enqueue`)."""
@@ -200,7 +202,7 @@ class SyncConveyor:
             registry = self._with_registered([task], conn)
         job = prepare(
             registry,
-            JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts),
+            JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts, key, meta),
         )
         flow = enqueue_one(
             job,

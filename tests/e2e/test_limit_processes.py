@@ -145,18 +145,17 @@ async def test_key_cap_1_across_3_workers_without_head_of_line_blocking(
     last with one job, starts within a second."""
     async with Conveyor(database_url, schema=schema) as client:
         await client.set_queue_limits("capped", key_concurrency=1)
-        big = await client.enqueue_many([JobRequest("capped", {"seconds": 0.05}) for _ in range(1000)])
-        others = await client.enqueue_many([JobRequest("capped", {"seconds": 0.05}) for _ in range(15)])
-    # Until the client writes keys itself, keys are written here.
-    db.all("update {schema}.jobs set key = 'big' where id = any(%s)", [big])
-    for i, key in enumerate(["a", "b", "c"]):
-        db.all("update {schema}.jobs set key = %s where id = any(%s)", [key, others[i * 5 : (i + 1) * 5]])
+        big = await client.enqueue_many(
+            [JobRequest("capped", {"seconds": 0.05}, key="big") for _ in range(1000)]
+        )
+        others = await client.enqueue_many(
+            [JobRequest("capped", {"seconds": 0.05}, key=key) for key in "abc" for _ in range(5)]
+        )
     processes = start_three(workers, db, "capped", "10")
     wait_until_sync(lambda: db.one("select count(*) from {schema}.job_history") >= 20, within=20)
 
-    [late] = await enqueue(database_url, schema, [JobRequest("capped", {"seconds": 0.05})])
-    db.all("update {schema}.jobs set key = 'late' where id = %s", [late])
     keyed_at = db.one("select clock_timestamp()")
+    [late] = await enqueue(database_url, schema, [JobRequest("capped", {"seconds": 0.05}, key="late")])
     wait_until_sync(
         lambda: db.one("select count(*) from {schema}.job_history where id = %s", [late]) == 1, within=10
     )
@@ -169,11 +168,10 @@ async def test_key_cap_1_across_3_workers_without_head_of_line_blocking(
 
     late_started = db.one("select started_at from {schema}.job_history where id = %s", [late])
     assert late_started - keyed_at < timedelta(seconds=1)
-    rows = db.all("select id, started_at, finished_at, worker_id from {schema}.job_history")
+    keys = {i: "big" for i in big} | {late: "late"} | {j: "abc"[i // 5] for i, j in enumerate(others)}
+    rows = db.all("select id, started_at, finished_at from {schema}.job_history")
     by_key: dict[str, list[tuple[datetime, datetime]]] = {}
-    keys = {i: "big" for i in big} | {late: "late"}
-    keys |= {j: "abc"[i // 5] for i, j in enumerate(others)}
-    for job_id, started, finished, _ in rows:
+    for job_id, started, finished in rows:
         by_key.setdefault(keys[job_id], []).append((started, finished))
     for key, spans in by_key.items():
         spans.sort()

@@ -20,6 +20,7 @@ from conveyor.errors import InvalidOptionError
 from conveyor.jobs import ClaimedJob, HeldBack
 from conveyor.limits import Rate
 from conveyor.queue.client import Conveyor
+from conveyor.queue.enqueue import JobRequest
 from conveyor.tasks import Registry
 
 from ..helpers import DB, wait_until
@@ -150,12 +151,20 @@ async def test_concurrency_cap_counts_running_jobs(client: Conveyor, db: DB, cla
     assert db.one("SELECT count(*) FROM {schema}.jobs WHERE state = 'running'") == 2
 
 
-async def test_a_saturated_key_does_not_delay_another(client: Conveyor, db: DB, claim: Claim) -> None:
+async def test_a_saturated_key_does_not_delay_another(
+    client: Conveyor, db: DB, claim: Claim, registry: Registry
+) -> None:
     """Key "big" has 1,000 jobs ahead of key "small"'s one: with one running per key, both
-    start in the same claim, and big's next job waits for its first to end."""
+    start in the same claim, and big's next job waits for its first to end. Keys are given
+    at enqueue (key=) and derived from an argument (@task(key=...))."""
+
+    @registry.task(name="fetch", queue="q", key="account")
+    def fetch(account: str) -> None:
+        pass
+
     await client.set_queue_limits("q", key_concurrency=1)
-    big = add_jobs(db, "q", 1000, key="big")
-    small = add_jobs(db, "q", 1, key="small")
+    big = await client.enqueue_many([JobRequest(fetch, {"account": "x"}, key="big") for _ in range(1000)])
+    small = [await client.enqueue(fetch, {"account": "small"})]
     jobs, held = await claim("q", 10, T0)
     assert sorted(j.id for j in jobs) == sorted([big[0], small[0]])
     assert held is not None

@@ -83,13 +83,12 @@ class ConveyorAdapter(Adapter):
         await self.client.enqueue(noop, payload, durable=variant != "durable=False")
 
     async def enqueue_many(self, payloads: Sequence[dict[str, Any]], *, delay: float = 0.0) -> None:
+        if LIMITS == "keys":
+            await self.client.enqueue_many(
+                [JobRequest(noop, p, delay=delay or None, key=f"k{p['i'] % KEYS}") for p in payloads]
+            )
+            return
         await self.client.enqueue_many([JobRequest(noop, p, delay=delay or None) for p in payloads])
-        if LIMITS == "keys":  # until enqueue_many takes keys
-            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                await conn.execute(
-                    "UPDATE conveyor.jobs SET key = 'k' || ((args ->> 'i')::bigint %% %s) WHERE key IS NULL",
-                    [KEYS],
-                )
 
     async def run_worker(self, concurrency: int, record: Recorder) -> None:
         global _record

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import subprocess
 import sys
 import time
@@ -177,3 +178,38 @@ async def test_key_cap_1_across_3_workers_without_head_of_line_blocking(
         spans.sort()
         for (_, finished), (next_started, _) in itertools.pairwise(spans):
             assert finished <= next_started, f"two jobs of key {key} overlapped"
+
+
+def test_limits_from_the_cli(database_url: str, schema: str, db: DB) -> None:
+    """Set, show (queues list, status, JSON), clear; usage errors exit 2 and change nothing."""
+    done = cli(database_url, schema, "queues", "limit", "exports", "--concurrency", "2", "--key-rate", "5/1s")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "queue 'exports': concurrency 2; per key: rate 5/1s\n"
+    for args, message in [
+        ((), "give at least one of"),
+        (("--clear", "--concurrency", "1"), "give at least one of"),
+        (("--concurrency", "0"), "0 is not in the range"),
+        (("--rate", "5"), "COUNT/DURATION"),
+    ]:
+        bad = cli(database_url, schema, "queues", "limit", "exports", *args)
+        assert bad.returncode == 2, (args, bad.stderr)
+        assert message in bad.stderr, (args, bad.stderr)
+    assert db.one("select (concurrency, key_rate_limit) from {schema}.queues where name = 'exports'") == (
+        "2",
+        "5",
+    )
+
+    listing = cli(database_url, schema, "queues", "list")
+    assert "concurrency 2; per key: rate 5/1s  0/2 running, 0 keys in window" in listing.stdout, (
+        listing.stdout
+    )
+    status = cli(database_url, schema, "status")
+    assert "concurrency 2; per key: rate 5/1s  0/2 running, 0 keys in window" in status.stdout, status.stdout
+    as_json = cli(database_url, schema, "queues", "list", "--json")
+    [row] = [q for q in json.loads(as_json.stdout) if q["queue"] == "exports"]
+    assert row["limits"]["concurrency"] == 2
+    assert row["limits"]["key_rate"] == {"limit": 5, "period": 1.0}
+
+    cleared = cli(database_url, schema, "queues", "limit", "exports", "--clear")
+    assert cleared.stdout == "queue 'exports': no limits\n"
+    assert db.one("select limited from {schema}.queues where name = 'exports'") is False

@@ -10,7 +10,7 @@ import click
 from ..limits import LimitsInUse
 from ..queue.client import Conveyor, QueueStats, SchedulerStatus, seconds_ago
 from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, warn, with_client
-from .queues import limits_json
+from .queues import limits_cells, limits_json
 
 HEADERS = [
     "queue",
@@ -22,6 +22,7 @@ HEADERS = [
     "dead",
     "oldest_waiting",
     "limits",
+    "limits_in_use",
 ]
 
 
@@ -30,7 +31,8 @@ HEADERS = [
 @click.pass_obj
 @handle_errors
 def status(ctx: Context, as_json: bool) -> None:
-    """Per queue: waiting, scheduled, running, completed (24 h), dead, oldest waiting; then
+    """Per queue: waiting, scheduled, running, completed (24 h), dead, oldest waiting, its limits
+    and their use now; then
     the elected scheduler, with a warning when schedules exist and none runs."""
 
     async def read(client: Conveyor) -> tuple[list[QueueStats], dict[str, LimitsInUse], SchedulerStatus]:
@@ -64,7 +66,7 @@ def status(ctx: Context, as_json: bool) -> None:
                 s.completed_24h,
                 s.dead,
                 s.oldest_waiting_age,
-                _limits_cell(limits.get(s.queue)),
+                *limits_cells(limits.get(s.queue)),
             ]
             for s in stats
         ]
@@ -73,10 +75,6 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"scheduler: {_describe(scheduler)}")
     if warning:
         warn(warning)
-
-
-def _limits_cell(use: LimitsInUse | None) -> str:
-    return "-" if use is None else f"{use.limits.describe()} ({use.describe_use()})"
 
 
 def _describe(scheduler: SchedulerStatus) -> str:

@@ -2,7 +2,7 @@
 
 DROP FUNCTION set_queue_limits(text, integer, interval, integer, integer, interval, integer);
 DROP FUNCTION set_queue_limits_v1(text, integer, interval, integer, integer, interval, integer);
-DROP FUNCTION claim_limited_v1(text, integer, uuid, interval, timestamptz);
+DROP FUNCTION claim_limited_v1(text, integer, uuid, interval, timestamptz, smallint[], timestamptz[], bigint[]);
 DROP FUNCTION window_reopens_v1(timestamptz[], integer[], timestamptz, interval, integer);
 DROP FUNCTION window_push_v1(timestamptz[], integer[], timestamptz, integer, interval, integer);
 DROP FUNCTION window_used_v1(timestamptz[], integer[], timestamptz, interval);

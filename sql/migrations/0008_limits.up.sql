@@ -68,13 +68,18 @@ COMMENT ON FUNCTION window_reopens_v1(timestamptz[], integer[], timestamptz, int
 -- columns of the plain claim, next_at and checked_at NULL) and, when a limit (not a lack of
 -- jobs) held jobs back, one more row whose id is NULL: next_at is when a held job may start
 -- (a rate window reopens), NULL when it waits for a running job to end; checked_at is the
--- clock the claim used. See sql/queries/limits.sql for the design.
+-- clock the claim used. after_*: the worker's cursors for this queue's priority levels (as
+-- claim_jobs takes them), used where the queue has no per-key limits. See
+-- sql/queries/limits.sql for the design.
 CREATE FUNCTION claim_limited_v1(
     queue_name  text,
     max_jobs    integer,
     worker      uuid,
     lease       interval,
-    at          timestamptz DEFAULT NULL
+    at          timestamptz DEFAULT NULL,
+    after_priorities  smallint[] DEFAULT NULL,
+    after_run_ats     timestamptz[] DEFAULT NULL,
+    after_ids         bigint[] DEFAULT NULL
 ) RETURNS TABLE (
     id bigint, claims integer, queue text, task text, args jsonb, attempt integer,
     max_attempts integer, priority smallint, enqueued_at timestamptz, run_at timestamptz,
@@ -139,13 +144,27 @@ BEGIN
     IF allowance = 0 THEN
         taken := '{}';
     ELSIF NOT keyed THEN
+        -- As claim_jobs reads a queue: each priority level from the worker's cursor (its last
+        -- claim's key there, a hint: see conveyor.queue.cursors), levels in order and only as
+        -- far as needed, locking only the rows taken.
         SELECT coalesce(array_agg(c.id), '{}') INTO taken FROM (
-            SELECT j.id FROM jobs j
-            WHERE j.state = 'available' AND j.queue = queue_name
-              AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.scope = 'task' AND p.name = j.task)
-            ORDER BY j.priority, j.run_at, j.id
+            SELECT l.id
+            FROM unnest(ARRAY[0, 1, 2, 3]::smallint[]) AS p (priority)
+            CROSS JOIN LATERAL (
+                SELECT coalesce(max(a.run_at), '-infinity') AS run_at, coalesce(max(a.id), 0) AS id
+                FROM unnest(after_priorities, after_run_ats, after_ids) AS a (priority, run_at, id)
+                WHERE a.priority = p.priority
+            ) AS cursor
+            CROSS JOIN LATERAL (
+                SELECT j.id FROM jobs j
+                WHERE j.state = 'available' AND j.queue = queue_name AND j.priority = p.priority
+                  AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+                  AND NOT EXISTS (SELECT 1 FROM pauses ps WHERE ps.scope = 'task' AND ps.name = j.task)
+                ORDER BY j.run_at, j.id
+                LIMIT allowance
+                FOR UPDATE OF j SKIP LOCKED
+            ) AS l
             LIMIT allowance
-            FOR UPDATE SKIP LOCKED
         ) AS c;
     ELSE
         -- Each key with waiting jobs (a loose index scan of jobs_key_claim: one probe per key,
@@ -278,7 +297,7 @@ BEGIN
     END IF;
 END;
 $$;
-COMMENT ON FUNCTION claim_limited_v1(text, integer, uuid, interval, timestamptz) IS
+COMMENT ON FUNCTION claim_limited_v1(text, integer, uuid, interval, timestamptz, smallint[], timestamptz[], bigint[]) IS
     'Claim from one limited queue under its row''s lock, within its rate and concurrency limits '
     'and those of each key; a last row with a NULL id says a limit held jobs back, and until when.';
 

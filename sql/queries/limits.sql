@@ -12,7 +12,9 @@
 --      what it counts stays true until it commits; other queues are not touched;
 --   2. reads its clock after that lock (the injected one, else clock_timestamp()), so the
 --      claims of a queue see ever later clocks and every window stays ordered;
---   3. computes the queue's allowance: min(asked, concurrency - running, rate_limit - starts
+--   3. (a queue without per-key limits is read level by level from the worker's cursors, as
+--      claim_jobs reads it: dead index entries before the cursor are not walked again)
+--      computes the queue's allowance: min(asked, concurrency - running, rate_limit - starts
 --      in the window). Running jobs are counted through jobs_leases (the running set is
 --      bounded by the workers' slots);
 --   4. for keyed limits, walks the keys that have waiting jobs with a loose index scan of
@@ -56,11 +58,13 @@
 -- probe per distinct key with waiting jobs.
 
 -- name: claim_limited
--- Claim up to %(limit)s jobs from one limited queue within its limits; a last row with a
--- NULL id says a limit held jobs back (next_at: when one may start; NULL: at a job's end).
+-- Claim up to %(limit)s jobs from one limited queue within its limits, reading its levels
+-- from the worker's cursors (after_*); a last row with a NULL id says a limit held jobs back
+-- (next_at: when one may start; NULL: at a job's end).
 SELECT id, claims, queue, task, args, attempt, max_attempts, priority, enqueued_at, run_at, next_at, checked_at
 FROM {schema}.claim_limited_v1(%(queue)s, %(limit)s, %(worker_id)s, %(lease)s::interval,
-                               %(now)s::timestamptz);
+                               %(now)s::timestamptz, %(after_priorities)s::smallint[],
+                               %(after_run_ats)s::timestamptz[], %(after_ids)s::bigint[]);
 
 -- name: limited_queues
 -- Which of these queues have limits (a worker's cache of whom to claim with claim_limited).

@@ -320,3 +320,24 @@ def test_the_sync_client_sets_and_reads_limits(database_url: str, schema: str, d
         [row] = client.queue_limits("q")
     assert row.limits.describe() == "per key: rate 5/1s"
     assert db.one("SELECT key_rate_limit FROM {schema}.queues WHERE name = 'q'") == 5
+
+
+async def test_limited_claim_reads_levels_from_the_worker_cursors(
+    client: Conveyor, db: DB, seam: Database
+) -> None:
+    """Without per-key limits a limited queue is read as the plain claim reads one: from the
+    worker's cursor of each level (a job behind it waits for the worker's next full scan)."""
+    await client.set_queue_limits("q", concurrency=100)
+    ids = add_jobs(db, "q", 6)
+    fourth = db.one("SELECT run_at, id FROM {schema}.jobs WHERE id = %s", [ids[3]])
+    jobs, _ = await seam.claim_limited(
+        worker_id=WORKER,
+        queue="q",
+        limit=10,
+        lease=LEASE,
+        now=T0,
+        after={("q", 2): fourth, ("other", 2): fourth},
+    )
+    assert [j.id for j in jobs] == ids[4:]
+    jobs, _ = await seam.claim_limited(worker_id=WORKER, queue="q", limit=10, lease=LEASE, now=T0)
+    assert [j.id for j in jobs] == ids[:4]

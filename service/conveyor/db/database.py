@@ -348,12 +348,24 @@ class Database:
         limit: int,
         lease: timedelta,
         now: datetime | None,
+        after: Cursors | None = None,
     ) -> tuple[list[ClaimedJob], HeldBack | None]:
         """Claim from one limited queue within its limits (sql/queries/limits.sql): the jobs,
-        and what held others back, if a limit did."""
+        and what held others back, if a limit did. ``after``: the worker's cursors (only this
+        queue's are read)."""
+        levels = [(priority, key) for (name, priority), key in (after or {}).items() if name == queue]
         rows = await self.fetch(
             "claim_limited",
-            {"queue": queue, "limit": limit, "worker_id": worker_id, "lease": lease, "now": now},
+            {
+                "queue": queue,
+                "limit": limit,
+                "worker_id": worker_id,
+                "lease": lease,
+                "now": now,
+                "after_priorities": [priority for priority, _ in levels],
+                "after_run_ats": [run_at for _, (run_at, _) in levels],
+                "after_ids": [job_id for _, (_, job_id) in levels],
+            },
         )
         jobs = [ClaimedJob._make(row[:10]) for row in rows if row[0] is not None]
         held = next((HeldBack(row[2], row[10], row[11]) for row in rows if row[0] is None), None)

@@ -388,6 +388,7 @@ class Worker:
                     limit=free - len(jobs),
                     lease=self._lease,
                     now=self.clock.now(),
+                    after=after,
                 )
                 jobs.extend(taken)
                 if held is None:

@@ -198,6 +198,7 @@ BEGIN
             LEFT JOIN key_running r ON r.key = k.key
             WHERE k.key IS NOT NULL
         ), candidates AS MATERIALIZED (
+        -- A key with no share holds jobs back (the walk found one waiting): it is not read.
         SELECT c.id, c.priority, c.run_at, s.key, c.rank > s.n AS held
         FROM shares s
         CROSS JOIN LATERAL (
@@ -210,6 +211,7 @@ BEGIN
                 LIMIT s.n + 1
             ) AS j
         ) AS c
+        WHERE s.n > 0
         UNION ALL
         -- Jobs without a key count against the queue's limits only. They are looked for among
         -- the first 256 waiting jobs of the queue (the claim index has no key to skip by).
@@ -223,7 +225,7 @@ BEGIN
         WHERE h.key IS NULL
           AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.scope = 'task' AND p.name = h.task)
         )
-        SELECT ARRAY(SELECT DISTINCT c.key FROM candidates c WHERE c.held),
+        SELECT ARRAY(SELECT c.key FROM candidates c WHERE c.held UNION SELECT s.key FROM shares s WHERE s.n = 0),
                ARRAY(SELECT c.id FROM candidates c WHERE NOT c.held
                      ORDER BY c.priority, c.run_at, c.id LIMIT allowance)
         INTO held_keys, picked;

@@ -11,15 +11,20 @@
 --   1. locks the queue's row (FOR UPDATE): the claims of that queue run one at a time, so
 --      what it counts stays true until it commits; other queues are not touched;
 --   2. reads its clock after that lock (the injected one, else clock_timestamp()), so the
---      claims of a queue see ever later clocks and every window stays ordered;
---   3. (a queue without per-key limits is read level by level from the worker's cursors, as
---      claim_jobs reads it: dead index entries before the cursor are not walked again)
---      computes the queue's allowance: min(asked, concurrency - running, rate_limit - starts
+--      claims of a queue see ever later clocks and every window stays ordered. Windows are
+--      judged at that reading; the jobs taken are stamped (and windows charged) at a second
+--      reading taken after every count, so no start is stamped before the end of a job it
+--      replaced (judging at the earlier time is conservative: starts only leave a window
+--      between the two readings, none enter while the lock is held);
+--   3. computes the queue's allowance: min(asked, concurrency - running, rate_limit - starts
 --      in the window). Running jobs are counted through jobs_leases (the running set is
---      bounded by the workers' slots);
+--      bounded by the workers' slots). A queue without per-key limits is then read level by
+--      level from the worker's cursors, as claim_jobs reads a queue (dead index entries
+--      before a cursor are not walked again);
 --   4. for keyed limits, walks the keys that have waiting jobs with a loose index scan of
 --      jobs_key_claim (one probe per key, however long its backlog: a saturated key is
---      skipped in one step, so it cannot block the keys behind it), gives each key
+--      skipped in one step, so it cannot block the keys behind it; a key with no share is
+--      not read further), gives each key
 --      min(key_concurrency - its running jobs, key_rate_limit - its window) jobs from the
 --      head of its own range, and merges them across keys in (priority, run_at, id) order up
 --      to the allowance. Jobs without a key count against the queue's limits only;
@@ -55,7 +60,9 @@
 --
 -- Limitations: in a key-limited queue, jobs without a key are looked for among the first 256
 -- waiting jobs of the queue (give every job of such a queue a key); the key walk costs one
--- probe per distinct key with waiting jobs.
+-- probe per distinct key with waiting jobs, and reads each key from the head of its range
+-- (no cursors: while vacuum is held back, the dead entries of a key's claimed jobs are
+-- walked again by each claim of that queue).
 
 -- name: claim_limited
 -- Claim up to %(limit)s jobs from one limited queue within its limits, reading its levels

@@ -341,3 +341,19 @@ async def test_limited_claim_reads_levels_from_the_worker_cursors(
     assert [j.id for j in jobs] == ids[4:]
     jobs, _ = await seam.claim_limited(worker_id=WORKER, queue="q", limit=10, lease=LEASE, now=T0)
     assert [j.id for j in jobs] == ids[:4]
+
+
+async def test_windows_whose_starts_left_their_period_are_pruned(
+    client: Conveyor, db: DB, claim: Claim, seam: Database
+) -> None:
+    await client.set_queue_limits("q", rate=(5, "1m"), key_rate=(5, "10s"))
+    add_jobs(db, "q", 2, key="a")
+    add_jobs(db, "q", 2)
+    await claim("q", 10, T0)
+    assert sorted(db.all("SELECT key, counts FROM {schema}.rate_windows")) == [("", [4]), ("a", [2])]
+    await seam.prune_rate_windows(now=T0 + timedelta(seconds=10))  # the key's period is over
+    assert db.all("SELECT key FROM {schema}.rate_windows") == [("",)]
+    await seam.prune_rate_windows(now=T0 + timedelta(seconds=59))
+    assert db.all("SELECT key FROM {schema}.rate_windows") == [("",)]
+    await seam.prune_rate_windows(now=T0 + timedelta(seconds=60))
+    assert db.all("SELECT key FROM {schema}.rate_windows") == []

@@ -56,3 +56,13 @@ def blocking(seconds: float, ctx: JobContext) -> None:
     note("start", ctx)
     time.sleep(0 if os.environ.get("CONVEYOR_TEST_FAST") else seconds)
     note("done", ctx)
+
+
+@task(queue="rated")
+async def rated(ctx: JobContext) -> None:
+    """For limit tests: starts are read from job_history."""
+
+
+@task(queue="capped")
+async def capped(seconds: float, ctx: JobContext) -> None:
+    await asyncio.sleep(seconds)

@@ -19,7 +19,7 @@ from conveyor.db import migrations
 
 from ..helpers import DB, subprocess_env, wait_until_sync
 
-HEAD = "0007_flow_control"
+HEAD = "0008_limits"
 
 TABLES = {
     "alembic_version",
@@ -48,6 +48,7 @@ FUNCTIONS = {
     "apply_retention",
     "check_cron",
     "check_timezone",
+    "claim_limited_v1",
     "compact_json_octets_v1",
     "count_finished_v1",
     "create_queue",
@@ -80,6 +81,11 @@ FUNCTIONS = {
     "queue_stats_v1",
     "remove_schedule",
     "remove_schedule_v1",
+    "set_queue_limits",
+    "set_queue_limits_v1",
+    "window_push_v1",
+    "window_reopens_v1",
+    "window_used_v1",
     "resume_queue",
     "resume_queue_v1",
     "resume_schedule",

@@ -23,6 +23,7 @@ def test_the_query_folder_is_the_checkout_one() -> None:
         "enqueue.sql",
         "execute.sql",
         "inspect.sql",
+        "limits.sql",
         "maintain.sql",
         "matviews.sql",
         "retention.sql",

@@ -33,6 +33,7 @@ WITH clock AS (
     FROM unnest(%(queues)s::text[], %(limits)s::integer[]) AS w (queue, max_jobs)
     LEFT JOIN {schema}.queues q ON q.name = w.queue
     WHERE q.paused IS NOT TRUE
+      AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'all')
 ), after AS (
     SELECT * FROM unnest(%(after_queues)s::text[], %(after_priorities)s::smallint[],
                          %(after_run_ats)s::timestamptz[], %(after_ids)s::bigint[])
@@ -52,6 +53,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = w.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+              AND j.task <> ALL (ARRAY(SELECT p.name FROM {schema}.pauses p WHERE p.scope = 'task'))
             ORDER BY j.run_at, j.id
             LIMIT least(w.max_jobs, %(limit)s)
             FOR UPDATE SKIP LOCKED
@@ -94,6 +96,7 @@ WITH clock AS (
     FROM unnest(%(queues)s::text[], %(limits)s::integer[]) AS w (queue, max_jobs)
     LEFT JOIN {schema}.queues q ON q.name = w.queue
     WHERE q.paused IS NOT TRUE
+      AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'all')
 ), after AS (
     SELECT * FROM unnest(%(after_queues)s::text[], %(after_priorities)s::smallint[],
                          %(after_run_ats)s::timestamptz[], %(after_ids)s::bigint[])
@@ -113,6 +116,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = w.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+              AND j.task <> ALL (ARRAY(SELECT p.name FROM {schema}.pauses p WHERE p.scope = 'task'))
             ORDER BY j.run_at, j.id
             LIMIT least(w.max_jobs, %(limit)s)
         ) AS l
@@ -138,6 +142,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = s.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+              AND j.task <> ALL (ARRAY(SELECT p.name FROM {schema}.pauses p WHERE p.scope = 'task'))
             ORDER BY j.run_at, j.id
             LIMIT s.share
             FOR UPDATE SKIP LOCKED
@@ -168,6 +173,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = s.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+              AND j.task <> ALL (ARRAY(SELECT p.name FROM {schema}.pauses p WHERE p.scope = 'task'))
               AND j.id <> ALL (m.taken)
             ORDER BY j.run_at, j.id
             LIMIT m.jobs

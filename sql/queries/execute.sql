@@ -26,6 +26,10 @@ SET plan_cache_mode = force_generic_plan;
 -- run_at, id: read only what lies past that key), or from the start of the level when it
 -- has none. Levels are read in order and only as far as needed: a first level that fills
 -- the claim locks nothing on the others.
+-- Pauses (sql/migrations/0009_job_control.up.sql): nothing is claimed while a pauses row of
+-- scope 'all' exists, and jobs of a paused task are skipped; each is an InitPlan that reads
+-- the small pauses table once per statement. A paused task's backlog at the head of a level
+-- is read past by full scans only: the worker's cursors move past it (queue.cursors).
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), wanted AS (
@@ -78,7 +82,8 @@ RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.
 
 -- name: claim_jobs_across_queues
 -- Claim up to %(limit)s due jobs from several queues in priority order across them
--- (priority, run_at, id), skipping paused queues and rows other workers hold, and locking
+-- (priority, run_at, id), skipping paused queues (and tasks, and everything, as in
+-- claim_jobs) and rows other workers hold, and locking
 -- only the rows it takes: a row locked and not taken would be skipped by every other worker
 -- asking that queue, which then comes back short and waits. %(limits)s caps each queue's
 -- share. Cursors and levels are read as in claim_jobs.
@@ -317,14 +322,15 @@ SELECT 'dead', id, true FROM buried;
 SELECT set_config('statement_timeout', %(milliseconds)s, true);
 
 -- name: extend_leases
--- Heartbeat: push back the lease of the jobs this worker still holds; returns those ids.
--- %(jobs)s: {"<id>": claims}.
+-- Heartbeat: push back the lease of the jobs this worker still holds; returns those ids,
+-- each with whether its abort was asked for (so an abort whose notification was lost still
+-- arrives). %(jobs)s: {"<id>": claims}.
 UPDATE {schema}.jobs j
 SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) + %(lease)s::interval
 WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
   AND j.worker_id = %(worker_id)s
   AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
-RETURNING j.id;
+RETURNING j.id, j.abort_requested_at IS NOT NULL AS abort_requested;
 
 -- name: set_progress
 -- Record running jobs' progress (0-100) and messages.

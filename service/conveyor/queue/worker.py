@@ -15,6 +15,12 @@ thread cannot be stopped: its job is not handed back (that would guarantee a sec
 alongside it) but left to its lease, which runs out once this worker is gone; that attempt
 counts. Cancelling :meth:`Worker.run` stops the worker the same way with no grace period.
 Every step of stopping is bounded in time.
+
+Aborts (docs/job-control.md): an abort reaches the worker holding the job as a notification
+on "<schema>.control" ('abort <id>'), or with the next heartbeat that extends the job's lease
+when the notification was lost. The worker marks the execution aborted (``ctx.aborted``) and
+cancels it when its task is async; the executor judges the attempt (``Aborted``: the job ends
+as cancelled) and the completer records it, fenced like every outcome.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from ..settings import Settings
 from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer
 from .cursors import ClaimCursors
-from .executor import Bury, Executor, Outcome, Retry, describe
+from .executor import Aborted, Bury, Executor, Outcome, Retry, describe
 from .leases import LeaseKeeper
 from .maintenance import Maintenance
 from .notifier import Notifier
@@ -59,6 +65,9 @@ SHUTDOWN_WRITE_TIMEOUT = 10.0
 CANCEL_TIMEOUT = 5.0
 # How soon a claim that failed on a connection is tried again (on a new connection).
 CLAIM_RETRY = 0.1
+# An abort notification for a job this worker does not run (yet: its claim may be in flight)
+# is kept this long, for the claim that returns it.
+PENDING_ABORT_SECONDS = 10.0
 
 # The errors the database records for these (sql/queries), as logs and hooks report them.
 LEASE_EXPIRED = "lease expired: the worker stopped sending heartbeats (killed, crashed or hung)"
@@ -159,6 +168,10 @@ class Worker:
         self._unwritten: dict[Held, float] = {}
         # Executions whose lost lease was logged: once each, not on every heartbeat.
         self._lost: set[Held] = set()
+        # Executions whose abort was asked for, until judged (the executor and ctx.aborted read
+        # it); and abort notifications for jobs not (yet) running here, by id, with when.
+        self._aborted: set[Held] = set()
+        self._pending_aborts: dict[int, float] = {}
         self._signal = asyncio.Event()  # something changed: re-check what to do
         self._woken = False  # a notification or wake() since the last claim
         self._stopping = asyncio.Event()
@@ -186,6 +199,7 @@ class Worker:
             self.db.queries,
             self._on_notify,
             on_connect=self.wake,
+            on_control=self._on_control,
             timeouts=settings.timeouts,
         )
         self._progress = ProgressWriter(self.db, self.id)
@@ -197,6 +211,7 @@ class Worker:
             self._progress.sink,
             connection=self._task_pool.connection,
             schema=self.db.schema,
+            aborted=self._aborted,
         )
         self._leases = LeaseKeeper(
             self.db,
@@ -205,6 +220,7 @@ class Worker:
             lease=self.config.lease,
             running=self._held_with_start,
             on_lost=self._on_lease_lost,
+            on_abort=self._abort,
         )
         self._lease = timedelta(seconds=self.config.lease)
         self._queue_set = set(self.queues)
@@ -392,6 +408,8 @@ class Worker:
         # arguments (held) say which job it runs.
         task = asyncio.create_task(self._run_job(held, job))
         self._running[held] = _Running(job, task, now)
+        if self._pending_aborts and self._pending_aborts.pop(job.id, None) is not None:
+            self._abort(held)
 
     async def _run_job(self, held: Held, job: ClaimedJob) -> None:
         try:
@@ -411,6 +429,7 @@ class Worker:
         finally:
             self._running.pop(held, None)
             self._lost.discard(held)
+            self._aborted.discard(held)
             self._signal.set()
 
     # -- stop --------------------------------------------------------------------------
@@ -482,6 +501,45 @@ class Worker:
             self._woken = True
             self._signal.set()
 
+    def _on_control(self, payload: str) -> None:
+        what, _, argument = payload.partition(" ")
+        if what == "rescan":
+            # A pause ended: its jobs may lie behind the cursors, which moved past them.
+            self._cursors.rescan()
+            self._woken = True
+            self._signal.set()
+        elif what == "abort" and argument.isdigit():
+            job_id = int(argument)
+            held = [h for h in self._running if h.id == job_id]
+            for h in held:
+                self._abort(h)
+            if not held:
+                now = time.monotonic()
+                self._pending_aborts = {
+                    i: at for i, at in self._pending_aborts.items() if now - at < PENDING_ABORT_SECONDS
+                }
+                self._pending_aborts[job_id] = now
+
+    def _abort(self, held: Held) -> None:
+        """Stop an execution whose abort was asked for: ``ctx.aborted`` turns true, and an
+        async task is cancelled. Once per execution (the heartbeat repeats it)."""
+        running = self._running.get(held)
+        if running is None or held in self._aborted:
+            return
+        self._aborted.add(held)
+        job = running.job
+        task = self.registry.get(job.task)
+        cancel = task is not None and task.is_async
+        log.info(
+            "job %d attempt %d: abort requested; %s",
+            job.id,
+            job.attempt,
+            "cancelling it" if cancel else "ctx.aborted is now true (a sync task stops when it checks)",
+            extra={**job_fields(job), "event": "abort_requested"},
+        )
+        if cancel:
+            running.task.cancel()
+
     def _held_with_start(self) -> list[tuple[Held, float]]:
         held = [(h, r.started) for h, r in self._running.items()]
         held.extend(self._unwritten.items())
@@ -494,7 +552,7 @@ class Worker:
         if recorded is None:
             return
         self.stats.completed += len(recorded.completed)
-        if not (recorded.retried or recorded.buried):
+        if not (recorded.retried or recorded.buried or recorded.aborted):
             return
         for outcome in batch:
             job = outcome.job
@@ -502,6 +560,8 @@ class Worker:
                 self._reports.retried(job, JobFailure(outcome.error, outcome.exception, outcome.delay))
             elif isinstance(outcome, Bury) and job.id in recorded.buried:
                 self._reports.buried(job, JobFailure(outcome.error, outcome.exception, None))
+            elif isinstance(outcome, Aborted) and job.id in recorded.aborted:
+                self._reports.aborted(job)
 
     def _on_rescued(self, job: ClaimedJob, dead: bool) -> None:
         self._reports.rescued(job, JobFailure(LEASE_EXPIRED, None, None if dead else 0.0))

@@ -12,12 +12,14 @@ from .errors import (
     ConveyorError,
     Discard,
     InvalidOptionError,
+    JobStateError,
     NotFoundError,
     TaskImportError,
     UnknownQueueError,
     UnknownTaskError,
 )
 from .queue.client import Conveyor, QueueStats
+from .queue.control import Pauses
 from .queue.context import JobContext
 from .queue.enqueue import JobRequest
 from .queue.matviews import REFRESH_TASK, schedule_refresh
@@ -40,7 +42,9 @@ __all__ = [
     "InvalidOptionError",
     "JobContext",
     "JobRequest",
+    "JobStateError",
     "NotFoundError",
+    "Pauses",
     "QueueStats",
     "Registry",
     "ScheduleSpec",

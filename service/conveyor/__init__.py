@@ -19,8 +19,8 @@ from .errors import (
     UnknownTaskError,
 )
 from .queue.client import Conveyor, QueueStats
-from .queue.control import Pauses
 from .queue.context import JobContext
+from .queue.control import Pauses
 from .queue.enqueue import JobRequest
 from .queue.matviews import REFRESH_TASK, schedule_refresh
 from .queue.sync_client import SyncConveyor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..queue.client import QueueStats
 from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, with_client
 
 
@@ -19,9 +20,31 @@ def queues() -> None:
 def queues_list(ctx: Context, as_json: bool) -> None:
     stats = run_coroutine(with_client(ctx, lambda c: c.queue_stats()))
     if as_json:
-        echo_json([{"queue": s.queue, "paused": s.paused} for s in stats])
+        echo_json(
+            [
+                {
+                    "queue": s.queue,
+                    "paused": s.paused,
+                    "all_paused": s.all_paused,
+                    "paused_tasks": s.paused_tasks,
+                }
+                for s in stats
+            ]
+        )
         return
-    click.echo(table([[s.queue, s.paused] for s in stats], ["queue", "paused"]))
+    click.echo(table([[s.queue, paused_cell(s)] for s in stats], ["queue", "paused"]))
+    if stats and stats[0].all_paused:
+        click.echo("\neverything is paused: `conveyor resume --all` lets jobs start again")
+
+
+def paused_cell(stats: QueueStats) -> str:
+    """What is paused in a queue: the queue, everything, and the paused tasks waiting in it."""
+    parts = ["queue"] if stats.paused else []
+    if stats.all_paused:
+        parts.append("all")
+    if stats.paused_tasks:
+        parts.append("tasks: " + ", ".join(stats.paused_tasks))
+    return "; ".join(parts) if parts else "no"
 
 
 @queues.command("create")

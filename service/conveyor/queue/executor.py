@@ -115,7 +115,12 @@ class Executor:
 
         ctx = (
             JobContext(
-                job, self._registry, self._progress(Held.of(job)), self._connection, self._schema, self._aborted
+                job,
+                self._registry,
+                self._progress(Held.of(job)),
+                self._connection,
+                self._schema,
+                self._aborted,
             )
             if task.context_param
             else None

@@ -27,9 +27,12 @@ SET plan_cache_mode = force_generic_plan;
 -- has none. Levels are read in order and only as far as needed: a first level that fills
 -- the claim locks nothing on the others.
 -- Pauses (sql/migrations/0009_job_control.up.sql): nothing is claimed while a pauses row of
--- scope 'all' exists, and jobs of a paused task are skipped; each is an InitPlan that reads
--- the small pauses table once per statement. A paused task's backlog at the head of a level
--- is read past by full scans only: the worker's cursors move past it (queue.cursors).
+-- scope 'all' exists (an InitPlan: one read of the small pauses table per statement), and
+-- jobs of a paused task are skipped (an anti-join on the pauses table, read once and kept:
+-- written as NOT EXISTS so that the planner, seeing pauses empty, keeps the ordered read of
+-- the claim index; `task <> ALL (array)` looked selective to it and it sorted whole levels).
+-- A paused task's backlog at the head of a level is read past by full scans only: the
+-- worker's cursors move past it (queue.cursors).
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), wanted AS (
@@ -57,7 +60,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = w.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
-              AND j.task <> ALL (ARRAY(SELECT p.name FROM {schema}.pauses p WHERE p.scope = 'task'))
+              AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'task' AND p.name = j.task)
             ORDER BY j.run_at, j.id
             LIMIT least(w.max_jobs, %(limit)s)
             FOR UPDATE SKIP LOCKED
@@ -121,7 +124,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = w.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
-              AND j.task <> ALL (ARRAY(SELECT p.name FROM {schema}.pauses p WHERE p.scope = 'task'))
+              AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'task' AND p.name = j.task)
             ORDER BY j.run_at, j.id
             LIMIT least(w.max_jobs, %(limit)s)
         ) AS l
@@ -147,7 +150,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = s.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
-              AND j.task <> ALL (ARRAY(SELECT p.name FROM {schema}.pauses p WHERE p.scope = 'task'))
+              AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'task' AND p.name = j.task)
             ORDER BY j.run_at, j.id
             LIMIT s.share
             FOR UPDATE SKIP LOCKED
@@ -178,7 +181,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = s.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
-              AND j.task <> ALL (ARRAY(SELECT p.name FROM {schema}.pauses p WHERE p.scope = 'task'))
+              AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'task' AND p.name = j.task)
               AND j.id <> ALL (m.taken)
             ORDER BY j.run_at, j.id
             LIMIT m.jobs

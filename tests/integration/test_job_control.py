@@ -364,12 +364,12 @@ async def test_an_abort_whose_notification_is_lost_arrives_with_the_heartbeat(
         await asyncio.Event().wait()
 
     job_id = await client.enqueue(forever)
-    async with start_worker(lease=3) as worker:  # a heartbeat every second
+    async with start_worker(lease=6) as worker:  # a heartbeat every 2 s
         await asyncio.wait_for(running.wait(), 5)
         # The abort as abort_job writes it, without its notification.
         db.all("update {schema}.jobs set abort_requested_at = now() where id = %s", [job_id])
         await wait_until(
-            lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1, within=6
+            lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1, within=10
         )
         assert worker.stats.aborted == 1
     assert history(db, job_id)[0] == "cancelled"

@@ -62,13 +62,19 @@ SELECT {schema}.cancel_jobs_v1(ARRAY(
 
 -- name: cancel_aborted_expired
 -- Aborted jobs whose worker stopped heartbeating before it stopped them (the rescue leaves
--- these out): they end as cancelled, not run again. Returns the ids moved.
-SELECT {schema}.cancel_jobs_v1(ARRAY(
-    SELECT j.id FROM {schema}.jobs j
-    WHERE j.state = 'running' AND j.abort_requested_at IS NOT NULL
-      AND j.lease_expires_at < coalesce(%(now)s::timestamptz, now())
-    ORDER BY j.id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED),
+-- these out): they end as cancelled, not run again. Returns the ids moved. cancel_jobs_v1
+-- is called only when there are some: it writes job_history, which may be locked (DDL, a
+-- retention step), and the maintenance pass must not wait on that for nothing.
+SELECT {schema}.cancel_jobs_v1(e.ids,
     'aborted (its worker stopped heartbeating before it stopped the job)', NULL,
-    coalesce(%(now)s::timestamptz, now())) AS id;
+    coalesce(%(now)s::timestamptz, now())) AS id
+FROM (
+    SELECT ARRAY(
+        SELECT j.id FROM {schema}.jobs j
+        WHERE j.state = 'running' AND j.abort_requested_at IS NOT NULL
+          AND j.lease_expires_at < coalesce(%(now)s::timestamptz, now())
+        ORDER BY j.id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED) AS ids
+) AS e
+WHERE cardinality(e.ids) > 0;

@@ -225,7 +225,9 @@ FROM done
 RETURNING id;
 
 -- name: retry_jobs
--- Put failed jobs back to run again after their backoff; records each error.
+-- Put failed jobs back to run again after their backoff; records each error. A job whose
+-- abort was asked for is not retried (its row is left to record_aborted, which the caller
+-- runs for the ids missing here: see Database.record_outcomes).
 -- %(jobs)s: {"<id>": [claims, delay in seconds, error]}.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
@@ -243,6 +245,7 @@ FROM clock
 WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
   AND j.worker_id = %(worker_id)s
   AND j.claims = (%(jobs)s::jsonb -> j.id::text ->> 0)::integer
+  AND j.abort_requested_at IS NULL
 RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified;
 
 -- name: bury_jobs

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import Conveyor, FrozenClock, JobContext, JobStateError, NotFoundError, Registry
+from conveyor import Conveyor, FrozenClock, JobContext, JobStateError, NotFoundError, Registry, SyncConveyor
 from conveyor.db.database import Database
 from conveyor.jobs import Outcomes
 
@@ -369,10 +369,39 @@ async def test_an_abort_whose_notification_is_lost_arrives_with_the_heartbeat(
         # The abort as abort_job writes it, without its notification.
         db.all("update {schema}.jobs set abort_requested_at = now() where id = %s", [job_id])
         await wait_until(
-            lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1, within=10
+            lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1,
+            within=10,
         )
         assert worker.stats.aborted == 1
     assert history(db, job_id)[0] == "cancelled"
+
+
+async def test_a_failed_attempt_of_an_aborted_job_is_not_retried(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    """The attempt fails before its worker learns of the abort (its notification lost, no
+    heartbeat yet): the job ends as aborted instead of running again."""
+    go = asyncio.Event()
+
+    @registry.task(max_attempts=5)
+    async def fails() -> None:
+        await go.wait()
+        raise RuntimeError("failed")
+
+    job_id = await client.enqueue(fails)
+    async with start_worker(lease=60) as worker:
+        await wait_until(
+            lambda: db.one("select state from {schema}.jobs where id = %s", [job_id]) == "running"
+        )
+        db.all("update {schema}.jobs set abort_requested_at = now() where id = %s", [job_id])
+        go.set()
+        await wait_until(
+            lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1
+        )
+        assert worker.stats.aborted == 1
+        assert worker.stats.retried == 0
+    state, errors, _ = history(db, job_id)
+    assert (state, errors[-1]["error"]) == ("cancelled", "aborted")
 
 
 async def test_abort_of_a_job_whose_worker_is_gone(
@@ -504,3 +533,31 @@ async def test_abort_at_the_moment_of_completion_records_one_outcome(
     assert {s for _, s in rows} == {"completed"}
     assert db.one("select count(*) from {schema}.jobs") == 0
     assert set(outcomes.values()) <= {"aborting", *(f"job {i} has already ended (completed)" for i in ids)}
+
+
+def test_the_sync_client_has_every_job_control_operation(
+    database_url: str, schema: str, registry: Registry, db: DB
+) -> None:
+    @registry.task
+    async def noop() -> None:
+        pass
+
+    with SyncConveyor(database_url, schema=schema, registry=registry) as sync:
+        sync.pause_task("noop")
+        sync.pause_all()
+        assert sync.pauses().all_paused
+        assert [t["name"] for t in sync.tasks() if t["paused"]] == ["noop"]
+        sync.resume_task("noop")
+        sync.resume_all()
+        assert sync.pauses().tasks == {}
+        a, b, c = (sync.enqueue(noop, delay=60) for _ in range(3))
+        assert sync.cancel(a, reason="r") == "cancelled"
+        assert sync.abort(b) == "cancelled"  # not running: cancelled
+        assert sync.run_now(c) == "available"
+        assert sync.delete_job(c) == "deleted"
+        with pytest.raises(JobStateError):
+            sync.cancel(a)
+    assert db.all("select id, state from {schema}.job_history order by id") == [
+        (a, "cancelled"),
+        (b, "cancelled"),
+    ]

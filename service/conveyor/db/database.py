@@ -385,6 +385,15 @@ class Database:
                         {"jobs": jobs, "worker_id": worker_id, "now": now, "channel": queries.channel},
                     )
                     retried = frozenset(row[0] for row in await cur.fetchall())
+                # A failed attempt of a job whose abort was asked for (the worker had not
+                # learned of it yet) is not retried: it ends as aborted, fenced as the rest.
+                missed = [(i, c) for i, c, _, _ in outcomes.retried if i not in retried]
+                if missed:
+                    await cur.execute(
+                        queries["record_aborted"],
+                        {"jobs": by_id((i, str(c)) for i, c in missed), "worker_id": worker_id, "now": now},
+                    )
+                    aborted = frozenset(row[0] for row in await cur.fetchall())
                 if outcomes.buried:
                     jobs = by_id((i, f"[{c},{e}]") for i, c, e in outcomes.buried)
                     await cur.execute(
@@ -396,7 +405,7 @@ class Database:
                     await cur.execute(
                         queries["record_aborted"], {"jobs": jobs, "worker_id": worker_id, "now": now}
                     )
-                    aborted = frozenset(row[0] for row in await cur.fetchall())
+                    aborted |= frozenset(row[0] for row in await cur.fetchall())
             follow_up = children(completed) if children is not None and completed else None
             if follow_up is not None:
                 if follow_ups_timeout is not None:

@@ -47,7 +47,7 @@ from ..settings import Settings
 from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer
 from .cursors import ClaimCursors
-from .executor import Aborted, Bury, Executor, Outcome, Retry, describe
+from .executor import Bury, Executor, Outcome, Retry, describe
 from .leases import LeaseKeeper
 from .maintenance import Maintenance
 from .notifier import Notifier
@@ -560,7 +560,7 @@ class Worker:
                 self._reports.retried(job, JobFailure(outcome.error, outcome.exception, outcome.delay))
             elif isinstance(outcome, Bury) and job.id in recorded.buried:
                 self._reports.buried(job, JobFailure(outcome.error, outcome.exception, None))
-            elif isinstance(outcome, Aborted) and job.id in recorded.aborted:
+            elif job.id in recorded.aborted:  # Aborted, or a Retry that met its abort
                 self._reports.aborted(job)
 
     def _on_rescued(self, job: ClaimedJob, dead: bool) -> None:

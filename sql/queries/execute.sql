@@ -271,7 +271,8 @@ RETURNING id;
 -- Hand unfinished jobs back at shutdown: available at once. A job's first 5 hand-backs do
 -- not count as attempts (attempt goes down by one); later ones do, so a job that outlasts
 -- every grace period is not handed back forever: on its last attempt such a hand-back moves
--- it to the dead-letter table. Returns (outcome, id): 'released' or 'dead'.
+-- it to the dead-letter table. Returns (outcome, id): 'released' or 'dead'. A job whose abort
+-- was asked for is neither (the worker records it as aborted: see Worker._shutdown).
 -- %(jobs)s: {"<id>": claims}.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
@@ -296,6 +297,7 @@ WITH clock AS (
       AND j.worker_id = %(worker_id)s
       AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
       AND (j.handbacks < 5 OR j.attempt < j.max_attempts)
+      AND j.abort_requested_at IS NULL
     RETURNING j.id, j.queue
 ), gone AS (
     DELETE FROM {schema}.jobs j
@@ -303,6 +305,7 @@ WITH clock AS (
       AND j.worker_id = %(worker_id)s
       AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
       AND j.handbacks >= 5 AND j.attempt >= j.max_attempts
+      AND j.abort_requested_at IS NULL
     RETURNING j.*
 ), buried AS (
     INSERT INTO {schema}.dead_jobs

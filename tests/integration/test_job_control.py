@@ -293,7 +293,7 @@ async def test_abort_cancels_an_async_task_within_a_second(
         )
         assert time.monotonic() - started < 1
         assert cancelled.is_set()
-        assert worker.stats.aborted == 1
+        await wait_until(lambda: worker.stats.aborted == 1)  # settled after its commit
     state, errors, _ = history(db, job_id)
     assert state == "cancelled"
     assert [e["error"] for e in errors] == ["abort requested: wrong input", "aborted"]
@@ -372,7 +372,7 @@ async def test_an_abort_whose_notification_is_lost_arrives_with_the_heartbeat(
             lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1,
             within=10,
         )
-        assert worker.stats.aborted == 1
+        await wait_until(lambda: worker.stats.aborted == 1)  # settled after its commit
     assert history(db, job_id)[0] == "cancelled"
 
 
@@ -398,8 +398,29 @@ async def test_a_failed_attempt_of_an_aborted_job_is_not_retried(
         await wait_until(
             lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job_id]) == 1
         )
-        assert worker.stats.aborted == 1
+        await wait_until(lambda: worker.stats.aborted == 1)  # settled after its commit
         assert worker.stats.retried == 0
+    state, errors, _ = history(db, job_id)
+    assert (state, errors[-1]["error"]) == ("cancelled", "aborted")
+
+
+async def test_a_job_with_an_abort_asked_for_is_not_handed_back_at_shutdown(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    running = asyncio.Event()
+
+    @registry.task
+    async def forever() -> None:
+        running.set()
+        await asyncio.Event().wait()
+
+    job_id = await client.enqueue(forever)
+    async with start_worker(lease=60, grace=0.1) as worker:
+        await asyncio.wait_for(running.wait(), 5)
+        # Asked without its notification, and no heartbeat comes before the stop.
+        db.all("update {schema}.jobs set abort_requested_at = now() where id = %s", [job_id])
+    assert worker.stats.handed_back == 0
+    assert worker.stats.aborted == 1
     state, errors, _ = history(db, job_id)
     assert (state, errors[-1]["error"]) == ("cancelled", "aborted")
 

@@ -42,7 +42,7 @@ from ..db.connections import pool
 from ..db.database import Database
 from ..db.errors import is_transient
 from ..errors import ConfigurationError
-from ..jobs import ClaimedJob, Cursors, Held, JobFailure, Recorded
+from ..jobs import ClaimedJob, Cursors, Held, JobFailure, Outcomes, Recorded
 from ..settings import Settings
 from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer
@@ -487,6 +487,23 @@ class Worker:
                 self._reports.handed_back(job)
             elif h.id in dead:
                 self._reports.buried(job, JobFailure(HANDED_BACK_TOO_OFTEN, None, None), failed=False)
+        # Not handed back: an abort was asked for (or the job is no longer ours, which the
+        # fence of this write finds too). It ends as aborted rather than running again.
+        unreleased = [h for h in held if h.id not in released and h.id not in dead]
+        if unreleased:
+            try:
+                async with asyncio.timeout(SHUTDOWN_WRITE_TIMEOUT):
+                    recorded = await self.db.record_outcomes(
+                        Outcomes(aborted=[(h.id, h.claim) for h in unreleased]),
+                        worker_id=self.id,
+                        now=self.clock.now(),
+                    )
+            except Exception as exc:
+                log.error("could not record %d aborted jobs at shutdown (%s)", len(unreleased), exc)
+            else:
+                for h in unreleased:
+                    if h.id in recorded.aborted:
+                        self._reports.aborted(left[h].job)
         if released:
             log.warning(
                 "handed %d unfinished jobs back to the queue: %s",

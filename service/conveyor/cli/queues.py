@@ -38,8 +38,9 @@ def queues_list(ctx: Context, as_json: bool) -> None:
 
 
 def paused_cell(stats: QueueStats) -> str:
-    """What is paused in a queue: the queue, everything, and the paused tasks waiting in it."""
-    parts = ["queue"] if stats.paused else []
+    """What is paused in a queue: the queue itself ("yes"), everything ("all"), and the paused
+    tasks with jobs waiting in it ("tasks: a, b"); "no" when nothing is."""
+    parts = ["yes"] if stats.paused else []
     if stats.all_paused:
         parts.append("all")
     if stats.paused_tasks:

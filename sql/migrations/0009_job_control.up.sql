@@ -7,7 +7,9 @@
 -- over a table that is empty unless someone paused something). A resume sends the wake-up
 -- on the schema's channel for every queue holding waiting jobs it releases, and 'rescan' on
 -- the channel "<schema>.control": the released jobs may sit behind a worker's claim
--- cursors, which skipped them while they were paused (see conveyor.queue.cursors).
+-- cursors, which skipped them while they were paused (see conveyor.queue.cursors). The
+-- channel name is cut at 63 bytes, as PostgreSQL cuts identifiers: two schemas whose names
+-- share their first 55 characters share it.
 --
 -- Ending a job as cancelled happens in ONE place: cancel_jobs_v1. Every path that cancels
 -- (cancel_job_v1, abort_job_v1 on a job whose worker is gone, the worker's record of an
@@ -79,7 +81,7 @@ AS $$
     SELECT pg_notify(current_schema(), q.queue)
     FROM (SELECT DISTINCT j.queue FROM jobs j
           WHERE j.state = 'available' AND (wake_released_v1.task IS NULL OR j.task = wake_released_v1.task)) AS q;
-    SELECT pg_notify(current_schema() || '.control', 'rescan');
+    SELECT pg_notify(left(current_schema() || '.control', 63), 'rescan');
 $$;
 
 CREATE FUNCTION resume_task_v1(name text) RETURNS void
@@ -166,7 +168,7 @@ BEGIN
                             'error', 'abort requested' || why, 'by', stop_job_v1.by))
         WHERE jobs.id = j.id;
     END IF;
-    PERFORM pg_notify(current_schema() || '.control', 'abort ' || j.id);
+    PERFORM pg_notify(left(current_schema() || '.control', 63), 'abort ' || j.id);
     RETURN 'aborting';
 END;
 $$;

@@ -49,7 +49,9 @@ class Notifier:
         self._on_notify = on_notify
         self._on_connect = on_connect
         self._on_control = on_control
-        self.control_channel = queries.channel + ".control"
+        # PostgreSQL cuts channel names at 63 bytes (schema names are ASCII): so does the SQL
+        # that notifies (left(current_schema() || '.control', 63)).
+        self.control_channel = (queries.channel + ".control")[:63]
         self._timeouts = timeouts or Timeouts()
         self._keepalive = self._timeouts.listen_check
         self._deadline = deadline_of(self._timeouts) or self._timeouts.listen_check

@@ -17,8 +17,8 @@ counts. Cancelling :meth:`Worker.run` stops the worker the same way with no grac
 Every step of stopping is bounded in time.
 
 Aborts (docs/job-control.md): an abort reaches the worker holding the job as a notification
-on "<schema>.control" ('abort <id>'), or with the next heartbeat that extends the job's lease
-when the notification was lost. The worker marks the execution aborted (``ctx.aborted``) and
+on "<schema>.control" ('abort <id>', checked against the job's row), or with the next
+heartbeat that extends the job's lease when the notification was lost. The worker marks the execution aborted (``ctx.aborted``) and
 cancels it when its task is async; the executor judges the attempt (``Aborted``: the job ends
 as cancelled) and the completer records it, fenced like every outcome.
 """
@@ -172,6 +172,7 @@ class Worker:
         # it); and abort notifications for jobs not (yet) running here, by id, with when.
         self._aborted: set[Held] = set()
         self._pending_aborts: dict[int, float] = {}
+        self._checks: set[asyncio.Task[None]] = set()  # abort notifications being checked
         self._signal = asyncio.Event()  # something changed: re-check what to do
         self._woken = False  # a notification or wake() since the last claim
         self._stopping = asyncio.Event()
@@ -289,7 +290,7 @@ class Worker:
                 raise
             await self._wind_down()
         finally:
-            await cancel_and_wait(helpers)
+            await cancel_and_wait([*helpers, *self._checks])
             try:
                 async with asyncio.timeout(SHUTDOWN_WRITE_TIMEOUT):
                     await self.db.unregister_worker(self.id)
@@ -409,7 +410,7 @@ class Worker:
         task = asyncio.create_task(self._run_job(held, job))
         self._running[held] = _Running(job, task, now)
         if self._pending_aborts and self._pending_aborts.pop(job.id, None) is not None:
-            self._abort(held)
+            self._confirm_aborts([held])
 
     async def _run_job(self, held: Held, job: ClaimedJob) -> None:
         try:
@@ -528,14 +529,34 @@ class Worker:
         elif what == "abort" and argument.isdigit():
             job_id = int(argument)
             held = [h for h in self._running if h.id == job_id]
-            for h in held:
-                self._abort(h)
-            if not held:
+            if held:
+                self._confirm_aborts(held)
+            else:
                 now = time.monotonic()
                 self._pending_aborts = {
                     i: at for i, at in self._pending_aborts.items() if now - at < PENDING_ABORT_SECONDS
                 }
                 self._pending_aborts[job_id] = now
+
+    def _confirm_aborts(self, held: list[Held]) -> None:
+        """A notification is a hint (another schema's may share the channel: see
+        docs/job-control.md): the row says whether the abort was asked for. One heartbeat of
+        these jobs reads it."""
+        check = asyncio.create_task(self._check_aborts(held))
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
+
+    async def _check_aborts(self, held: list[Held]) -> None:
+        try:
+            extended = await self.db.extend_leases(
+                held, worker_id=self.id, lease=self._lease, now=self.clock.now()
+            )
+        except Exception as exc:  # the heartbeat reads it again
+            log.warning("checking an abort failed (%s); the next heartbeat checks again", exc)
+            return
+        for h in held:
+            if h.id in extended.aborted:
+                self._abort(h)
 
     def _abort(self, held: Held) -> None:
         """Stop an execution whose abort was asked for: ``ctx.aborted`` turns true, and an

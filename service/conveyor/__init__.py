@@ -12,6 +12,7 @@ from .errors import (
     ConveyorError,
     Discard,
     InvalidOptionError,
+    JobStateError,
     NotFoundError,
     TaskImportError,
     UnknownQueueError,
@@ -20,6 +21,7 @@ from .errors import (
 from .limits import QueueLimits, Rate
 from .queue.client import Conveyor, QueueStats
 from .queue.context import JobContext
+from .queue.control import Pauses
 from .queue.enqueue import JobRequest
 from .queue.matviews import REFRESH_TASK, schedule_refresh
 from .queue.sync_client import SyncConveyor
@@ -41,7 +43,9 @@ __all__ = [
     "InvalidOptionError",
     "JobContext",
     "JobRequest",
+    "JobStateError",
     "NotFoundError",
+    "Pauses",
     "QueueLimits",
     "QueueStats",
     "Rate",

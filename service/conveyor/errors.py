@@ -38,3 +38,8 @@ class TaskImportError(ConveyorError):
 class Discard(Exception):
     """Raise in a task to send its job straight to the dead-letter table, without retries:
     for a failure that running it again cannot fix (a record that no longer exists, bad input)."""
+
+
+class JobStateError(ConveyorError):
+    """The job is not in a state that allows the operation (cancel a finished job, delete a
+    running one, run now a job that waits for another): the message says which state it is in."""

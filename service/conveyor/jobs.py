@@ -63,6 +63,7 @@ class Outcomes:
     completed: Sequence[tuple[int, int, str | None]] = ()  # id, claim, result JSON
     retried: Sequence[tuple[int, int, float, str]] = ()  # id, claim, delay s, error JSON
     buried: Sequence[tuple[int, int, str]] = ()  # id, claim, error JSON
+    aborted: Sequence[tuple[int, int]] = ()  # id, claim: stopped by an abort, end as cancelled
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,15 @@ class Recorded:
     completed: frozenset[int]
     retried: frozenset[int]
     buried: frozenset[int]
+    aborted: frozenset[int] = frozenset()
+
+
+class Extended(NamedTuple):
+    """What a heartbeat found: the ids whose lease it extended, and those of them whose abort
+    was asked for (docs/job-control.md)."""
+
+    kept: set[int]
+    aborted: set[int]
 
 
 class JobFailure(NamedTuple):

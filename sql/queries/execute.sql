@@ -26,6 +26,13 @@ SET plan_cache_mode = force_generic_plan;
 -- run_at, id: read only what lies past that key), or from the start of the level when it
 -- has none. Levels are read in order and only as far as needed: a first level that fills
 -- the claim locks nothing on the others.
+-- Pauses (sql/migrations/0009_job_control.up.sql): nothing is claimed while a pauses row of
+-- scope 'all' exists (an InitPlan: one read of the small pauses table per statement), and
+-- jobs of a paused task are skipped (an anti-join on the pauses table, read once and kept:
+-- written as NOT EXISTS so that the planner, seeing pauses empty, keeps the ordered read of
+-- the claim index; `task <> ALL (array)` looked selective to it and it sorted whole levels).
+-- A paused task's backlog at the head of a level is read past by full scans only: the
+-- worker's cursors move past it (queue.cursors).
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), wanted AS (
@@ -34,6 +41,7 @@ WITH clock AS (
     LEFT JOIN {schema}.queues q ON q.name = w.queue
     -- A limited queue is claimed by claim_limited (sql/queries/limits.sql), never here.
     WHERE q.paused IS NOT TRUE AND q.limited IS NOT TRUE
+      AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'all')
 ), after AS (
     SELECT * FROM unnest(%(after_queues)s::text[], %(after_priorities)s::smallint[],
                          %(after_run_ats)s::timestamptz[], %(after_ids)s::bigint[])
@@ -53,6 +61,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = w.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+              AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'task' AND p.name = j.task)
             ORDER BY j.run_at, j.id
             LIMIT least(w.max_jobs, %(limit)s)
             FOR UPDATE SKIP LOCKED
@@ -77,7 +86,8 @@ RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.
 
 -- name: claim_jobs_across_queues
 -- Claim up to %(limit)s due jobs from several queues in priority order across them
--- (priority, run_at, id), skipping paused queues and rows other workers hold, and locking
+-- (priority, run_at, id), skipping paused queues (and tasks, and everything, as in
+-- claim_jobs) and rows other workers hold, and locking
 -- only the rows it takes: a row locked and not taken would be skipped by every other worker
 -- asking that queue, which then comes back short and waits. %(limits)s caps each queue's
 -- share. Cursors and levels are read as in claim_jobs.
@@ -96,6 +106,7 @@ WITH clock AS (
     LEFT JOIN {schema}.queues q ON q.name = w.queue
     -- A limited queue is claimed by claim_limited (sql/queries/limits.sql), never here.
     WHERE q.paused IS NOT TRUE AND q.limited IS NOT TRUE
+      AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'all')
 ), after AS (
     SELECT * FROM unnest(%(after_queues)s::text[], %(after_priorities)s::smallint[],
                          %(after_run_ats)s::timestamptz[], %(after_ids)s::bigint[])
@@ -115,6 +126,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = w.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+              AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'task' AND p.name = j.task)
             ORDER BY j.run_at, j.id
             LIMIT least(w.max_jobs, %(limit)s)
         ) AS l
@@ -140,6 +152,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = s.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+              AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'task' AND p.name = j.task)
             ORDER BY j.run_at, j.id
             LIMIT s.share
             FOR UPDATE SKIP LOCKED
@@ -170,6 +183,7 @@ WITH clock AS (
             FROM {schema}.jobs j
             WHERE j.state = 'available' AND j.queue = s.queue AND j.priority = p.priority
               AND (j.run_at, j.id) > (cursor.run_at, cursor.id)
+              AND NOT EXISTS (SELECT FROM {schema}.pauses p WHERE p.scope = 'task' AND p.name = j.task)
               AND j.id <> ALL (m.taken)
             ORDER BY j.run_at, j.id
             LIMIT m.jobs
@@ -213,7 +227,9 @@ FROM done
 RETURNING id;
 
 -- name: retry_jobs
--- Put failed jobs back to run again after their backoff; records each error.
+-- Put failed jobs back to run again after their backoff; records each error. A job whose
+-- abort was asked for is not retried (its row is left to record_aborted, which the caller
+-- runs for the ids missing here: see Database.record_outcomes).
 -- %(jobs)s: {"<id>": [claims, delay in seconds, error]}.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
@@ -231,6 +247,7 @@ FROM clock
 WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
   AND j.worker_id = %(worker_id)s
   AND j.claims = (%(jobs)s::jsonb -> j.id::text ->> 0)::integer
+  AND j.abort_requested_at IS NULL
 RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified;
 
 -- name: bury_jobs
@@ -256,7 +273,8 @@ RETURNING id;
 -- Hand unfinished jobs back at shutdown: available at once. A job's first 5 hand-backs do
 -- not count as attempts (attempt goes down by one); later ones do, so a job that outlasts
 -- every grace period is not handed back forever: on its last attempt such a hand-back moves
--- it to the dead-letter table. Returns (outcome, id): 'released' or 'dead'.
+-- it to the dead-letter table. Returns (outcome, id): 'released' or 'dead'. A job whose abort
+-- was asked for is neither (the worker records it as aborted: see Worker._shutdown).
 -- %(jobs)s: {"<id>": claims}.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
@@ -281,6 +299,7 @@ WITH clock AS (
       AND j.worker_id = %(worker_id)s
       AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
       AND (j.handbacks < 5 OR j.attempt < j.max_attempts)
+      AND j.abort_requested_at IS NULL
     RETURNING j.id, j.queue
 ), gone AS (
     DELETE FROM {schema}.jobs j
@@ -288,6 +307,7 @@ WITH clock AS (
       AND j.worker_id = %(worker_id)s
       AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
       AND j.handbacks >= 5 AND j.attempt >= j.max_attempts
+      AND j.abort_requested_at IS NULL
     RETURNING j.*
 ), buried AS (
     INSERT INTO {schema}.dead_jobs
@@ -313,14 +333,15 @@ SELECT 'dead', id, true FROM buried;
 SELECT set_config('statement_timeout', %(milliseconds)s, true);
 
 -- name: extend_leases
--- Heartbeat: push back the lease of the jobs this worker still holds; returns those ids.
--- %(jobs)s: {"<id>": claims}.
+-- Heartbeat: push back the lease of the jobs this worker still holds; returns those ids,
+-- each with whether its abort was asked for (so an abort whose notification was lost still
+-- arrives). %(jobs)s: {"<id>": claims}.
 UPDATE {schema}.jobs j
 SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) + %(lease)s::interval
 WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
   AND j.worker_id = %(worker_id)s
   AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
-RETURNING j.id;
+RETURNING j.id, j.abort_requested_at IS NOT NULL AS abort_requested;
 
 -- name: set_progress
 -- Record running jobs' progress (0-100) and messages.

@@ -2,7 +2,8 @@
 
 -- name: queue_stats
 -- One row per queue from the queue_stats view.
-SELECT queue, paused, waiting, scheduled, running, completed_24h, dead, oldest_waiting_age
+SELECT queue, paused, waiting, scheduled, running, completed_24h, dead, oldest_waiting_age,
+       all_paused, paused_tasks
 FROM {schema}.queue_stats ORDER BY queue;
 
 -- name: get_job

@@ -28,11 +28,13 @@ FROM {schema}.jobs WHERE state = 'scheduled';
 -- Jobs whose lease ran out (their worker died or hung): back to the queue while attempts
 -- remain, to the dead-letter table otherwise. Returns per job the outcome ('retried' or
 -- 'dead') and the job as a claim returns it (for the rescuing worker's log and hooks).
+-- Jobs whose abort was asked for are left to cancel_aborted_expired (sql/queries/control.sql).
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ), expired AS (
     SELECT j.id FROM {schema}.jobs j
     WHERE j.state = 'running' AND j.lease_expires_at < (SELECT now FROM clock)
+      AND j.abort_requested_at IS NULL  -- aborted: cancel_aborted_expired ends it as cancelled
     ORDER BY j.lease_expires_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

@@ -1081,7 +1081,9 @@ def test_every_read_command_prints_json_with_json(env: dict[str, str], db: DB, t
         cwd=tmp_path,
     )
     queues, dead, one_dead, schedule_list, fires, retention = (json.loads(ok(run)) for run in runs)
-    assert queues == [{"queue": "default", "paused": False, "limits": None}]
+    assert queues == [
+        {"queue": "default", "paused": False, "all_paused": False, "paused_tasks": [], "limits": None}
+    ]
     assert [(d["id"], d["last_error"]) for d in dead] == [(9100, "ValueError: nope")]
     assert (one_dead["id"], one_dead["args"], one_dead["errors"][0]["error"]) == (
         9100,

@@ -80,7 +80,7 @@ async def test_expired_lease_is_rescued_rerun_and_the_stale_ack_is_fenced(
     finally:
         await stale.close()
     assert recorded.completed == frozenset()
-    assert extended == set()
+    assert extended.kept == set()
     assert db.all("select result from {schema}.job_history") == [("charged on attempt 2",)]
 
 

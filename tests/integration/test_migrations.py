@@ -19,7 +19,7 @@ from conveyor.db import migrations
 
 from ..helpers import DB, subprocess_env, wait_until_sync
 
-HEAD = "0008_limits"
+HEAD = "0009_job_control"
 
 TABLES = {
     "alembic_version",
@@ -44,8 +44,13 @@ TABLES = {
     "workers",
 }
 FUNCTIONS = {
+    "abort_job",
+    "abort_job_v1",
     "append_error_v1",
     "apply_retention",
+    "cancel_job",
+    "cancel_job_v1",
+    "cancel_jobs_v1",
     "check_cron",
     "check_timezone",
     "claim_limited_v1",
@@ -55,6 +60,8 @@ FUNCTIONS = {
     "create_schedule",
     "create_schedule_v1",
     "cron_field_value",
+    "delete_job",
+    "delete_job_v1",
     "drop_partition",
     "drop_partition_v1",
     "enqueue",
@@ -66,19 +73,26 @@ FUNCTIONS = {
     "expired_partitions",
     "expired_partitions_v1",
     "find_schedule",
+    "finished_state_v1",
     "fire_schedule",
     "fire_schedule_v1",
     "insert_job_v1",
     "insert_job_v2",
     "job_due_v1",
     "job_state_v1",
+    "pause_all",
+    "pause_all_v1",
     "pause_queue",
     "pause_queue_v1",
     "pause_schedule",
     "pause_schedule_v1",
+    "pause_task",
+    "pause_task_v1",
     "purge_dead",
     "purge_dead_v1",
     "queue_stats_v1",
+    "queue_stats_v2",
+    "refuse_not_live_v1",
     "remove_schedule",
     "remove_schedule_v1",
     "set_queue_limits",
@@ -86,20 +100,28 @@ FUNCTIONS = {
     "window_push_v1",
     "window_reopens_v1",
     "window_used_v1",
+    "resume_all",
+    "resume_all_v1",
     "resume_queue",
     "resume_queue_v1",
     "resume_schedule",
     "resume_schedule_v1",
+    "resume_task",
+    "resume_task_v1",
     "retention_batch_v1",
     "retention_rows",
     "retention_take_v1",
     "retry_dead",
     "retry_dead_v1",
     "retry_dead_v2",
+    "run_job_now",
+    "run_job_now_v1",
     "set_retention",
     "set_retention_v1",
+    "stop_job_v1",
     "trigger_schedule",
     "trigger_schedule_v1",
+    "wake_released_v1",
 }
 VIEWS = {"job_list", "queue_stats", "retention_by_queue"}
 

@@ -20,6 +20,7 @@ HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 def test_the_query_folder_is_the_checkout_one() -> None:
     assert QUERY_DIR.resolve() == (REPO / "sql" / "queries").resolve()
     assert [p.name for p in QUERY_FILES] == [
+        "control.sql",
         "enqueue.sql",
         "execute.sql",
         "inspect.sql",
@@ -65,9 +66,12 @@ def test_every_query_file_parses_into_well_formed_blocks(path: Path) -> None:
         assert code.count("'") == 0, f"{where}: unterminated string literal"
         # Parameters are psycopg's %(name)s; a stray % would break execution.
         assert "%" not in re.sub(r"%\(\w+\)s|%%", "", code), f"{where}: stray %"
-        # Template fields are identifiers: {schema}, and {view} for the view a refresh names.
-        assert re.sub(r"\{(schema|view)\}", "", code).count("{") == 0, f"{where}: unknown template field"
-        assert re.sub(r"\{(schema|view)\}", "", code).count("}") == 0, f"{where}: stray }}"
+        # Template fields are identifiers: {schema}, {view} for the view a refresh names, and
+        # {control} for the control channel a worker listens on.
+        assert re.sub(r"\{(schema|view|control)\}", "", code).count("{") == 0, (
+            f"{where}: unknown template field"
+        )
+        assert re.sub(r"\{(schema|view|control)\}", "", code).count("}") == 0, f"{where}: stray }}"
         # Tables are always schema-qualified through the template, never by a literal name.
         assert not re.search(r"\bconveyor\.", code), f"{where} hard-codes the conveyor schema"
 
@@ -169,8 +173,14 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "matview_rows",
         "use_generic_plans",
         "allow_follow_ups_time",
+        "listen_control",  # the control channel, "<schema>.control", composed per use
     }
     for name in names:
+        if "{control}" in load()[name]:
+            channel = schema + ".control"
+            text = composed.compose(name, control=(channel,))
+            assert text == b'LISTEN "' + channel.replace('"', '""').encode() + b'"', name
+            continue
         if "{view}" in load()[name]:
             text = composed.compose(name, view=("analytics", 'odd"view'))
             assert b'"analytics"."odd""view"' in text, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .control import pause, resume, tasks
 from .dlq import dlq
 from .jobs import enqueue, jobs
 from .queues import queues
@@ -11,7 +12,22 @@ from .run import dev, migrate, scheduler, worker
 from .schedules import schedules
 from .status import status
 
-for _command in (migrate, worker, scheduler, dev, enqueue, jobs, status, queues, dlq, schedules, retention):
+for _command in (
+    migrate,
+    worker,
+    scheduler,
+    dev,
+    enqueue,
+    jobs,
+    status,
+    queues,
+    tasks,
+    pause,
+    resume,
+    dlq,
+    schedules,
+    retention,
+):
     main.add_command(_command)
 
 __all__ = ["main"]

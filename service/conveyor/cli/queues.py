@@ -47,13 +47,21 @@ def queues_list(ctx: Context, as_json: bool) -> None:
     if as_json:
         echo_json(
             [
-                {"queue": s.queue, "paused": s.paused, "limits": limits_json(limits.get(s.queue))}
+                {
+                    "queue": s.queue,
+                    "paused": s.paused,
+                    "all_paused": s.all_paused,
+                    "paused_tasks": s.paused_tasks,
+                    "limits": limits_json(limits.get(s.queue)),
+                }
                 for s in stats
             ]
         )
         return
-    rows = [[s.queue, s.paused, *limits_cells(limits.get(s.queue))] for s in stats]
+    rows = [[s.queue, paused_cell(s), *limits_cells(limits.get(s.queue))] for s in stats]
     click.echo(table(rows, ["queue", "paused", "limits", "in use"]))
+    if stats and stats[0].all_paused:
+        click.echo("\neverything is paused: `conveyor resume --all` lets jobs start again")
 
 
 async def read_queues(client: Conveyor) -> tuple[list[QueueStats], dict[str, LimitsInUse]]:
@@ -118,6 +126,17 @@ def queues_limit(
         )
     )
     click.echo(f"queue {name!r}: no limits" if clear else f"queue {name!r}: {limits.describe()}")
+
+
+def paused_cell(stats: QueueStats) -> str:
+    """What is paused in a queue: the queue itself ("yes"), everything ("all"), and the paused
+    tasks with jobs waiting in it ("tasks: a, b"); "no" when nothing is."""
+    parts = ["yes"] if stats.paused else []
+    if stats.all_paused:
+        parts.append("all")
+    if stats.paused_tasks:
+        parts.append("tasks: " + ", ".join(stats.paused_tasks))
+    return "; ".join(parts) if parts else "no"
 
 
 @queues.command("create")

@@ -10,7 +10,7 @@ import click
 from ..limits import LimitsInUse
 from ..queue.client import Conveyor, QueueStats, SchedulerStatus, seconds_ago
 from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, warn, with_client
-from .queues import limits_cells, limits_json
+from .queues import limits_cells, limits_json, paused_cell
 
 HEADERS = [
     "queue",
@@ -59,7 +59,7 @@ def status(ctx: Context, as_json: bool) -> None:
         rows: list[list[Any]] = [
             [
                 s.queue,
-                s.paused,
+                paused_cell(s),
                 s.waiting,
                 s.scheduled,
                 s.running,
@@ -73,6 +73,8 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(table(rows, HEADERS))
         click.echo("")
         click.echo(f"scheduler: {_describe(scheduler)}")
+    if stats and stats[0].all_paused:
+        warn("everything is paused: no job starts until `conveyor resume --all`")
     if warning:
         warn(warning)
 

@@ -22,7 +22,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from .. import jsonb
-from ..jobs import ClaimedJob, Cursors, Held, HeldBack, Outcomes, Recorded
+from ..jobs import ClaimedJob, Cursors, Extended, Held, HeldBack, Outcomes, Recorded
 from ..limits import QueueLimits
 from ..settings import Timeouts
 from .connections import (
@@ -401,7 +401,10 @@ class Database:
         completed: frozenset[int] = frozenset()
         retried: frozenset[int] = frozenset()
         buried: frozenset[int] = frozenset()
-        statements = bool(outcomes.completed) + bool(outcomes.retried) + bool(outcomes.buried)
+        aborted: frozenset[int] = frozenset()
+        statements = (
+            bool(outcomes.completed) + bool(outcomes.retried) + bool(outcomes.buried) + bool(outcomes.aborted)
+        )
         # One statement alone is atomic: BEGIN and COMMIT would be two more round trips for
         # every batch of a draining worker.
         atomic = statements > 1 or children is not None
@@ -424,12 +427,27 @@ class Database:
                         {"jobs": jobs, "worker_id": worker_id, "now": now, "channel": queries.channel},
                     )
                     retried = frozenset(row[0] for row in await cur.fetchall())
+                # A failed attempt of a job whose abort was asked for (the worker had not
+                # learned of it yet) is not retried: it ends as aborted, fenced as the rest.
+                missed = [(i, c) for i, c, _, _ in outcomes.retried if i not in retried]
+                if missed:
+                    await cur.execute(
+                        queries["record_aborted"],
+                        {"jobs": by_id((i, str(c)) for i, c in missed), "worker_id": worker_id, "now": now},
+                    )
+                    aborted = frozenset(row[0] for row in await cur.fetchall())
                 if outcomes.buried:
                     jobs = by_id((i, f"[{c},{e}]") for i, c, e in outcomes.buried)
                     await cur.execute(
                         queries["bury_jobs"], {"jobs": jobs, "worker_id": worker_id, "now": now}
                     )
                     buried = frozenset(row[0] for row in await cur.fetchall())
+                if outcomes.aborted:
+                    jobs = by_id((i, str(c)) for i, c in outcomes.aborted)
+                    await cur.execute(
+                        queries["record_aborted"], {"jobs": jobs, "worker_id": worker_id, "now": now}
+                    )
+                    aborted |= frozenset(row[0] for row in await cur.fetchall())
             follow_up = children(completed) if children is not None and completed else None
             if follow_up is not None:
                 if follow_ups_timeout is not None:
@@ -438,7 +456,7 @@ class Database:
                         {"milliseconds": str(round(follow_ups_timeout * 1000))},
                     )
                 await run_async(conn, queries, follow_up)
-        return Recorded(completed, retried, buried)
+        return Recorded(completed, retried, buried, aborted)
 
     def _follow_ups_timeout(self) -> float | None:
         """The statement timeout of an ack's follow-up jobs, or None to keep the connection's."""
@@ -467,9 +485,9 @@ class Database:
 
     async def extend_leases(
         self, held: Sequence[Held], *, worker_id: UUID, lease: timedelta, now: datetime | None
-    ) -> set[int]:
+    ) -> Extended:
         if not held:
-            return set()
+            return Extended(set(), set())
         rows = await self.fetch(
             "extend_leases",
             {
@@ -479,7 +497,7 @@ class Database:
                 "now": now,
             },
         )
-        return {row[0] for row in rows}
+        return Extended({row[0] for row in rows}, {row[0] for row in rows if row[1]})
 
     async def set_progress(
         self, progress: Mapping[Held, tuple[int | None, str | None]], *, worker_id: UUID
@@ -518,6 +536,11 @@ class Database:
         )
         retried = [ClaimedJob._make(r[1:-1]) for r in rows if r[0] == "retried"]
         return retried, [ClaimedJob._make(r[1:-1]) for r in rows if r[0] == "dead"]
+
+    async def cancel_aborted_expired(self, *, now: datetime | None, limit: int = 1000) -> list[int]:
+        """Aborted jobs whose worker stopped heartbeating end as cancelled; their ids."""
+        rows = await self.fetch("cancel_aborted_expired", {"now": now, "limit": limit})
+        return [row[0] for row in rows]
 
     async def register_worker(
         self,

@@ -29,6 +29,7 @@ from ..errors import (
 from ..limits import LimitsInUse, QueueLimits, Rate, limits_of
 from ..settings import Settings
 from ..tasks import Registry, check_queue_name, default_registry, unknown_task_message
+from . import control
 from .bulk import Batch, enqueue_many, prepare_many, stream
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
 from .registered import RegisteredTasks, unknown_names
@@ -46,6 +47,8 @@ class QueueStats:
     completed_24h: int
     dead: int
     oldest_waiting_age: timedelta | None
+    all_paused: bool = False  # everything is paused (Conveyor.pause_all)
+    paused_tasks: tuple[str, ...] = ()  # paused tasks with jobs waiting in this queue
 
 
 # Where a job can be: live (jobs), finished (job_history), dead (dead_jobs).
@@ -291,7 +294,10 @@ class Conveyor:
     # -- queues ------------------------------------------------------------------------
 
     async def queue_stats(self) -> list[QueueStats]:
-        return [QueueStats(**row) for row in await self.db.fetch_dicts("queue_stats")]
+        return [
+            QueueStats(**{**row, "paused_tasks": tuple(row["paused_tasks"] or ())})
+            for row in await self.db.fetch_dicts("queue_stats")
+        ]
 
     async def scheduler_status(self) -> SchedulerStatus:
         """Who leads the scheduler role, until when, and whether schedules would fire."""
@@ -336,6 +342,34 @@ class Conveyor:
             {"queue": None if name is None else check_queue_name(name), "now": self.clock.now()},
         )
         return [limits_in_use(row) for row in rows]
+
+    # -- pauses of tasks and of everything (queue.control) -------------------------------
+
+    async def pause_task(self, name: str) -> None:
+        """Workers stop starting jobs of this task, in every queue; running ones finish.
+        Jobs of other tasks keep flowing. The task need not be registered anywhere yet."""
+        await control.call(self.db, "pause_task", {"task": control.check_task_name(name)})
+
+    async def resume_task(self, name: str) -> None:
+        """Let a paused task's jobs start again; the workers of their queues are woken."""
+        await control.call(self.db, "resume_task", {"task": control.check_task_name(name)})
+
+    async def pause_all(self) -> None:
+        """Workers start no job at all until :meth:`resume_all`; running ones finish."""
+        await control.call(self.db, "pause_all", {})
+
+    async def resume_all(self) -> None:
+        """End :meth:`pause_all`; the workers of every queue with waiting jobs are woken.
+        Paused queues and tasks stay paused."""
+        await control.call(self.db, "resume_all", {})
+
+    async def pauses(self) -> control.Pauses:
+        """Whether everything is paused, and which tasks are (paused queues: queue_stats)."""
+        return await control.read_pauses(self.db)
+
+    async def tasks(self) -> list[dict[str, Any]]:
+        """The tasks workers declared, and any paused task: name, queue, paused, paused_at."""
+        return await self.db.fetch_dicts("list_tasks")
 
     async def _queue_exists(self, name: str) -> bool:
         return bool((await self.db.fetch("queue_exists", {"queue": check_queue_name(name)}))[0][0])
@@ -489,6 +523,35 @@ class Conveyor:
         return await self.db.fetch_dicts(
             "list_jobs", {"queue": queue, "state": state, "task": task, "limit": limit, "before": before}
         )
+
+    # -- one job's control (queue.control, docs/job-control.md) ---------------------------
+
+    async def cancel(self, job_id: int, *, reason: str | None = None, by: str | None = None) -> str:
+        """Cancel a job. Waiting, scheduled or blocked: it moves to history as 'cancelled'
+        (its errors say who and why) and never runs; returns 'cancelled'. Running: it is
+        aborted (see :meth:`abort`); returns 'aborting' (or 'cancelled'). A job that has
+        ended raises JobStateError (saying how it ended), an unknown one NotFoundError."""
+        params = {"id": control.check_job_id(job_id), "reason": reason, "by": by, "now": self.clock.now()}
+        return await control.call(self.db, "cancel_job", params) or ""
+
+    async def abort(self, job_id: int, *, reason: str | None = None, by: str | None = None) -> str:
+        """Abort a running job on whichever worker holds it: an async task is cancelled, a sync
+        task sees ``ctx.aborted``; the job then ends as 'cancelled' with the error "aborted".
+        Returns 'aborting' (the worker was told), or 'cancelled' when its worker had stopped
+        heartbeating (done at once) or the job was not running (as :meth:`cancel`)."""
+        params = {"id": control.check_job_id(job_id), "reason": reason, "by": by, "now": self.clock.now()}
+        return await control.call(self.db, "abort_job", params) or ""
+
+    async def run_now(self, job_id: int) -> str:
+        """Make a scheduled job (or a retry waiting out its backoff) available now and wake
+        its queue's workers; returns 'available'. A running or blocked job raises JobStateError."""
+        params = {"id": control.check_job_id(job_id), "now": self.clock.now()}
+        return await control.call(self.db, "run_job_now", params) or ""
+
+    async def delete_job(self, job_id: int) -> str:
+        """Remove a waiting or scheduled job, leaving no history; returns 'deleted'. A running
+        job, or one in a chain or a batch, raises JobStateError (abort or cancel it instead)."""
+        return await control.call(self.db, "delete_job", {"id": control.check_job_id(job_id)}) or ""
 
     # -- dead-letter queue -------------------------------------------------------------
 

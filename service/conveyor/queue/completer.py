@@ -32,7 +32,7 @@ from ..db.errors import is_timeout, is_transient
 from ..db.steps import Flow
 from ..jobs import Outcomes, Recorded
 from .bulk import Batch, enqueue_many
-from .executor import Bury, Completed, Outcome, Retry, error_entry
+from .executor import Aborted, Bury, Completed, Outcome, Retry, error_entry
 from .reports import WorkerStats, job_fields
 
 log = logging.getLogger("conveyor.worker")
@@ -183,6 +183,7 @@ class Completer:
         completed: list[tuple[int, int, str | None]] = []
         retried: list[tuple[int, int, float, str]] = []
         buried: list[tuple[int, int, str]] = []
+        aborted: list[tuple[int, int]] = []
         children: dict[int, Completed] = {}
         for outcome in batch:
             job = outcome.job
@@ -194,6 +195,8 @@ class Completer:
                 retried.append((job.id, job.claim, outcome.delay, outcome.error_json))
             elif isinstance(outcome, Bury):
                 buried.append((job.id, job.claim, outcome.error_json))
+            elif isinstance(outcome, Aborted):
+                aborted.append((job.id, job.claim))
 
         def follow_ups(done: frozenset[int]) -> Flow[Any] | None:
             jobs = [child for job_id in sorted(done & children.keys()) for child in children[job_id].children]
@@ -207,18 +210,20 @@ class Completer:
             )
 
         recorded = await self._db.record_outcomes(
-            Outcomes(completed, retried, buried),
+            Outcomes(completed, retried, buried, aborted),
             worker_id=self._worker_id,
             now=self._clock.now(),
             children=follow_ups if children else None,
         )
-        self.recorded += len(recorded.completed) + len(recorded.retried) + len(recorded.buried)
+        self.recorded += (
+            len(recorded.completed) + len(recorded.retried) + len(recorded.buried) + len(recorded.aborted)
+        )
         _log_fenced(batch, recorded)
         return recorded
 
 
 def _log_fenced(batch: Sequence[Outcome], recorded: Recorded) -> None:
-    written = recorded.completed | recorded.retried | recorded.buried
+    written = recorded.completed | recorded.retried | recorded.buried | recorded.aborted
     for outcome in batch:
         if outcome.job.id not in written:
             kind = type(outcome).__name__.lower()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
-from ..jobs import ClaimedJob
+from ..jobs import ClaimedJob, Held
 from ..tasks import Registry
 from .enqueue import JobRequest, PreparedJob, TaskRef, prepare
 
@@ -27,6 +27,7 @@ class JobContext:
         progress: ProgressSink,
         connect: Connect | None = None,
         schema: str = "conveyor",
+        aborted: Container[Held] = frozenset(),
     ) -> None:
         self.job_id = job.id
         self.task = job.task
@@ -39,6 +40,16 @@ class JobContext:
         self._connect = connect
         self.schema = schema  # Conveyor's schema in the database ctx.connection() reaches
         self._children: list[PreparedJob] = []
+        self._held = Held.of(job)
+        self._aborted = aborted
+
+    @property
+    def aborted(self) -> bool:
+        """Whether an abort of this job was asked for (docs/job-control.md). An async task is
+        cancelled as well; a sync task should poll this and stop (return, or raise anything:
+        an attempt of an aborted job that raises ends as cancelled, not retried; one that
+        returns is recorded as completed)."""
+        return self._held in self._aborted
 
     @property
     def is_last_attempt(self) -> bool:

@@ -2,6 +2,11 @@
 
 The executor never touches the database; it turns a claimed job into an :class:`Outcome`
 that the completer records.
+
+Aborts (docs/job-control.md): the worker puts an execution whose abort was asked for in
+``aborted`` and cancels it when its task is async. An attempt of an aborted execution that
+ends by a cancellation or by raising anything is :class:`Aborted` (it ends as cancelled, never
+retried); one that returns normally is :class:`Completed`: it did its work, and says so.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import logging
 import random
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -56,7 +61,13 @@ class Bury(NamedTuple):
     exception: BaseException | None = None
 
 
-Outcome = Completed | Retry | Bury
+class Aborted(NamedTuple):
+    job: ClaimedJob
+
+
+Outcome = Completed | Retry | Bury | Aborted
+
+_NOTHING_ABORTED: frozenset[Held] = frozenset()
 
 
 class Executor:
@@ -70,7 +81,9 @@ class Executor:
         connection: Connect | None = None,
         schema: str = "conveyor",
         rand: Callable[[], float] = random.random,
+        aborted: Container[Held] = _NOTHING_ABORTED,
     ) -> None:
+        """``aborted``: the executions whose abort was asked for (the worker's set)."""
         self._registry = registry
         self._threads = threads
         self._worker_id = str(worker_id)
@@ -79,6 +92,7 @@ class Executor:
         self._connection = connection
         self._schema = schema
         self._rand = rand
+        self._aborted = aborted
         self._in_threads: dict[Held, Future[Any]] = {}
 
     @property
@@ -100,7 +114,14 @@ class Executor:
             return Bury(job, self._error(job, message), message)
 
         ctx = (
-            JobContext(job, self._registry, self._progress(Held.of(job)), self._connection, self._schema)
+            JobContext(
+                job,
+                self._registry,
+                self._progress(Held.of(job)),
+                self._connection,
+                self._schema,
+                self._aborted,
+            )
             if task.context_param
             else None
         )
@@ -114,6 +135,9 @@ class Executor:
                 result = await self._run_sync(job, task, kwargs)
         except asyncio.CancelledError:
             current = asyncio.current_task()
+            if Held.of(job) in self._aborted and current is not None and current.cancelling() == 1:
+                current.uncancel()  # the abort's cancellation, and only it: judged here
+                return Aborted(job)
             if current is not None and current.cancelling():
                 raise  # the worker is stopping this job
             return self._failed(job, task, "CancelledError: the task cancelled itself", None)
@@ -122,6 +146,8 @@ class Executor:
                 return self._failed(job, task, str(exc), None)
             return self._failed(job, task, describe(exc), exc)
         except Discard as exc:
+            if Held.of(job) in self._aborted:
+                return Aborted(job)
             message = f"discarded: {describe(exc)}"
             return Bury(job, self._error(job, message, exc), message, exc)
         except BaseException as exc:  # a task must not be able to stop the worker
@@ -195,6 +221,8 @@ class Executor:
         return Retry(job, delay, self._error(job, message), message)
 
     def _failed(self, job: ClaimedJob, task: Task, message: str, exc: BaseException | None) -> Outcome:
+        if Held.of(job) in self._aborted:
+            return Aborted(job)  # stopped by its abort: not retried
         error = self._error(job, message, exc)
         if job.attempt >= job.max_attempts:
             return Bury(job, error, message, exc)

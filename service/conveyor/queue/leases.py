@@ -29,6 +29,10 @@ Invariants
    A sync task still in its thread is not handed back: its job keeps its lease until the
    lease runs out, and that attempt counts.
 
+6. Each extension also says which held jobs have an abort asked for (``abort_requested_at``):
+   an abort whose notification was lost reaches the worker within one heartbeat of a job
+   claimed a while ago (see docs/job-control.md).
+
 Failure behaviour: if the database is unreachable, heartbeats fail and leases run out;
 when the database returns, some other worker may rescue and re-run those jobs while the
 original still runs them. Delivery is at-least-once; tasks must be idempotent. The only
@@ -65,6 +69,7 @@ class LeaseKeeper:
         lease: float,
         running: Callable[[], Sequence[tuple[Held, float]]],
         on_lost: Callable[[Held], None],
+        on_abort: Callable[[Held], None] | None = None,
     ) -> None:
         self._db = db
         self._worker_id = worker_id
@@ -73,6 +78,7 @@ class LeaseKeeper:
         self.interval = lease / 3
         self._running = running
         self._on_lost = on_lost
+        self._on_abort = on_abort
 
     async def run(self) -> None:
         """Extend leases and refresh the worker row, each on its own beat: a write that waits
@@ -103,12 +109,14 @@ class LeaseKeeper:
         due = [held for held, started in self._running() if started <= cutoff]
         if not due:
             return
-        kept = await self._db.extend_leases(
+        extended = await self._db.extend_leases(
             due, worker_id=self._worker_id, lease=self._lease, now=self._clock.now()
         )
         for held in due:
-            if held.id not in kept:
+            if held.id not in extended.kept:
                 self._on_lost(held)
+            elif held.id in extended.aborted and self._on_abort is not None:
+                self._on_abort(held)
 
 
 async def _logged(step: Callable[[], Awaitable[None]], what: str) -> None:

@@ -3,7 +3,8 @@
 - Promote: scheduled jobs (delayed, or waiting out a retry backoff) become available when
   due, and their queues' workers are woken. The loop sleeps until the earliest scheduled
   job is due, at most ``stage_interval``, so a delay fires on time.
-- Rescue: jobs whose lease ran out go back to the queue (see ``leases``).
+- Rescue: jobs whose lease ran out go back to the queue (see ``leases``); those whose abort
+  was asked for end as cancelled instead (docs/job-control.md).
 - Upkeep: history partitions ahead of time; forget workers silent for an hour; drop rate
   windows whose starts all left their period (queue.limits).
 
@@ -84,6 +85,14 @@ class Maintenance:
         mono = time.monotonic()
         if rescue_requested or mono >= self._next_rescue:
             self._next_rescue = mono + self._rescue_interval
+            cancelled = await self._db.cancel_aborted_expired(now=now)
+            if cancelled:
+                log.warning(
+                    "%d aborted jobs whose worker stopped heartbeating ended as cancelled: %s",
+                    len(cancelled),
+                    ", ".join(str(i) for i in cancelled),
+                    extra={"event": "aborted_rescued", "jobs": len(cancelled)},
+                )
             retried, dead = await self._db.rescue_expired_jobs(now=now)
             if self._on_rescued is not None:
                 for job in retried:

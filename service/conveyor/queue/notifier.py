@@ -1,6 +1,9 @@
 """LISTEN on a dedicated connection and wake the worker when its queues get jobs.
 
-Notifications carry a queue name only, never job data. They are a hint: the worker also
+Notifications carry a queue name only, never job data. With ``on_control``, the connection
+also listens on "<schema>.control", whose payloads are 'abort <job id>' (stop that job if this
+worker runs it) and 'rescan' (a pause ended: jobs may sit behind the claim's cursors); see
+docs/job-control.md. An abort whose notification is lost arrives with the next heartbeat. They are a hint: the worker also
 polls, so a lost notification (connection drop, PgBouncer in between) delays a job by at
 most one poll interval. The connection is direct, not pooled (give a direct URL when the
 pool goes through a pooler in transaction mode); it is re-opened with a short backoff.
@@ -38,12 +41,17 @@ class Notifier:
         on_notify: Callable[[str], None],
         *,
         on_connect: Callable[[], None] | None = None,
+        on_control: Callable[[str], None] | None = None,
         timeouts: Timeouts | None = None,
     ) -> None:
         self._conninfo = conninfo
         self._queries = queries
         self._on_notify = on_notify
         self._on_connect = on_connect
+        self._on_control = on_control
+        # PostgreSQL cuts channel names at 63 bytes (schema names are ASCII): so does the SQL
+        # that notifies (left(current_schema() || '.control', 63)).
+        self.control_channel = (queries.channel + ".control")[:63]
         self._timeouts = timeouts or Timeouts()
         self._keepalive = self._timeouts.listen_check
         self._deadline = deadline_of(self._timeouts) or self._timeouts.listen_check
@@ -72,6 +80,10 @@ class Notifier:
         async with await psycopg.AsyncConnection.connect(self._conninfo, **kwargs) as conn:
             self.connection = conn
             await self._answered(conn, self._queries["listen"])
+            if self._on_control is not None:
+                await self._answered(
+                    conn, self._queries.compose("listen_control", control=(self.control_channel,))
+                )
             self.connects += 1
             self.listening.set()
             if self._on_connect is not None:
@@ -79,7 +91,10 @@ class Notifier:
                 self._on_connect()
             while True:
                 async for notify in conn.notifies(timeout=self._keepalive):
-                    self._on_notify(notify.payload)
+                    if notify.channel == self.control_channel and self._on_control is not None:
+                        self._on_control(notify.payload)
+                    else:
+                        self._on_notify(notify.payload)
                 await self._answered(conn, self._queries["ping"])
 
     async def _answered(self, conn: psycopg.AsyncConnection[object], query: bytes) -> None:

@@ -4,7 +4,8 @@ line per event, a counter, and the user's hooks.
 Events (the ``event`` field of each ``conveyor.worker`` record): ``retry`` (an attempt
 failed and the job will run again; WARNING), ``dead`` (moved to the dead-letter table;
 ERROR), ``rescued`` (its lease ran out, this worker put it back or buried it; WARNING),
-``handed_back`` (unfinished at shutdown; WARNING). The traceback of a failed attempt follows
+``handed_back`` (unfinished at shutdown; WARNING), ``aborted`` (stopped by an abort and
+recorded as cancelled; WARNING). The traceback of a failed attempt follows
 at DEBUG. Hooks are called on the event loop: ``on_failure(job, failure)`` for every failed
 attempt, ``on_dead(job, failure)`` when a job goes to the dead-letter table. A hook that
 raises is logged and never stops the worker; one that blocks stalls it, so hand slow work
@@ -34,6 +35,7 @@ class WorkerStats:
     buried: int = 0  # moved to the dead-letter table by this worker (rescues included)
     rescued: int = 0  # expired leases this worker's maintenance rescued (any worker's jobs)
     handed_back: int = 0
+    aborted: int = 0  # stopped by an abort, recorded as cancelled
     write_errors: int = 0  # failed attempts to write a batch of outcomes (each retried or given up)
     hook_errors: int = 0
     # Claims of a limited queue that a limit held back (jobs waited): counted, not logged.
@@ -114,6 +116,14 @@ class Reporter:
             "%s: unfinished when the worker stopped; handed back to the queue",
             _describe(job),
             extra={**job_fields(job), "event": "handed_back"},
+        )
+
+    def aborted(self, job: ClaimedJob) -> None:
+        self.stats.aborted += 1
+        log.warning(
+            "%s: aborted; recorded as cancelled",
+            _describe(job),
+            extra={**job_fields(job), "event": "aborted"},
         )
 
     def _traceback(self, job: ClaimedJob, failure: JobFailure) -> None:

@@ -15,6 +15,12 @@ thread cannot be stopped: its job is not handed back (that would guarantee a sec
 alongside it) but left to its lease, which runs out once this worker is gone; that attempt
 counts. Cancelling :meth:`Worker.run` stops the worker the same way with no grace period.
 Every step of stopping is bounded in time.
+
+Aborts (docs/job-control.md): an abort reaches the worker holding the job as a notification
+on "<schema>.control" ('abort <id>', checked against the job's row), or with the next
+heartbeat that extends the job's lease when the notification was lost. The worker marks the execution aborted (``ctx.aborted``) and
+cancels it when its task is async; the executor judges the attempt (``Aborted``: the job ends
+as cancelled) and the completer records it, fenced like every outcome.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from ..db.connections import pool
 from ..db.database import Database
 from ..db.errors import is_transient
 from ..errors import ConfigurationError
-from ..jobs import ClaimedJob, Cursors, Held, JobFailure, Recorded
+from ..jobs import ClaimedJob, Cursors, Held, JobFailure, Outcomes, Recorded
 from ..settings import Settings
 from ..tasks import DEFAULT_QUEUE, Registry, check_queue_name, default_registry
 from .completer import Completer
@@ -62,6 +68,9 @@ CANCEL_TIMEOUT = 5.0
 LIMITS_CHANGED = "#limits"
 # How soon a claim that failed on a connection is tried again (on a new connection).
 CLAIM_RETRY = 0.1
+# An abort notification for a job this worker does not run (yet: its claim may be in flight)
+# is kept this long, for the claim that returns it.
+PENDING_ABORT_SECONDS = 10.0
 
 # The errors the database records for these (sql/queries), as logs and hooks report them.
 LEASE_EXPIRED = "lease expired: the worker stopped sending heartbeats (killed, crashed or hung)"
@@ -162,6 +171,11 @@ class Worker:
         self._unwritten: dict[Held, float] = {}
         # Executions whose lost lease was logged: once each, not on every heartbeat.
         self._lost: set[Held] = set()
+        # Executions whose abort was asked for, until judged (the executor and ctx.aborted read
+        # it); and abort notifications for jobs not (yet) running here, by id, with when.
+        self._aborted: set[Held] = set()
+        self._pending_aborts: dict[int, float] = {}
+        self._checks: set[asyncio.Task[None]] = set()  # abort notifications being checked
         self._signal = asyncio.Event()  # something changed: re-check what to do
         self._woken = False  # a notification or wake() since the last claim
         self._stopping = asyncio.Event()
@@ -189,6 +203,7 @@ class Worker:
             self.db.queries,
             self._on_notify,
             on_connect=self.wake,
+            on_control=self._on_control,
             timeouts=settings.timeouts,
         )
         self._progress = ProgressWriter(self.db, self.id)
@@ -200,6 +215,7 @@ class Worker:
             self._progress.sink,
             connection=self._task_pool.connection,
             schema=self.db.schema,
+            aborted=self._aborted,
         )
         self._leases = LeaseKeeper(
             self.db,
@@ -208,6 +224,7 @@ class Worker:
             lease=self.config.lease,
             running=self._held_with_start,
             on_lost=self._on_lease_lost,
+            on_abort=self._abort,
         )
         self._lease = timedelta(seconds=self.config.lease)
         self._queue_set = set(self.queues)
@@ -277,7 +294,7 @@ class Worker:
                 raise
             await self._wind_down()
         finally:
-            await cancel_and_wait(helpers)
+            await cancel_and_wait([*helpers, *self._checks])
             try:
                 async with asyncio.timeout(SHUTDOWN_WRITE_TIMEOUT):
                     await self.db.unregister_worker(self.id)
@@ -440,6 +457,8 @@ class Worker:
         # arguments (held) say which job it runs.
         task = asyncio.create_task(self._run_job(held, job))
         self._running[held] = _Running(job, task, now)
+        if self._pending_aborts and self._pending_aborts.pop(job.id, None) is not None:
+            self._confirm_aborts([held])
 
     async def _run_job(self, held: Held, job: ClaimedJob) -> None:
         try:
@@ -459,6 +478,7 @@ class Worker:
         finally:
             self._running.pop(held, None)
             self._lost.discard(held)
+            self._aborted.discard(held)
             self._signal.set()
 
     # -- stop --------------------------------------------------------------------------
@@ -516,6 +536,23 @@ class Worker:
                 self._reports.handed_back(job)
             elif h.id in dead:
                 self._reports.buried(job, JobFailure(HANDED_BACK_TOO_OFTEN, None, None), failed=False)
+        # Not handed back: an abort was asked for (or the job is no longer ours, which the
+        # fence of this write finds too). It ends as aborted rather than running again.
+        unreleased = [h for h in held if h.id not in released and h.id not in dead]
+        if unreleased:
+            try:
+                async with asyncio.timeout(SHUTDOWN_WRITE_TIMEOUT):
+                    recorded = await self.db.record_outcomes(
+                        Outcomes(aborted=[(h.id, h.claim) for h in unreleased]),
+                        worker_id=self.id,
+                        now=self.clock.now(),
+                    )
+            except Exception as exc:
+                log.error("could not record %d aborted jobs at shutdown (%s)", len(unreleased), exc)
+            else:
+                for h in unreleased:
+                    if h.id in recorded.aborted:
+                        self._reports.aborted(left[h].job)
         if released:
             log.warning(
                 "handed %d unfinished jobs back to the queue: %s",
@@ -534,6 +571,65 @@ class Worker:
             self._woken = True
             self._signal.set()
 
+    def _on_control(self, payload: str) -> None:
+        what, _, argument = payload.partition(" ")
+        if what == "rescan":
+            # A pause ended: its jobs may lie behind the cursors, which moved past them.
+            self._cursors.rescan()
+            self._woken = True
+            self._signal.set()
+        elif what == "abort" and argument.isdigit():
+            job_id = int(argument)
+            held = [h for h in self._running if h.id == job_id]
+            if held:
+                self._confirm_aborts(held)
+            else:
+                now = time.monotonic()
+                self._pending_aborts = {
+                    i: at for i, at in self._pending_aborts.items() if now - at < PENDING_ABORT_SECONDS
+                }
+                self._pending_aborts[job_id] = now
+
+    def _confirm_aborts(self, held: list[Held]) -> None:
+        """A notification is a hint (another schema's may share the channel: see
+        docs/job-control.md): the row says whether the abort was asked for. One heartbeat of
+        these jobs reads it."""
+        check = asyncio.create_task(self._check_aborts(held))
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
+
+    async def _check_aborts(self, held: list[Held]) -> None:
+        try:
+            extended = await self.db.extend_leases(
+                held, worker_id=self.id, lease=self._lease, now=self.clock.now()
+            )
+        except Exception as exc:  # the heartbeat reads it again
+            log.warning("checking an abort failed (%s); the next heartbeat checks again", exc)
+            return
+        for h in held:
+            if h.id in extended.aborted:
+                self._abort(h)
+
+    def _abort(self, held: Held) -> None:
+        """Stop an execution whose abort was asked for: ``ctx.aborted`` turns true, and an
+        async task is cancelled. Once per execution (the heartbeat repeats it)."""
+        running = self._running.get(held)
+        if running is None or held in self._aborted:
+            return
+        self._aborted.add(held)
+        job = running.job
+        task = self.registry.get(job.task)
+        cancel = task is not None and task.is_async
+        log.info(
+            "job %d attempt %d: abort requested; %s",
+            job.id,
+            job.attempt,
+            "cancelling it" if cancel else "ctx.aborted is now true (a sync task stops when it checks)",
+            extra={**job_fields(job), "event": "abort_requested"},
+        )
+        if cancel:
+            running.task.cancel()
+
     def _held_with_start(self) -> list[tuple[Held, float]]:
         held = [(h, r.started) for h, r in self._running.items()]
         held.extend(self._unwritten.items())
@@ -549,7 +645,7 @@ class Worker:
         if recorded is None:
             return
         self.stats.completed += len(recorded.completed)
-        if not (recorded.retried or recorded.buried):
+        if not (recorded.retried or recorded.buried or recorded.aborted):
             return
         for outcome in batch:
             job = outcome.job
@@ -557,6 +653,8 @@ class Worker:
                 self._reports.retried(job, JobFailure(outcome.error, outcome.exception, outcome.delay))
             elif isinstance(outcome, Bury) and job.id in recorded.buried:
                 self._reports.buried(job, JobFailure(outcome.error, outcome.exception, None))
+            elif job.id in recorded.aborted:  # Aborted, or a Retry that met its abort
+                self._reports.aborted(job)
 
     def _on_rescued(self, job: ClaimedJob, dead: bool) -> None:
         self._reports.rescued(job, JobFailure(LEASE_EXPIRED, None, None if dead else 0.0))

@@ -19,7 +19,7 @@ from conveyor.db import migrations
 
 from ..helpers import DB, subprocess_env, wait_until_sync
 
-HEAD = "0007_flow_control"
+HEAD = "0010_flows"
 
 TABLES = {
     "alembic_version",
@@ -44,6 +44,15 @@ TABLES = {
     "workers",
 }
 FUNCTIONS = {
+    "settle_v1",
+    "seal_batch_v1",
+    "seal_batch",
+    "link_jobs_v1",
+    "finish_batch_v1",
+    "enqueue_flow_v1",
+    "enqueue_flow",
+    "create_batch_v1",
+    "create_batch",
     "append_error_v1",
     "apply_retention",
     "check_cron",

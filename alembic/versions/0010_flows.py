@@ -1,0 +1,21 @@
+"""Results, chains and batches: settle_v1 (what a job's end does to waiters, followers and
+batches), create_batch, seal_batch, enqueue_flow.
+
+Revision ID: 0010_flows
+Revises: 0007_flow_control
+"""
+
+from alembic import context, op
+
+from conveyor.db.migrations import apply_sql_file
+
+revision = "0010_flows"
+down_revision = "0007_flow_control"
+
+
+def upgrade() -> None:
+    apply_sql_file(op.get_bind(), context.config.attributes["schema"], "0010_flows.up.sql")
+
+
+def downgrade() -> None:
+    apply_sql_file(op.get_bind(), context.config.attributes["schema"], "0010_flows.down.sql")

@@ -38,3 +38,26 @@ class TaskImportError(ConveyorError):
 class Discard(Exception):
     """Raise in a task to send its job straight to the dead-letter table, without retries:
     for a failure that running it again cannot fix (a record that no longer exists, bad input)."""
+
+
+class JobFailed(ConveyorError):
+    """The awaited job died (out of attempts, discarded, or its lease ran out on its last
+    attempt): ``job_id`` and ``error``, the last entry of its errors (a dict with "error",
+    "attempt", "at" and, for an exception, its type and traceback)."""
+
+    def __init__(self, job_id: int, error: dict[str, object] | None) -> None:
+        self.job_id = job_id
+        self.error = error
+        what = (error or {}).get("error") or "no error recorded"
+        super().__init__(f"job {job_id} failed: {what}")
+
+
+class JobCancelled(ConveyorError):
+    """The awaited job was cancelled (e.g. the job it was to run after died): ``job_id`` and
+    ``error``, the entry saying why."""
+
+    def __init__(self, job_id: int, error: dict[str, object] | None) -> None:
+        self.job_id = job_id
+        self.error = error
+        what = (error or {}).get("error") or "no reason recorded"
+        super().__init__(f"job {job_id} was cancelled: {what}")

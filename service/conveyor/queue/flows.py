@@ -17,7 +17,7 @@ sql/migrations/0010_flows.up.sql; settle_v1 is the one place a job's end reaches
   dead-letter table comes back outside the batch (it was counted dead already).
 - The callback gets the batch's args plus ``batch={"id", "total", "completed", "dead",
   "cancelled"}``: a callback task must take a ``batch`` argument (checked when the batch is
-  made, against the registry when the task is known here).
+  made, as an enqueue checks a job's arguments).
 - Jobs that use none of this pay nothing: the plain enqueue statements are unchanged, and
   the finishing statements call settle_v1 only for rows that are awaited, chained or batched.
 - A unique key cannot be combined with ``after`` or ``batch``: the live job holding the key
@@ -93,13 +93,9 @@ def check_callback(
         if args:
             raise InvalidOptionError("callback args without a callback task")
         return {"task": None, "args": "{}", "queue": None, "priority": None}
-    if isinstance(task, str) and registry.get(task) is None:
-        # Known to workers only: the database and the worker check it.
-        name, queue = task, None
-    else:
-        known = resolve(registry, task)
-        known.check_args({**args, "batch": SAMPLE_OUTCOME})
-        name, queue = known.name, known.queue
+    known = resolve(registry, task)
+    known.check_args({**args, "batch": SAMPLE_OUTCOME})
+    name, queue = known.name, known.queue
     return {
         "task": name,
         "args": encode_args(name, args),

@@ -86,6 +86,8 @@ class Task:
     backoff: Backoff = field(default_factory=Backoff)
     timeout: float | None = None
     context_param: str | None = None
+    # The argument whose value is a job's limit key when the enqueue gives none (see docs/limits.md).
+    key_arg: str | None = None
     is_async: bool = False
     _params: Mapping[str, inspect.Parameter] = field(default_factory=dict, repr=False)
     _hints: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -167,6 +169,7 @@ class Registry:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        key: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -180,8 +183,12 @@ class Registry:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        key: str | None = None,
     ) -> Any:
-        """Register a function as a task. The function itself is returned unchanged."""
+        """Register a function as a task. The function itself is returned unchanged.
+
+        ``key`` names the argument whose value is a job's limit key when its enqueue gives
+        none (per-key rate limits and concurrency caps count jobs by it)."""
 
         def register(fn: F) -> F:
             self.add(
@@ -193,6 +200,7 @@ class Registry:
                     max_attempts=max_attempts,
                     backoff=backoff,
                     timeout=timeout,
+                    key=key,
                 )
             )
             return fn
@@ -343,6 +351,7 @@ def build_task(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     backoff: Backoff | None = None,
     timeout: float | None = None,
+    key: str | None = None,
 ) -> Task:
     if not callable(func):
         raise InvalidOptionError(f"a task must be a function, got {func!r}")
@@ -373,6 +382,10 @@ def build_task(
             context_param = param.name
             continue
         params[param.name] = param
+    if key is not None and key not in params:
+        raise InvalidOptionError(
+            f"task {task_name!r}: key {key!r} is not one of its arguments ({_names(params) or 'none'})"
+        )
     return Task(
         name=task_name,
         func=func,
@@ -382,6 +395,7 @@ def build_task(
         backoff=backoff or Backoff(),
         timeout=timeout,
         context_param=context_param,
+        key_arg=key,
         is_async=inspect.iscoroutinefunction(func),
         _params=params,
         _hints={k: v for k, v in hints.items() if k in params},

@@ -29,7 +29,7 @@
 --             order: no deadlock between two statements ending members of the same batches),
 --             so two members ending at once are counted one after the other, and exactly one
 --             of them sees pending reach 0 and enqueues the callback (finish_batch_v1, through
---             insert_job_v1), recording callback_job_id and finished_at. A member retried
+--             insert_job_v2), recording callback_job_id and finished_at. A member retried
 --             (retry_jobs, a hand-back, a lease rescue with attempts left) has not ended and
 --             is not counted; only its final outcome is. A member retried from the
 --             dead-letter table comes back without its batch_id: it was counted dead once.
@@ -53,7 +53,7 @@ BEGIN
         RETURN b.callback_job_id;
     END IF;
     IF b.callback_task IS NOT NULL THEN
-        callback := insert_job_v1(
+        callback := insert_job_v2(
             b.callback_task,
             b.callback_args || jsonb_build_object('batch', jsonb_build_object(
                 'id', b.id, 'total', b.total, 'completed', b.completed, 'dead', b.dead,
@@ -326,7 +326,9 @@ CREATE FUNCTION enqueue_flow_v1(
     run_at        timestamptz DEFAULT NULL,
     max_attempts  integer DEFAULT NULL,
     after_id      bigint DEFAULT NULL,
-    batch_id      bigint DEFAULT NULL
+    batch_id      bigint DEFAULT NULL,
+    key           text DEFAULT NULL,
+    meta          jsonb DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -335,13 +337,14 @@ AS $$
 DECLARE
     job_id bigint;
 BEGIN
-    job_id := enqueue_v1(enqueue_flow_v1.task, enqueue_flow_v1.args, enqueue_flow_v1.queue,
-                         enqueue_flow_v1.priority, enqueue_flow_v1.run_at, NULL, enqueue_flow_v1.max_attempts);
+    job_id := enqueue_v2(enqueue_flow_v1.task, enqueue_flow_v1.args, enqueue_flow_v1.queue,
+                         enqueue_flow_v1.priority, enqueue_flow_v1.run_at, NULL, enqueue_flow_v1.max_attempts,
+                         enqueue_flow_v1.key, enqueue_flow_v1.meta);
     PERFORM link_jobs_v1(ARRAY[job_id], enqueue_flow_v1.after_id, enqueue_flow_v1.batch_id, now());
     RETURN job_id;
 END;
 $$;
-COMMENT ON FUNCTION enqueue_flow_v1(text, jsonb, text, integer, timestamptz, integer, bigint, bigint) IS
+COMMENT ON FUNCTION enqueue_flow_v1(text, jsonb, text, integer, timestamptz, integer, bigint, bigint, text, jsonb) IS
     'Version 1 of enqueue_flow (see conveyor.enqueue_flow).';
 
 -- == The names without a version =========================================================
@@ -376,13 +379,15 @@ CREATE OR REPLACE FUNCTION %1$I.enqueue_flow(
     run_at        timestamptz DEFAULT NULL,
     max_attempts  integer DEFAULT NULL,
     after_id      bigint DEFAULT NULL,
-    batch_id      bigint DEFAULT NULL
+    batch_id      bigint DEFAULT NULL,
+    key           text DEFAULT NULL,
+    meta          jsonb DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE sql
 AS $body$
     SELECT %1$I.enqueue_flow_v1(enqueue_flow.task, enqueue_flow.args, enqueue_flow.queue, enqueue_flow.priority,
                                 enqueue_flow.run_at, enqueue_flow.max_attempts, enqueue_flow.after_id,
-                                enqueue_flow.batch_id);
+                                enqueue_flow.batch_id, enqueue_flow.key, enqueue_flow.meta);
 $body$;
 $sql$, current_schema());
 END;

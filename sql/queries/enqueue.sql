@@ -6,7 +6,7 @@
 -- wait for the disk (SET LOCAL synchronous_commit = off, see docs/enqueueing.md).
 
 -- name: enqueue_job
--- Insert one job; its run_at and state are decided by the same SQL functions as every other
+-- Insert one job (the form for any job: with a unique key, a limit key or meta); its run_at and state are decided by the same SQL functions as every other
 -- writer's (job_due_v1, job_state_v1: inlined, so they cost nothing). A queue declared by the task is created on first use; any other queue
 -- must exist (no row comes back otherwise). A unique key held by a live job gives no row.
 WITH clock AS (
@@ -17,9 +17,10 @@ WITH clock AS (
     WHERE %(declared_queue)s AND NOT EXISTS (SELECT FROM {schema}.queues WHERE name = %(queue)s)
     ON CONFLICT DO NOTHING
 )
-INSERT INTO {schema}.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, unique_key, enqueued_at)
+INSERT INTO {schema}.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, unique_key, enqueued_at,
+                                key, meta)
 SELECT %(queue)s, %(task)s, %(args)s::jsonb, {schema}.job_state_v1(due.at, clock.now),
-       %(priority)s, due.at, %(max_attempts)s, %(unique_key)s, clock.now
+       %(priority)s, due.at, %(max_attempts)s, %(unique_key)s, clock.now, %(key)s, %(meta)s::jsonb
 FROM clock
 CROSS JOIN LATERAL (
     SELECT {schema}.job_due_v1(%(run_at)s::timestamptz, %(delay)s::interval, clock.now) AS at
@@ -101,13 +102,16 @@ COPY {schema}.jobs (id, queue, task, args, priority, max_attempts)
 FROM STDIN;
 
 -- name: insert_jobs
--- Bulk insert from arrays, skipping rows whose unique key a live job already holds.
-INSERT INTO {schema}.jobs AS j (id, queue, task, args, state, priority, run_at, max_attempts, unique_key, enqueued_at)
-SELECT r.id, r.queue, r.task, r.args::jsonb, r.state, r.priority, r.run_at, r.max_attempts, r.unique_key, %(now)s
+-- Bulk insert from arrays (jobs with unique keys, limit keys or meta), skipping rows whose
+-- unique key a live job already holds.
+INSERT INTO {schema}.jobs AS j (id, queue, task, args, state, priority, run_at, max_attempts, unique_key, enqueued_at,
+                                key, meta)
+SELECT r.id, r.queue, r.task, r.args::jsonb, r.state, r.priority, r.run_at, r.max_attempts, r.unique_key, %(now)s,
+       r.key, r.meta::jsonb
 FROM unnest(%(ids)s::bigint[], %(queues)s::text[], %(tasks)s::text[], %(args)s::text[], %(states)s::text[],
             %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(max_attempts)s::integer[],
-            %(unique_keys)s::text[])
-     AS r (id, queue, task, args, state, priority, run_at, max_attempts, unique_key)
+            %(unique_keys)s::text[], %(keys)s::text[], %(metas)s::text[])
+     AS r (id, queue, task, args, state, priority, run_at, max_attempts, unique_key, key, meta)
 ORDER BY r.id
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 RETURNING j.id;

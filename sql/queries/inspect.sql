@@ -42,7 +42,7 @@ FROM {schema}.dead_jobs WHERE id = %(id)s;
 
 -- name: retry_dead_job
 -- Put one dead job back with a fresh attempt budget.
-SELECT {schema}.retry_dead_v1(%(id)s);
+SELECT {schema}.retry_dead_v2(%(id)s);
 
 -- name: find_dead_jobs
 -- The ids of the dead jobs matching the filters, oldest first.

@@ -89,14 +89,19 @@ async def test_the_last_two_members_ending_at_the_same_instant_enqueue_one_callb
         try:
             # The second waits for the first's lock on the batch row.
             wait_until_sync(
-                lambda: db.one("select count(*) from pg_locks where pid = %s and not granted", [two.info.backend_pid])
-                >= 1
+                lambda: (
+                    db.one(
+                        "select count(*) from pg_locks where pid = %s and not granted", [two.info.backend_pid]
+                    )
+                    >= 1
+                )
             )
             one.commit()
         finally:
             other.join(10)
     row = db.one(
-        "select pending, completed, callback_job_id is not null from {schema}.batches where id = %s", [batch.id]
+        "select pending, completed, callback_job_id is not null from {schema}.batches where id = %s",
+        [batch.id],
     )
     assert row == (0, 2, True)
     assert db.one("select count(*) from {schema}.jobs where task = 'summary'") == 1
@@ -155,7 +160,10 @@ async def test_sealing_after_every_member_ended_fires_at_once_and_an_empty_batch
             for_schema(client.settings.schema)["complete_jobs"],
             {"jobs": f'{{"{job}": [1, null]}}', "worker_id": worker, "now": None},
         )
-    assert db.one("select pending, callback_job_id from {schema}.batches where id = %s", [batch_id]) == (1, None)
+    assert db.one("select pending, callback_job_id from {schema}.batches where id = %s", [batch_id]) == (
+        1,
+        None,
+    )
     callback = await client.seal_batch(batch_id)
     assert callback is not None
     assert db.one("select args from {schema}.jobs where id = %s", [callback]) == {
@@ -164,7 +172,8 @@ async def test_sealing_after_every_member_ended_fires_at_once_and_an_empty_batch
     async with client.batch(callback=summary) as empty:
         pass
     info = await client.get_batch(empty.id)
-    assert info["total"] == 0 and info["callback_job_id"] is not None
+    assert info["total"] == 0
+    assert info["callback_job_id"] is not None
 
     with pytest.raises(ConveyorError, match=f"batch {batch_id} is sealed"):
         await client.enqueue(member, batch=batch_id)
@@ -221,6 +230,7 @@ async def test_a_running_job_fans_out_a_batch_written_with_its_completion(
     await client.enqueue(evaluate, {"challenge": "c1", "members": 50})
     async with start_worker(concurrency=10):
         await wait_until(lambda: len(summaries) == 1, within=30)
-    assert summaries[0]["total"] == 50 and summaries[0]["completed"] == 50
+    assert summaries[0]["total"] == 50
+    assert summaries[0]["completed"] == 50
     assert summaries[0]["challenge"] == "c1"  # type: ignore[comparison-overlap]
     assert db.one("select count(*) from {schema}.job_history where batch_id is not null") == 50

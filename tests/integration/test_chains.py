@@ -14,7 +14,9 @@ from conveyor.errors import ConveyorError, InvalidOptionError, JobCancelled, Job
 from ..helpers import DB, wait_until
 
 
-async def test_b_runs_after_a_succeeds(client: Conveyor, registry: Registry, db: DB, start_worker: Any) -> None:
+async def test_b_runs_after_a_succeeds(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
     release = asyncio.Event()
     ran: list[str] = []
 
@@ -45,7 +47,8 @@ async def test_b_runs_after_a_succeeds(client: Conveyor, registry: Registry, db:
         " where a.id = %s and b.id = %s",
         [a, b],
     )
-    assert b_start >= a_end and b_after == a
+    assert b_start >= a_end
+    assert b_after == a
 
 
 async def test_a_b_c_where_b_fails_cancels_c_which_never_runs_and_says_why(
@@ -101,7 +104,9 @@ async def test_a_long_chain_is_cancelled_to_its_end_when_its_head_dies(
 
     ids = await client.chain(JobRequest(dies), *[JobRequest(link) for _ in range(5)])
     async with start_worker():
-        with pytest.raises(JobCancelled, match=f"job {ids[-2]}, which this job was to run after, was cancelled"):
+        with pytest.raises(
+            JobCancelled, match=f"job {ids[-2]}, which this job was to run after, was cancelled"
+        ):
             await client.result(ids[-1], timeout=20)
     assert db.all("select id from {schema}.job_history where state = 'cancelled' order by id") == [
         (i,) for i in ids[1:]
@@ -168,11 +173,13 @@ async def test_a_follower_enqueued_while_its_parent_ends_is_released(
             release.set()
             # A's completion waits for this transaction's lock on A's row.
             await wait_until(
-                lambda: db.one(
-                    "select count(*) from pg_locks l join pg_stat_activity s using (pid)"
-                    " where not l.granted and s.datname = current_database() and s.query like '%%job_history%%'"
+                lambda: (
+                    db.one(
+                        "select count(*) from pg_locks l join pg_stat_activity s using (pid)"
+                        " where not l.granted and s.datname = current_database() and s.query like '%%job_history%%'"
+                    )
+                    >= 1
                 )
-                >= 1
             )
             await conn.commit()
         assert await client.result(b, timeout=20) == "released"

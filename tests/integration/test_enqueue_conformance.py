@@ -24,7 +24,7 @@ from conveyor import ArgumentsError, Conveyor, JobRequest, Registry
 from ..helpers import DB
 
 ROW = (
-    "select queue, task, args, state, priority, max_attempts, attempt, claims, unique_key, errors, run_at"
+    "select queue, task, args, state, priority, max_attempts, attempt, claims, unique_key, errors, key, meta, run_at"
     " from {schema}.jobs where id = %s"
 )
 
@@ -63,6 +63,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     ("plain", {"max_attempts": 2}, {"max_attempts": 2}, "{}"),
     ("plain", {"run_at": RUN_AT}, {"run_at": RUN_AT}, '{"n": 2}'),
     ("plain", {"unique_key": "k-1"}, {"unique_key": "k-1"}, '{"n": 3}'),
+    ("plain", {"key": "tenant-7"}, {"key": "tenant-7"}, '{"n": 4}'),
+    ("plain", {"meta": {"source": "import"}}, {"meta": Jsonb({"source": "import"})}, '{"n": 5}'),
 ]
 
 

@@ -8,10 +8,11 @@ there (an unknown task, a bad option or argument) aborts the COPY, and an unknow
 found once it is done: either way the batch's own transaction rolls back, and one bad
 request enqueues none.
 
-A batch on a caller's connection is checked whole before its first statement (so that a
+Jobs with a unique key, a limit key or meta are inserted from arrays, not copied (a unique
+key a live job holds gives back that job's id; the COPY rows of the hot path stay as they
+are). A batch on a caller's connection is checked whole before its first statement (so that a
 refusal leaves the caller's transaction as it was), as are follow-up jobs, which a task's
-context checked when it asked for them. Jobs with unique keys are inserted, not copied, so
-that a key a live job holds gives back that job's id.
+context checked when it asked for them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .enqueue import (
     Options,
     PreparedJob,
     TaskRef,
+    check_key_and_meta,
     check_options,
     check_unique_key,
     resolve,
@@ -36,8 +38,9 @@ from .enqueue import (
 
 COPY_CHUNK = 1 << 18  # about this many bytes of COPY text per write
 
-# One job of a batch as it is written: task name, arguments as JSON, options, unique key.
-Entry = tuple[str, str, Options, str | None]
+# One job of a batch as it is written: task name, arguments as JSON, options, unique key,
+# limit key, meta as JSON.
+Entry = tuple[str, str, Options, str | None, str | None, str | None]
 
 
 class Batch:
@@ -52,12 +55,12 @@ class Batch:
         size: int,
         entries: Callable[[Batch], Iterator[Entry]],
         *,
-        unique_keys: bool,
+        inserted: bool,
         due_now: bool,
         queues: dict[str, bool] | None = None,
     ) -> None:
         self.size = size
-        self.unique_keys = unique_keys
+        self.inserted = inserted  # some job has a unique key, a limit key or meta: no COPY
         self.due_now = due_now  # no job asks for a delay or a run_at
         self.queues_known = queues is not None
         self.queues: dict[str, bool] = queues if queues is not None else {}
@@ -67,7 +70,10 @@ class Batch:
         return self._entries(self)
 
     def prepared(self) -> list[PreparedJob]:
-        return [PreparedJob(task, args, *options, key) for task, args, options, key in self.entries()]
+        return [
+            PreparedJob(task, args, *options, unique_key, key, meta)
+            for task, args, options, unique_key, key, meta in self.entries()
+        ]
 
     @classmethod
     def of(cls, jobs: Sequence[PreparedJob]) -> Batch:
@@ -86,12 +92,12 @@ class Batch:
                     job.run_at,
                     job.delay,
                 )
-                yield job.task, job.args_json, options, job.unique_key
+                yield job.task, job.args_json, options, job.unique_key, job.key, job.meta_json
 
         return cls(
             len(jobs),
             entries,
-            unique_keys=any(job.unique_key is not None for job in jobs),
+            inserted=not all(job.plain for job in jobs),
             due_now=all(job.run_at is None and not job.delay for job in jobs),
             queues=queues,
         )
@@ -101,11 +107,19 @@ def stream(registry: Registry, requests: Iterable[JobRequest]) -> Batch:
     """A batch whose requests are checked as its entries are read. Write it only in a
     transaction of its own: a refusal is raised part-way through."""
     listed = requests if isinstance(requests, list) else list(requests)
-    unique_keys = False
+    inserted = False
     due_now = True
+    seen: Any = None
     for request in listed:
-        unique_keys = unique_keys or request.unique_key is not None
+        inserted = (
+            inserted or request.unique_key is not None or request.key is not None or request.meta is not None
+        )
         due_now = due_now and request.run_at is None and not request.delay
+        if not inserted and request.task is not seen:
+            # A task that derives its jobs' limit keys from an argument: its jobs are inserted.
+            seen = request.task
+            found = registry.resolve(seen)
+            inserted = found is not None and found.key_arg is not None
 
     def entries(batch: Batch) -> Iterator[Entry]:
         queues = batch.queues
@@ -124,9 +138,10 @@ def stream(registry: Registry, requests: Iterable[JobRequest]) -> Batch:
             if queues.get(options[0]) is not True:
                 queues[options[0]] = options[1]
             task.check_args(request.args)
-            yield task.name, encode_args(task.name, request.args), options, request.unique_key
+            key, meta = check_key_and_meta(task, request) if batch.inserted else (None, None)
+            yield task.name, encode_args(task.name, request.args), options, request.unique_key, key, meta
 
-    return Batch(len(listed), entries, unique_keys=unique_keys, due_now=due_now)
+    return Batch(len(listed), entries, inserted=inserted, due_now=due_now)
 
 
 def prepare_many(registry: Registry, requests: Iterable[JobRequest]) -> list[PreparedJob]:
@@ -177,10 +192,10 @@ def _options(
 
 
 def enqueue_many(batch: Batch, *, channel: str, jobs_table: str, now: datetime | None) -> Flow[list[int]]:
-    """Insert a batch in one go (COPY when no unique keys are involved); ids in order."""
+    """Insert a batch in one go (COPY when no job has a unique key, limit key or meta); ids in order."""
     if not batch.size:
         return []
-    if batch.unique_keys:
+    if batch.inserted:
         jobs = batch.prepared()  # checked whole: the rows go in as one INSERT
     if batch.queues_known:
         yield from _ensure_queues(batch.queues)
@@ -189,7 +204,7 @@ def enqueue_many(batch: Batch, *, channel: str, jobs_table: str, now: datetime |
     ids: list[int] = list(rows[0][1])
 
     waking: set[str] = set()
-    if batch.unique_keys:
+    if batch.inserted:
         records = [_record(job_id, job, clock_now) for job_id, job in zip(ids, jobs, strict=True)]
         waking = {record[1] for record in records if record[4] == "available"}
         ids = yield from _insert_unique(records, clock_now)
@@ -232,7 +247,7 @@ def copy_text(
     size = 0
     around: dict[tuple[str, Options], tuple[str, str]] = {}
     last: tuple[str, Options, tuple[str, str]] | None = None
-    for job_id, (task, args, options, _) in zip(ids, entries, strict=True):
+    for job_id, (task, args, options, *_) in zip(ids, entries, strict=True):
         if last is not None and task is last[0] and options is last[1]:
             head, tail = last[2]
         else:
@@ -266,7 +281,7 @@ def _copy_parts(task: str, options: Options, now: datetime, waking: set[str], ti
 
 
 # Column order of insert_jobs.
-Record = tuple[int, str, str, str, str, int, datetime, int, str | None, datetime]
+Record = tuple[int, str, str, str, str, int, datetime, int, str | None, datetime, str | None, str | None]
 
 
 def _record(job_id: int, job: PreparedJob, now: datetime) -> Record:
@@ -283,6 +298,8 @@ def _record(job_id: int, job: PreparedJob, now: datetime) -> Record:
         job.max_attempts,
         job.unique_key,
         now,
+        job.key,
+        job.meta_json,
     )
 
 
@@ -309,6 +326,8 @@ def _insert_unique(records: list[Record], now: datetime) -> Flow[list[int]]:
             "run_ats": list(columns[6]),
             "max_attempts": list(columns[7]),
             "unique_keys": list(columns[8]),
+            "keys": list(columns[10]),
+            "metas": list(columns[11]),
         },
     )
     inserted = {row[0] for row in rows}

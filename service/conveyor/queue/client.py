@@ -192,6 +192,8 @@ class Conveyor:
         run_at: datetime | None = None,
         unique_key: str | None = None,
         max_attempts: int | None = None,
+        key: str | None = None,
+        meta: Mapping[str, Any] | None = None,
         conn: Any = None,
         durable: bool | None = None,
         after: int | None = None,
@@ -203,6 +205,8 @@ class Conveyor:
         recorded for it are used, and its arguments are checked by the worker that runs it.
         ``durable`` (default: the client's ``durable_enqueue``) False: return before the commit
         reaches the disk; ignored with ``conn``, whose transaction keeps its own setting.
+        ``key``: the job's limit key in its queue (default: the value of the task's ``key``
+        argument, if it declares one); ``meta``: your own tags, a JSON object Conveyor stores.
         ``after``: a job id; this job waits ('blocked') until that one completes, and is
         cancelled if it dies or is cancelled. ``batch``: a batch (see :meth:`batch`) this job
         joins. Neither goes with ``unique_key`` (see ``queue.flows``).
@@ -215,7 +219,7 @@ class Conveyor:
             registry = await self._with_registered([task], conn)
         job = prepare(
             registry,
-            JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts),
+            JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts, key, meta),
         )
         queries = self._queries()
         if after is not None or batch_id is not None:
@@ -228,7 +232,7 @@ class Conveyor:
         # connection, is one statement with no conversation around it.
         if (
             conn is None
-            and job.unique_key is None
+            and job.plain
             and job.run_at is None
             and not job.delay
             and (job.queue in self._known_queues)

@@ -57,6 +57,8 @@ class JobContext:
         run_at: datetime | None = None,
         unique_key: str | None = None,
         max_attempts: int | None = None,
+        key: str | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
         """Enqueue a follow-up job when this one completes.
 
@@ -64,7 +66,9 @@ class JobContext:
         transaction that records this job as completed: if this job fails, or its lease
         was lost to another worker, the follow-up is not enqueued.
         """
-        request = JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts)
+        request = JobRequest(
+            task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts, key, meta
+        )
         self._children.append(prepare(self._registry, request))
 
     def batch(

@@ -7,11 +7,13 @@ same for async and sync connections. Many jobs at once: ``queue.bulk``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from .. import jsonb
 from ..db.steps import Flow, Query
 from ..errors import ConveyorError, InvalidOptionError, UnknownQueueError, UnknownTaskError
 from ..tasks import (
@@ -25,6 +27,8 @@ from ..tasks import (
 )
 
 MAX_UNIQUE_KEY = 512
+MAX_KEY = 512
+MAX_META_BYTES = 65536  # the job_meta domain's limit, as compact JSON
 
 # The times a job's run_at may hold (the jobs table's job_time domain): years 1 to 9999, what
 # Python's datetime can read, with a day's margin at each end for the session's time zone.
@@ -51,6 +55,8 @@ class JobRequest(NamedTuple):
     run_at: datetime | None = None
     unique_key: str | None = None
     max_attempts: int | None = None
+    key: str | None = None
+    meta: Mapping[str, Any] | None = None
 
 
 class PreparedJob(NamedTuple):
@@ -66,6 +72,13 @@ class PreparedJob(NamedTuple):
     run_at: datetime | None
     delay: timedelta
     unique_key: str | None
+    key: str | None = None
+    meta_json: str | None = None
+
+    @property
+    def plain(self) -> bool:
+        """Whether the job has no unique key, limit key or meta (the statements of the hot path)."""
+        return self.unique_key is None and self.key is None and self.meta_json is None
 
 
 def prepare(registry: Registry, request: JobRequest) -> PreparedJob:
@@ -77,6 +90,7 @@ def prepare(registry: Registry, request: JobRequest) -> PreparedJob:
         encode_args(task.name, request.args),
         *check_options(registry, task, request),
         check_unique_key(task, request.unique_key),
+        *check_key_and_meta(task, request),
     )
 
 
@@ -92,6 +106,36 @@ def check_unique_key(task: Task, unique_key: str | None) -> str | None:
     if unique_key is not None and not (isinstance(unique_key, str) and 0 < len(unique_key) <= MAX_UNIQUE_KEY):
         raise InvalidOptionError(f"task {task.name!r}: unique_key must be 1 to {MAX_UNIQUE_KEY} characters")
     return unique_key
+
+
+def check_key_and_meta(task: Task, request: JobRequest) -> tuple[str | None, str | None]:
+    """The job's limit key (given, else the value of the task's key argument) and its meta as
+    JSON; raise InvalidOptionError for a key or meta that cannot be stored."""
+    key = request.key
+    if key is None and task.key_arg is not None:
+        value = request.args.get(task.key_arg)
+        if value is not None:
+            key = (
+                value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
+            )
+    if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY):
+        raise InvalidOptionError(
+            f"task {task.name!r}: key must be 1 to {MAX_KEY} characters, got {key!r:.80}"
+        )
+    meta = request.meta
+    if meta is None:
+        return key, None
+    if not isinstance(meta, Mapping):
+        raise InvalidOptionError(f"task {task.name!r}: meta must be a JSON object, got {type(meta).__name__}")
+    try:
+        meta_json, size = jsonb.dumps_sized(meta if type(meta) is dict else dict(meta))
+    except (TypeError, ValueError) as exc:
+        raise InvalidOptionError(f"task {task.name!r}: meta is not JSON: {exc}") from None
+    if size > MAX_META_BYTES:
+        raise InvalidOptionError(
+            f"task {task.name!r}: meta takes {size} bytes as JSON, more than the {MAX_META_BYTES} byte limit"
+        )
+    return key, meta_json
 
 
 # queue, declared_queue, priority, max_attempts, run_at, delay: PreparedJob's fields in order.
@@ -143,7 +187,7 @@ def enqueue_one(
     ``learn``, a queue this insert found or created is added to it; only for writes that
     commit on their own, since a caller's transaction may roll the queue's creation back.
     """
-    if known_queues is not None and job.unique_key is None and job.queue in known_queues:
+    if known_queues is not None and job.plain and job.queue in known_queues:
         rows = yield Query(
             "enqueue_job_in_known_queue",
             {
@@ -169,6 +213,8 @@ def enqueue_one(
         "priority": job.priority,
         "max_attempts": job.max_attempts,
         "unique_key": job.unique_key,
+        "key": job.key,
+        "meta": job.meta_json,
         "run_at": job.run_at,
         "delay": job.delay,
         "channel": channel,

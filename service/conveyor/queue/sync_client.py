@@ -212,6 +212,8 @@ class SyncConveyor:
         run_at: datetime | None = None,
         unique_key: str | None = None,
         max_attempts: int | None = None,
+        key: str | None = None,
+        meta: Mapping[str, Any] | None = None,
         conn: Any = None,
         after: int | None = None,
         batch: int | SyncBatchHandle | None = None,
@@ -225,7 +227,7 @@ class SyncConveyor:
             registry = self._with_registered([task], conn)
         job = prepare(
             registry,
-            JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts),
+            JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts, key, meta),
         )
         if after is not None or batch_id is not None:
             written = enqueue_one(job, channel=self.queries.channel, now=self.clock.now())

@@ -43,7 +43,7 @@ class Discard(Exception):
 class JobFailed(ConveyorError):
     """The awaited job died (out of attempts, discarded, or its lease ran out on its last
     attempt): ``job_id`` and ``error``, the last entry of its errors (a dict with "error",
-    "attempt", "at" and, for an exception, its type and traceback)."""
+    "attempt", "at", "worker" and, for an exception, its "traceback")."""
 
     def __init__(self, job_id: int, error: dict[str, object] | None) -> None:
         self.job_id = job_id

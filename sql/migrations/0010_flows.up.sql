@@ -194,6 +194,13 @@ BEGIN
         RAISE EXCEPTION 'conveyor.create_batch: callback args may not hold "batch": the callback gets the batch''s counts there'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The callback's args gain "batch" when it is enqueued: room is kept for it, so that the
+    -- end of the last member (which enqueues it) can never be refused by the args limit.
+    IF compact_json_octets_v1(create_batch_v1.callback_args) > 1048576 - 1024 THEN
+        RAISE EXCEPTION 'conveyor.create_batch: callback args take % bytes as JSON, more than the 1 MiB limit less 1 KiB kept for "batch"',
+            compact_json_octets_v1(create_batch_v1.callback_args)
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
     IF create_batch_v1.callback_priority IS NOT NULL AND create_batch_v1.callback_priority NOT BETWEEN 0 AND 3 THEN
         RAISE EXCEPTION 'conveyor.create_batch: priority % is out of range', create_batch_v1.callback_priority
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 (critical), 1 (high), 2 (normal) or 3 (low).';

@@ -92,7 +92,7 @@ FROM (
      WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
        AND (%(queue)s::text IS NULL OR queue = %(queue)s)
        AND (%(task)s::text IS NULL OR task = %(task)s)
-       AND (%(state)s::text IS NULL OR (%(state)s IN ('available', 'scheduled', 'running') AND state = %(state)s))
+       AND (%(state)s::text IS NULL OR (%(state)s IN ('available', 'scheduled', 'running', 'blocked') AND state = %(state)s))
      ORDER BY id DESC LIMIT %(limit)s)
     UNION ALL
     (SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, finished_at,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +15,18 @@ from conveyor.errors import JobCancelled, JobFailed
 
 from ..helpers import DB, wait_until
 from . import scripted_tasks  # noqa: F401 - registers the tasks used below
-from .test_worker_processes import Workers, finish, ledger, workers  # noqa: F401 - the fixture
+from .test_worker_processes import Workers, finish, ledger
 
 pytestmark = pytest.mark.processes
+
+
+@pytest.fixture
+def workers(database_url: str, schema: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(database_url, schema, tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
 
 
 async def test_a_caller_gets_the_result_within_100_ms_of_completion(

@@ -12,6 +12,7 @@ import pytest
 from conveyor import Backoff, Conveyor, JobContext, JobRequest, Registry
 from conveyor.db.queries import for_schema
 from conveyor.errors import ArgumentsError, ConveyorError
+from conveyor.queue.sync_client import SyncConveyor
 
 from ..helpers import DB, wait_until, wait_until_sync
 
@@ -234,3 +235,27 @@ async def test_a_running_job_fans_out_a_batch_written_with_its_completion(
     assert summaries[0]["completed"] == 50
     assert summaries[0]["challenge"] == "c1"  # type: ignore[comparison-overlap]
     assert db.one("select count(*) from {schema}.job_history where batch_id is not null") == 50
+
+
+def test_the_sync_client_makes_batches_and_chains(database_url: str, schema: str, db: DB) -> None:
+    registry = Registry()
+
+    @registry.task
+    def member(n: int) -> int:
+        return n
+
+    @registry.task
+    def summary(batch: dict[str, int]) -> None:
+        pass
+
+    with SyncConveyor(database_url, schema=schema, registry=registry) as sync:
+        with sync.batch(callback=summary) as batch:
+            first = batch.enqueue(member, {"n": 1})
+            rest = batch.enqueue_many([JobRequest(member, {"n": n}) for n in (2, 3)])
+        a, b = sync.chain(JobRequest(member, {"n": 4}), JobRequest(member, {"n": 5}))
+        info = sync.get_batch(batch.id)
+    assert (info["total"], info["pending"], info["sealed_at"] is not None) == (3, 3, True)
+    assert db.all("select id from {schema}.jobs where batch_id = %s order by id", [batch.id]) == [
+        (i,) for i in [first, *rest]
+    ]
+    assert db.one("select state, after_id from {schema}.jobs where id = %s", [b]) == ("blocked", a)

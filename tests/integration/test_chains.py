@@ -35,6 +35,7 @@ async def test_b_runs_after_a_succeeds(
     b = await client.enqueue(second, after=a)
     assert db.one("select state, after_id from {schema}.jobs where id = %s", [b]) == ("blocked", a)
     assert db.one("select has_followers from {schema}.jobs where id = %s", [a]) is True
+    assert [job["id"] for job in await client.list_jobs(state="blocked")] == [b]
     async with start_worker(concurrency=4):
         await wait_until(lambda: db.one("select state from {schema}.jobs where id = %s", [a]) == "running")
         # A runs, B waits however many slots are free.

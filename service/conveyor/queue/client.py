@@ -51,7 +51,7 @@ class QueueStats:
 
 
 # Where a job can be: live (jobs), finished (job_history), dead (dead_jobs).
-JOB_STATES = ("available", "scheduled", "running", "completed", "cancelled", "dead")
+JOB_STATES = ("available", "scheduled", "running", "blocked", "completed", "cancelled", "dead")
 MAX_PAGE = 1000
 
 

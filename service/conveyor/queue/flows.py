@@ -32,9 +32,14 @@ from typing import Any
 
 from ..db.steps import Flow, Query
 from ..errors import ArgumentsError, InvalidOptionError
+from ..settings import MAX_ARGS_BYTES
 from ..tasks import Registry, encode_args, parse_priority
 from .bulk import Batch, enqueue_many
 from .enqueue import JobRequest, PreparedJob, TaskRef, prepare, resolve
+
+# Bytes of a callback's args kept for the "batch" argument added when it is enqueued (the
+# same room create_batch_v1 keeps), so the end of a batch's last member is never refused.
+BATCH_ROOM = 1024
 
 # What a callback's ``batch`` argument holds, for checking its signature.
 SAMPLE_OUTCOME = {"id": 1, "total": 0, "completed": 0, "dead": 0, "cancelled": 0}
@@ -96,9 +101,15 @@ def check_callback(
     known = resolve(registry, task)
     known.check_args({**args, "batch": SAMPLE_OUTCOME})
     name, queue = known.name, known.queue
+    args_json = encode_args(name, args)
+    if len(args_json.encode()) > MAX_ARGS_BYTES - BATCH_ROOM:
+        raise ArgumentsError(
+            f"batch callback {name!r}: its args take {len(args_json.encode())} bytes as JSON, more than the "
+            f"{MAX_ARGS_BYTES} byte limit less {BATCH_ROOM} kept for its 'batch' argument"
+        )
     return {
         "task": name,
-        "args": encode_args(name, args),
+        "args": args_json,
         "queue": queue,
         "priority": None if priority is None else parse_priority(priority),
     }

@@ -33,7 +33,7 @@ from ..tasks import Registry, default_registry
 from .bulk import Batch, enqueue_many, prepare_many
 from .client import Conveyor, sql_error_message
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
-from .flows import check_callback, check_link, linked, one
+from .flows import chain_flow, check_callback, check_link, linked, one
 from .registered import RegisteredTasks, unknown_names
 
 P = ParamSpec("P")
@@ -308,7 +308,21 @@ class SyncConveyor:
             self._registered.learn(rows)
         return self._registered.overlay(self.registry, names)
 
-    # -- batches (see Conveyor.batch) ---------------------------------------------------
+    # -- chains and batches (see Conveyor.chain and Conveyor.batch) ---------------------
+
+    def chain(self, *jobs: JobRequest, after: int | None = None, conn: Any = None) -> list[int]:
+        if not jobs:
+            return []
+        check_link(after, None, [])
+        registry = self.registry
+        if names := unknown_names(registry, (job.task for job in jobs)):
+            registry = self._with_registered(names, conn)
+        prepared = [prepare(registry, job) for job in jobs]
+        check_link(1, None, [job.unique_key for job in prepared])
+        steps = [enqueue_one(job, channel=self.queries.channel, now=self.clock.now()) for job in prepared]
+        return self._run_atomic(chain_flow(steps, after=after, now=self.clock.now()), conn)
+
+    chain.__doc__ = Conveyor.chain.__doc__
 
     def create_batch(
         self,
@@ -319,7 +333,6 @@ class SyncConveyor:
         meta: Mapping[str, Any] | None = None,
         conn: Any = None,
     ) -> int:
-        """A new, open batch (see :meth:`Conveyor.create_batch`)."""
         registry = self.registry
         if isinstance(callback, str) and registry.get(callback) is None:
             registry = self._with_registered([callback], conn)
@@ -328,9 +341,11 @@ class SyncConveyor:
         return int(self._execute("create_batch", params, conn)[0][0])
 
     def seal_batch(self, batch_id: int, *, conn: Any = None) -> int | None:
-        """No more members (see :meth:`Conveyor.seal_batch`)."""
         rows = self._execute("seal_batch", {"id": batch_id, "now": self.clock.now()}, conn)
         return None if rows[0][0] is None else int(rows[0][0])
+
+    create_batch.__doc__ = Conveyor.create_batch.__doc__
+    seal_batch.__doc__ = Conveyor.seal_batch.__doc__
 
     @contextmanager
     def batch(

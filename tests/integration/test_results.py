@@ -185,7 +185,10 @@ def test_the_sync_client_awaits_results_too(database_url: str, schema: str, db: 
             [job_id],
         )
         with pytest.raises(TimeoutError):
-            sync.result(job_id, timeout=0.2)
+            sync.result(job_id, timeout=2)
+        # That wait had its LISTEN up and marked the job: the next one is woken by the job's
+        # notification alone (no reconnect to re-check on).
+        assert db.one("select awaited from {schema}.jobs where id = %s", [job_id]) is True
 
         def complete_once_awaited() -> None:
             wait_until_sync(lambda: db.one("select awaited from {schema}.jobs where id = %s", [job_id]))
@@ -198,7 +201,9 @@ def test_the_sync_client_awaits_results_too(database_url: str, schema: str, db: 
         db.all("update {schema}.jobs set awaited = false where id = %s", [job_id])
         finisher = threading.Thread(target=complete_once_awaited)
         finisher.start()
+        started = time.monotonic()
         try:
             assert sync.result(job_id, timeout=20) == "sync"
         finally:
             finisher.join()
+        assert time.monotonic() - started < 10  # woken, not found by the check at the deadline

@@ -11,7 +11,8 @@
 -- visible to a function it calls (same command).
 --
 -- Invariants.
---   awaited   a job with awaited = true sends pg_notify('<schema>.done', id) when it ends, in
+--   awaited   a job with awaited = true sends pg_notify('<schema>.done', id) when it ends (the
+--             schema's first 58 characters: a channel name holds 63 bytes), in
 --             the transaction that ends it (delivered at its commit). A waiter LISTENs before it
 --             sets awaited, so it either sees the row gone (and reads the outcome) or gets the
 --             notification.
@@ -93,7 +94,10 @@ BEGIN
 
     -- (a) Callers awaiting these jobs (Conveyor.result): the payload is the job id only.
     IF settle_v1.awaited IS NOT NULL THEN
-        PERFORM pg_notify(current_schema() || '.done', a::text) FROM unnest(settle_v1.awaited) AS a;
+        -- A channel name holds at most 63 bytes: the schema's first 58 characters (a schema
+        -- name is ASCII) and '.done'. Two schemas alike in those only share wake-ups, which
+        -- a waiter re-checks.
+        PERFORM pg_notify(left(current_schema(), 58) || '.done', a::text) FROM unnest(settle_v1.awaited) AS a;
     END IF;
 
     -- (b) Jobs waiting for these ones.

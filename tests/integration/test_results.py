@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 from conveyor import Backoff, Conveyor, JobContext, Registry
 from conveyor.db.queries import for_schema
@@ -207,3 +209,44 @@ def test_the_sync_client_awaits_results_too(database_url: str, schema: str, db: 
         finally:
             finisher.join()
         assert time.monotonic() - started < 10  # woken, not found by the check at the deadline
+
+
+async def test_a_schema_with_the_longest_name_still_announces_ends(database_url: str, db: DB) -> None:
+    """A channel name holds 63 bytes; "<schema>.done" for a 63-character schema would not,
+    and a NOTIFY on it would make every ack of an awaited job fail."""
+    from conveyor.db import migrations
+
+    name = "r" * 55 + uuid.uuid4().hex[:8]
+    migrations.upgrade(database_url, name)
+    registry = Registry()
+
+    @registry.task
+    async def quick() -> str:
+        return "ok"
+
+    try:
+        async with Conveyor(database_url, schema=name, registry=registry) as client:
+            job_id = await client.enqueue(quick)
+            waiting = asyncio.create_task(client.result(job_id, timeout=20))
+            await wait_until(
+                lambda: DB(database_url, name).one(
+                    "select awaited from {schema}.jobs where id = %s", [job_id]
+                )
+            )
+            worker = DB(database_url, name).one(
+                "update {schema}.jobs set state = 'running', worker_id = gen_random_uuid(),"
+                " lease_expires_at = now() + interval '1 hour', claims = 1, attempt = 1 where id = %s"
+                " returning worker_id",
+                [job_id],
+            )
+            started = time.monotonic()
+            with db.connect(autocommit=True) as conn:
+                conn.execute(
+                    for_schema(name)["complete_jobs"],
+                    {"jobs": f'{{"{job_id}": [1, "ok"]}}', "worker_id": worker, "now": None},
+                )
+            assert await waiting == "ok"
+            assert time.monotonic() - started < 10
+    finally:
+        with db.connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))

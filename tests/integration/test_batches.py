@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from conveyor import Backoff, Conveyor, JobContext, JobRequest, Registry
 from conveyor.db.queries import for_schema
-from conveyor.errors import ArgumentsError, ConveyorError
+from conveyor.errors import ArgumentsError, ConveyorError, JobFailed
 from conveyor.queue.sync_client import SyncConveyor
 
 from ..helpers import DB, wait_until, wait_until_sync
@@ -259,3 +260,40 @@ def test_the_sync_client_makes_batches_and_chains(database_url: str, schema: str
         (i,) for i in [first, *rest]
     ]
     assert db.one("select state, after_id from {schema}.jobs where id = %s", [b]) == ("blocked", a)
+
+
+async def test_members_dying_by_lease_rescue_or_hand_back_are_counted_dead(
+    client: Conveyor, registry: Registry, db: DB, schema: str
+) -> None:
+    @registry.task(max_attempts=1)
+    async def member() -> None:
+        pass
+
+    @registry.task
+    async def summary(batch: dict[str, int]) -> None:
+        pass
+
+    async with client.batch(callback=summary) as batch:
+        rescued = await batch.enqueue(member)
+        handed_back = await batch.enqueue(member)
+    waiting = asyncio.create_task(client.result(rescued, timeout=20))
+    await wait_until(lambda: db.one("select awaited from {schema}.jobs where id = %s", [rescued]))
+    worker = claim_by_hand(db, [rescued, handed_back])
+    db.all("update {schema}.jobs set lease_expires_at = now() - interval '1 second' where id = %s", [rescued])
+    db.all("update {schema}.jobs set handbacks = 5 where id = %s", [handed_back])
+    queries = for_schema(schema)
+    with db.connect(autocommit=True) as conn:
+        outcomes = conn.execute(
+            queries["rescue_expired_jobs"], {"now": None, "limit": 100, "channel": schema}
+        ).fetchall()
+        assert [(row[0], row[1]) for row in outcomes] == [("dead", rescued)]
+        released = conn.execute(
+            queries["release_jobs"],
+            {"jobs": f'{{"{handed_back}": 1}}', "worker_id": worker, "now": None, "channel": schema},
+        ).fetchall()
+        assert [(row[0], row[1]) for row in released] == [("dead", handed_back)]
+    with pytest.raises(JobFailed, match="lease expired"):
+        await waiting
+    info = await client.get_batch(batch.id)
+    assert (info["dead"], info["pending"], info["callback_job_id"] is not None) == (2, 0, True)
+    assert db.all("select batch_id from {schema}.dead_jobs order by id") == [(batch.id,), (batch.id,)]

@@ -20,7 +20,8 @@
 --             has_followers with an UPDATE of X's row, so it serializes with X's end: either
 --             X's end sees has_followers (and settles the follower, which committed first) or
 --             the enqueue finds X gone and reads X's outcome. X completed: followers become
---             available (or scheduled, by their run_at) with a wake-up on the schema's channel.
+--             available (or scheduled, if their run_at is later) with run_at no earlier than
+--             the release, and a wake-up on the schema's channel.
 --             X died or was cancelled: followers move to job_history as 'cancelled' with an
 --             error entry naming X and how it ended, and are settled in turn ('cancelled'), so
 --             A -> B -> C with B dead cancels C. A follower cancelled stays cancelled: retrying
@@ -103,8 +104,12 @@ BEGIN
     -- (b) Jobs waiting for these ones.
     IF settle_v1.followed IS NOT NULL THEN
         IF settle_v1.outcome = 'completed' THEN
+            -- Due from their release at the earliest: a worker's claim cursors (conveyor.queue.
+            -- cursors) have passed the enqueue time long ago, and FIFO order is release order.
             WITH freed AS (
-                UPDATE jobs j SET state = job_state_v1(j.run_at, settle_v1.at)
+                UPDATE jobs j
+                SET state = job_state_v1(greatest(j.run_at, settle_v1.at), settle_v1.at),
+                    run_at = greatest(j.run_at, settle_v1.at)
                 WHERE j.after_id = ANY (settle_v1.followed) AND j.state = 'blocked'
                 RETURNING j.queue, j.state
             )

@@ -43,11 +43,13 @@ async def test_b_runs_after_a_succeeds(
         release.set()
         assert await client.result(b, timeout=20) == "b"
     assert ran == ["A", "B"]
-    a_end, b_start, b_after = db.one(
-        "select a.finished_at, b.started_at, b.after_id from {schema}.job_history a, {schema}.job_history b"
-        " where a.id = %s and b.id = %s",
+    a_end, b_start, b_after, b_due = db.one(
+        "select a.finished_at, b.started_at, b.after_id, b.run_at"
+        " from {schema}.job_history a, {schema}.job_history b where a.id = %s and b.id = %s",
         [a, b],
     )
+    # Due from its release: past the claim cursors of workers that claimed since its enqueue.
+    assert b_due == a_end
     assert b_start >= a_end
     assert b_after == a
 

@@ -2,7 +2,7 @@
 
 -- name: listen_done
 -- Subscribe to the channel where awaited jobs announce their end: payloads are job ids.
-LISTEN {done};
+LISTEN {channel};
 
 -- name: mark_awaited
 -- Ask for a notification when this job ends; no row when it is not live (ended, or unknown).

@@ -75,7 +75,7 @@ WITH clock AS (
         SELECT array_agg(id) FILTER (WHERE has_followers) AS followed,
                array_agg(batch_id) FILTER (WHERE batch_id IS NOT NULL) AS batch_ids,
                array_agg(id) FILTER (WHERE awaited) AS awaited
-        FROM gone WHERE has_followers OR batch_id IS NOT NULL OR awaited
+        FROM gone
     ) AS f, clock
     WHERE f.followed IS NOT NULL OR f.batch_ids IS NOT NULL OR f.awaited IS NOT NULL
 )

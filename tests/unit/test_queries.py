@@ -22,6 +22,7 @@ def test_the_query_folder_is_the_checkout_one() -> None:
     assert [p.name for p in QUERY_FILES] == [
         "enqueue.sql",
         "execute.sql",
+        "flows.sql",
         "inspect.sql",
         "maintain.sql",
         "matviews.sql",
@@ -65,8 +66,10 @@ def test_every_query_file_parses_into_well_formed_blocks(path: Path) -> None:
         # Parameters are psycopg's %(name)s; a stray % would break execution.
         assert "%" not in re.sub(r"%\(\w+\)s|%%", "", code), f"{where}: stray %"
         # Template fields are identifiers: {schema}, and {view} for the view a refresh names.
-        assert re.sub(r"\{(schema|view)\}", "", code).count("{") == 0, f"{where}: unknown template field"
-        assert re.sub(r"\{(schema|view)\}", "", code).count("}") == 0, f"{where}: stray }}"
+        assert re.sub(r"\{(schema|view|channel)\}", "", code).count("{") == 0, (
+            f"{where}: unknown template field"
+        )
+        assert re.sub(r"\{(schema|view|channel)\}", "", code).count("}") == 0, f"{where}: stray }}"
         # Tables are always schema-qualified through the template, never by a literal name.
         assert not re.search(r"\bconveyor\.", code), f"{where} hard-codes the conveyor schema"
 
@@ -168,11 +171,16 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "matview_rows",
         "use_generic_plans",
         "allow_follow_ups_time",
+        "listen_done",
     }
     for name in names:
         if "{view}" in load()[name]:
             text = composed.compose(name, view=("analytics", 'odd"view'))
             assert b'"analytics"."odd""view"' in text, name
+            continue
+        if "{channel}" in load()[name]:
+            text = composed.compose(name, channel=("conveyor.done",))
+            assert text == b'LISTEN "conveyor.done"', name
             continue
         text = composed[name]
         assert isinstance(text, bytes)

@@ -45,7 +45,7 @@ class ResultWaiters:
         self._db = db
         self._waiters: dict[int, set[asyncio.Event]] = {}
         queries = db.queries
-        listen = queries.compose("listen_done", done=(done_channel(settings.schema),))
+        listen = queries.compose("listen_done", channel=(done_channel(settings.schema),))
         self.notifier = Notifier(
             settings.listen_url or settings.database_url or db.conninfo,
             queries,

@@ -186,3 +186,29 @@ async def test_a_follower_enqueued_while_its_parent_ends_is_released(
             )
             await conn.commit()
         assert await client.result(b, timeout=20) == "released"
+
+
+def test_the_sql_api_links_jobs_and_makes_batches(db: DB) -> None:
+    """conveyor.create_batch, enqueue_flow and seal_batch, as psql or another language calls them."""
+    db.all("select {schema}.create_queue('default')")
+    parent = db.one("select {schema}.enqueue('first')")
+    batch = db.one("select {schema}.create_batch('summary', '{{\"label\": \"x\"}}')")
+    child = db.one(
+        "select {schema}.enqueue_flow('second', after_id => %s, batch_id => %s, meta => '{{\"t\": 1}}')",
+        [parent, batch],
+    )
+    assert db.one("select state, after_id, batch_id, meta from {schema}.jobs where id = %s", [child]) == (
+        "blocked",
+        parent,
+        batch,
+        {"t": 1},
+    )
+    assert db.one("select {schema}.seal_batch(%s)", [batch]) is None
+    assert db.one("select total, pending from {schema}.batches where id = %s", [batch]) == (1, 1)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=f"batch {batch} is sealed"):
+        db.one("select {schema}.enqueue_flow('third', batch_id => %s)", [batch])
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="no job with id 5555 to run after"):
+        db.one("select {schema}.enqueue_flow('third', after_id => 5555)")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match='may not hold "batch"'):
+        db.one("select {schema}.create_batch('summary', '{{\"batch\": 1}}')")
+    assert db.one("select count(*) from {schema}.jobs") == 2  # the refused calls wrote nothing

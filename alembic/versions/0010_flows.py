@@ -2,7 +2,7 @@
 batches), create_batch, seal_batch, enqueue_flow.
 
 Revision ID: 0010_flows
-Revises: 0007_flow_control
+Revises: 0008_limits
 """
 
 from alembic import context, op
@@ -10,7 +10,7 @@ from alembic import context, op
 from conveyor.db.migrations import apply_sql_file
 
 revision = "0010_flows"
-down_revision = "0007_flow_control"
+down_revision = "0008_limits"
 
 
 def upgrade() -> None:

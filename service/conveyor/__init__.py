@@ -17,13 +17,14 @@ from .errors import (
     UnknownQueueError,
     UnknownTaskError,
 )
+from .limits import QueueLimits, Rate
 from .queue.client import Conveyor, QueueStats
 from .queue.context import JobContext
 from .queue.enqueue import JobRequest
 from .queue.matviews import REFRESH_TASK, schedule_refresh
 from .queue.sync_client import SyncConveyor
 from .queue.worker import Worker, WorkerConfig
-from .tasks import PRIORITIES, Registry, ScheduleSpec, Task, default_registry, schedule, task
+from .tasks import PRIORITIES, Registry, ScheduleSpec, Task, declare_queue, default_registry, schedule, task
 
 __all__ = [
     "PRIORITIES",
@@ -41,7 +42,9 @@ __all__ = [
     "JobContext",
     "JobRequest",
     "NotFoundError",
+    "QueueLimits",
     "QueueStats",
+    "Rate",
     "Registry",
     "ScheduleSpec",
     "SyncConveyor",
@@ -51,6 +54,7 @@ __all__ = [
     "UnknownTaskError",
     "Worker",
     "WorkerConfig",
+    "declare_queue",
     "default_registry",
     "schedule",
     "schedule_refresh",

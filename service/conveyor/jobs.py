@@ -33,6 +33,18 @@ class ClaimedJob(NamedTuple):
 Cursors = Mapping[tuple[str, int], tuple[datetime, int]]
 
 
+class HeldBack(NamedTuple):
+    """A limited queue's claim came back short because a limit held jobs back.
+
+    ``next_at``: when one of them may start (a rate window reopens), by the database's
+    clock; None when only a running job's end frees a start. ``checked_at``: the clock the
+    claim used."""
+
+    queue: str
+    next_at: datetime | None
+    checked_at: datetime
+
+
 class Held(NamedTuple):
     """A claim: the fencing token every write to a running job must present."""
 

@@ -19,12 +19,14 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from . import jsonb
 from .backoff import Backoff
 from .cron import Cron
 from .errors import ArgumentsError, InvalidOptionError, TaskImportError
+from .limits import QueueLimits, Rate, limits_of
 from .settings import MAX_ARGS_BYTES
 
 PRIORITIES: Mapping[str, int] = {"critical": 0, "high": 1, "normal": 2, "low": 3}
@@ -153,6 +155,7 @@ class Registry:
         self._tasks: dict[str, Task] = {}
         self._by_func: dict[Callable[..., Any], Task] = {}
         self._schedules: dict[str, ScheduleSpec] = {}
+        self._limits: dict[str, QueueLimits] = {}
 
     @overload
     def task(self, func: F, /) -> F: ...
@@ -301,6 +304,31 @@ class Registry:
 
     def schedules(self) -> list[ScheduleSpec]:
         return list(self._schedules.values())
+
+    def queue(
+        self,
+        name: str,
+        *,
+        rate: Rate | tuple[int, str | timedelta | float] | str | None = None,
+        concurrency: int | None = None,
+        key_rate: Rate | tuple[int, str | timedelta | float] | str | None = None,
+        key_concurrency: int | None = None,
+    ) -> QueueLimits:
+        """Declare a queue's limits in code, e.g. ``registry.queue("exports", rate=(20, "1m"),
+        concurrency=1)`` (see Conveyor.set_queue_limits for their meaning). A worker whose
+        registry declares them writes them to the queue's row when it starts: the code wins
+        over limits set from the CLI or SQL since then. A queue not declared keeps what was
+        set there."""
+        limits = limits_of(rate, concurrency, key_rate, key_concurrency)
+        existing = self._limits.get(check_queue_name(name))
+        if existing is not None and existing != limits:
+            raise InvalidOptionError(f"queue {name!r} is declared twice with different limits")
+        self._limits[name] = limits
+        return limits
+
+    def queue_limits(self) -> dict[str, QueueLimits]:
+        """The queues whose limits this registry declares."""
+        return dict(self._limits)
 
     def queues(self) -> set[str]:
         """Every queue a registered task or a declared schedule names."""
@@ -494,5 +522,7 @@ def register_builtin(task: Task) -> Task:
 default_registry = Registry()
 task = default_registry.task
 schedule = default_registry.schedule
+declare_queue = default_registry.queue
 """Register a function as a task in the default registry: ``@task`` or ``@task(queue=...)``;
-``schedule(name, cron, task, args, timezone=...)`` declares a schedule there."""
+``schedule(name, cron, task, args, timezone=...)`` declares a schedule there, and
+``declare_queue(name, rate=..., concurrency=...)`` a queue's limits."""

@@ -32,7 +32,8 @@ WITH clock AS (
     SELECT w.queue, w.max_jobs
     FROM unnest(%(queues)s::text[], %(limits)s::integer[]) AS w (queue, max_jobs)
     LEFT JOIN {schema}.queues q ON q.name = w.queue
-    WHERE q.paused IS NOT TRUE
+    -- A limited queue is claimed by claim_limited (sql/queries/limits.sql), never here.
+    WHERE q.paused IS NOT TRUE AND q.limited IS NOT TRUE
 ), after AS (
     SELECT * FROM unnest(%(after_queues)s::text[], %(after_priorities)s::smallint[],
                          %(after_run_ats)s::timestamptz[], %(after_ids)s::bigint[])
@@ -93,7 +94,8 @@ WITH clock AS (
     SELECT w.queue, w.max_jobs
     FROM unnest(%(queues)s::text[], %(limits)s::integer[]) AS w (queue, max_jobs)
     LEFT JOIN {schema}.queues q ON q.name = w.queue
-    WHERE q.paused IS NOT TRUE
+    -- A limited queue is claimed by claim_limited (sql/queries/limits.sql), never here.
+    WHERE q.paused IS NOT TRUE AND q.limited IS NOT TRUE
 ), after AS (
     SELECT * FROM unnest(%(after_queues)s::text[], %(after_priorities)s::smallint[],
                          %(after_run_ats)s::timestamptz[], %(after_ids)s::bigint[])

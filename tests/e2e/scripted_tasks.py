@@ -58,6 +58,16 @@ def blocking(seconds: float, ctx: JobContext) -> None:
     note("done", ctx)
 
 
+@task(queue="rated")
+async def rated(ctx: JobContext) -> None:
+    """For limit tests: starts are read from job_history."""
+
+
+@task(queue="capped")
+async def capped(seconds: float, ctx: JobContext) -> None:
+    await asyncio.sleep(seconds)
+
+
 # -- results, chains and batches (tests/e2e/test_flow_processes.py) ------------------------
 
 

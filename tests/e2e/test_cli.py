@@ -581,14 +581,16 @@ def test_status_prints_one_line_per_queue_with_its_counts(
         "completed_24h",
         "dead",
         "oldest_waiting",
+        "limits",
+        "limits_in_use",
     ]
     assert sorted(rows) == ["default", "emails", "idle", "reports"]
     assert rows["default"][:7] == ["default", "no", "2", "1", "0", "0", "0"]
     assert rows["default"][7].startswith("0:05:"), rows["default"]
     assert rows["emails"][:7] == ["emails", "no", "1", "2", "1", "0", "0"]
     assert re.fullmatch(r"0:0\d:\d\d", rows["emails"][7]), rows["emails"]
-    assert rows["idle"] == ["idle", "yes", "0", "0", "0", "0", "0", "-"]
-    assert rows["reports"] == ["reports", "no", "0", "0", "0", "1", "2", "-"]
+    assert rows["idle"] == ["idle", "yes", "0", "0", "0", "0", "0", "-", "-", "-"]
+    assert rows["reports"] == ["reports", "no", "0", "0", "0", "1", "2", "-", "-", "-"]
 
 
 def test_status_shows_the_scheduler_and_warns_when_schedules_exist_and_none_ticks(
@@ -1079,7 +1081,7 @@ def test_every_read_command_prints_json_with_json(env: dict[str, str], db: DB, t
         cwd=tmp_path,
     )
     queues, dead, one_dead, schedule_list, fires, retention = (json.loads(ok(run)) for run in runs)
-    assert queues == [{"queue": "default", "paused": False}]
+    assert queues == [{"queue": "default", "paused": False, "limits": None}]
     assert [(d["id"], d["last_error"]) for d in dead] == [(9100, "ValueError: nope")]
     assert (one_dead["id"], one_dead["args"], one_dead["errors"][0]["error"]) == (
         9100,

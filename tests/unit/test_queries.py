@@ -24,6 +24,7 @@ def test_the_query_folder_is_the_checkout_one() -> None:
         "execute.sql",
         "flows.sql",
         "inspect.sql",
+        "limits.sql",
         "maintain.sql",
         "matviews.sql",
         "retention.sql",

@@ -1,10 +1,34 @@
-"""`conveyor queues`: list, create, pause and resume queues."""
+"""`conveyor queues`: list, create, pause and resume queues, and set their limits."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
+from ..errors import ConveyorError
+from ..limits import LimitsInUse, Rate, parse_rate
+from ..queue.client import Conveyor, QueueStats
 from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, with_client
+
+if TYPE_CHECKING:  # click's ParamType is generic from 8.2 on, and cannot be subscripted before
+    _RateBase = click.ParamType[Rate, Any]
+else:
+    _RateBase = click.ParamType
+
+
+class RateType(_RateBase):
+    """A rate limit option: COUNT/DURATION, like ``20/1m`` or ``10/1s``."""
+
+    name = "rate"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Rate:
+        if isinstance(value, Rate):
+            return value
+        try:
+            return parse_rate(str(value))
+        except ConveyorError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @click.group()
@@ -17,11 +41,83 @@ def queues() -> None:
 @click.pass_obj
 @handle_errors
 def queues_list(ctx: Context, as_json: bool) -> None:
-    stats = run_coroutine(with_client(ctx, lambda c: c.queue_stats()))
+    """Every queue: paused or not, its limits and their use now (running jobs, starts within
+    the rate window), so a queue that is not draining says why."""
+    stats, limits = run_coroutine(with_client(ctx, read_queues))
     if as_json:
-        echo_json([{"queue": s.queue, "paused": s.paused} for s in stats])
+        echo_json(
+            [
+                {"queue": s.queue, "paused": s.paused, "limits": limits_json(limits.get(s.queue))}
+                for s in stats
+            ]
+        )
         return
-    click.echo(table([[s.queue, s.paused] for s in stats], ["queue", "paused"]))
+    rows = [[s.queue, s.paused, *limits_cells(limits.get(s.queue))] for s in stats]
+    click.echo(table(rows, ["queue", "paused", "limits", "in use"]))
+
+
+async def read_queues(client: Conveyor) -> tuple[list[QueueStats], dict[str, LimitsInUse]]:
+    return await client.queue_stats(), {row.queue: row for row in await client.queue_limits()}
+
+
+def limits_cells(use: LimitsInUse | None) -> list[str]:
+    if use is None:
+        return ["-", "-"]
+    return [use.limits.describe(), use.describe_use()]
+
+
+def limits_json(use: LimitsInUse | None) -> dict[str, Any] | None:
+    if use is None:
+        return None
+    limits = use.limits
+    return {
+        "rate": None if limits.rate is None else {"limit": limits.rate.count, "period": limits.rate.period},
+        "concurrency": limits.concurrency,
+        "key_rate": None
+        if limits.key_rate is None
+        else {"limit": limits.key_rate.count, "period": limits.key_rate.period},
+        "key_concurrency": limits.key_concurrency,
+        "running": use.running,
+        "window_starts": use.window_starts,
+        "keys_in_window": use.keys_in_window,
+    }
+
+
+@queues.command("limit")
+@click.argument("name")
+@click.option("--rate", type=RateType(), help="At most COUNT job starts per DURATION, e.g. 20/1m.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="At most this many running at once.")
+@click.option("--key-rate", type=RateType(), help="Per job key: at most COUNT starts per DURATION.")
+@click.option("--key-concurrency", type=click.IntRange(min=1), help="Per job key: at most this many running.")
+@click.option("--clear", is_flag=True, help="Remove every limit of the queue.")
+@click.pass_obj
+@handle_errors
+def queues_limit(
+    ctx: Context,
+    name: str,
+    rate: Rate | None,
+    concurrency: int | None,
+    key_rate: Rate | None,
+    key_concurrency: int | None,
+    clear: bool,
+) -> None:
+    """Set a queue's limits, enforced across all workers (the options not given are cleared),
+    or --clear them all. A worker whose code declares limits for the queue sets them again
+    when it starts (docs/limits.md)."""
+    given = [v for v in (rate, concurrency, key_rate, key_concurrency) if v is not None]
+    if clear == bool(given):
+        raise click.UsageError(
+            "give at least one of --rate, --concurrency, --key-rate, --key-concurrency, or --clear alone"
+        )
+    limits = run_coroutine(
+        with_client(
+            ctx,
+            lambda c: c.set_queue_limits(
+                name, rate=rate, concurrency=concurrency, key_rate=key_rate, key_concurrency=key_concurrency
+            ),
+        )
+    )
+    click.echo(f"queue {name!r}: no limits" if clear else f"queue {name!r}: {limits.describe()}")
 
 
 @queues.command("create")

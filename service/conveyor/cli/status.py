@@ -7,10 +7,23 @@ from typing import Any
 
 import click
 
+from ..limits import LimitsInUse
 from ..queue.client import Conveyor, QueueStats, SchedulerStatus, seconds_ago
 from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, warn, with_client
+from .queues import limits_cells, limits_json
 
-HEADERS = ["queue", "paused", "waiting", "scheduled", "running", "completed_24h", "dead", "oldest_waiting"]
+HEADERS = [
+    "queue",
+    "paused",
+    "waiting",
+    "scheduled",
+    "running",
+    "completed_24h",
+    "dead",
+    "oldest_waiting",
+    "limits",
+    "limits_in_use",
+]
 
 
 @click.command()
@@ -18,18 +31,22 @@ HEADERS = ["queue", "paused", "waiting", "scheduled", "running", "completed_24h"
 @click.pass_obj
 @handle_errors
 def status(ctx: Context, as_json: bool) -> None:
-    """Per queue: waiting, scheduled, running, completed (24 h), dead, oldest waiting; then
+    """Per queue: waiting, scheduled, running, completed (24 h), dead, oldest waiting, its limits
+    and their use now; then
     the elected scheduler, with a warning when schedules exist and none runs."""
 
-    async def read(client: Conveyor) -> tuple[list[QueueStats], SchedulerStatus]:
-        return await client.queue_stats(), await client.scheduler_status()
+    async def read(client: Conveyor) -> tuple[list[QueueStats], dict[str, LimitsInUse], SchedulerStatus]:
+        limits = {row.queue: row for row in await client.queue_limits()}
+        return await client.queue_stats(), limits, await client.scheduler_status()
 
-    stats, scheduler = run_coroutine(with_client(ctx, read))
+    stats, limits, scheduler = run_coroutine(with_client(ctx, read))
     warning = scheduler.warning()
     if as_json:
         echo_json(
             {
-                "queues": stats,
+                "queues": [
+                    {**dataclasses.asdict(s), "limits": limits_json(limits.get(s.queue))} for s in stats
+                ],
                 "scheduler": {
                     **dataclasses.asdict(scheduler),
                     "running": scheduler.running,
@@ -49,6 +66,7 @@ def status(ctx: Context, as_json: bool) -> None:
                 s.completed_24h,
                 s.dead,
                 s.oldest_waiting_age,
+                *limits_cells(limits.get(s.queue)),
             ]
             for s in stats
         ]

@@ -22,7 +22,8 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from .. import jsonb
-from ..jobs import ClaimedJob, Cursors, Held, Outcomes, Recorded
+from ..jobs import ClaimedJob, Cursors, Held, HeldBack, Outcomes, Recorded
+from ..limits import QueueLimits
 from ..settings import Timeouts
 from .connections import (
     DEADLINE_MARGIN,
@@ -338,6 +339,47 @@ class Database:
             },
         )
         return [ClaimedJob._make(row) for row in rows]
+
+    async def claim_limited(
+        self,
+        *,
+        worker_id: UUID,
+        queue: str,
+        limit: int,
+        lease: timedelta,
+        now: datetime | None,
+        after: Cursors | None = None,
+    ) -> tuple[list[ClaimedJob], HeldBack | None]:
+        """Claim from one limited queue within its limits (sql/queries/limits.sql): the jobs,
+        and what held others back, if a limit did. ``after``: the worker's cursors (only this
+        queue's are read)."""
+        levels = [(priority, key) for (name, priority), key in (after or {}).items() if name == queue]
+        rows = await self.fetch(
+            "claim_limited",
+            {
+                "queue": queue,
+                "limit": limit,
+                "worker_id": worker_id,
+                "lease": lease,
+                "now": now,
+                "after_priorities": [priority for priority, _ in levels],
+                "after_run_ats": [run_at for _, (run_at, _) in levels],
+                "after_ids": [job_id for _, (_, job_id) in levels],
+            },
+        )
+        jobs = [ClaimedJob._make(row[:10]) for row in rows if row[0] is not None]
+        held = next((HeldBack(row[2], row[10], row[11]) for row in rows if row[0] is None), None)
+        return jobs, held
+
+    async def limited_queues(self, queues: Sequence[str]) -> frozenset[str]:
+        rows = await self.fetch("limited_queues", {"queues": list(queues)})
+        return frozenset(row[0] for row in rows)
+
+    async def set_queue_limits(self, queue: str, limits: QueueLimits) -> None:
+        await self.fetch("set_queue_limits", {"queue": queue, **limits.params()})
+
+    async def prune_rate_windows(self, *, now: datetime | None) -> None:
+        await self.fetch("prune_rate_windows", {"now": now})
 
     async def record_outcomes(
         self,

@@ -27,6 +27,7 @@ from ..errors import (
     UnknownQueueError,
     UnknownTaskError,
 )
+from ..limits import LimitsInUse, QueueLimits, Rate, limits_of
 from ..settings import Settings
 from ..tasks import Registry, check_queue_name, default_registry, unknown_task_message
 from .bulk import Batch, enqueue_many, prepare_many, stream
@@ -460,6 +461,32 @@ class Conveyor:
             raise UnknownQueueError(f"no queue named {name!r}")
         await self.db.fetch("resume_queue", {"queue": name})
 
+    async def set_queue_limits(
+        self,
+        name: str,
+        *,
+        rate: Rate | tuple[int, str | timedelta | float] | str | None = None,
+        concurrency: int | None = None,
+        key_rate: Rate | tuple[int, str | timedelta | float] | str | None = None,
+        key_concurrency: int | None = None,
+    ) -> QueueLimits:
+        """Set a queue's limits, enforced for every worker at once (docs/limits.md): at most
+        ``rate`` starts per period (``(20, "1m")`` or ``"20/1m"``) and ``concurrency`` running,
+        and the same per job key (``key_rate``, ``key_concurrency``; ``key_concurrency=1``
+        runs each key's jobs one at a time). Each limit left None is cleared; all None clears
+        them all. Creates the queue if it does not exist; workers pick the change up at once."""
+        limits = limits_of(rate, concurrency, key_rate, key_concurrency)
+        await self.db.set_queue_limits(check_queue_name(name), limits)
+        return limits
+
+    async def queue_limits(self, name: str | None = None) -> list[LimitsInUse]:
+        """Limited queues (or one) with their limits and their use now."""
+        rows = await self.db.fetch_dicts(
+            "queue_limits",
+            {"queue": None if name is None else check_queue_name(name), "now": self.clock.now()},
+        )
+        return [limits_in_use(row) for row in rows]
+
     async def _queue_exists(self, name: str) -> bool:
         return bool((await self.db.fetch("queue_exists", {"queue": check_queue_name(name)}))[0][0])
 
@@ -697,3 +724,21 @@ def sql_error_message(exc: Exception) -> str:
 
 
 _FUNCTION_PREFIX = re.compile(r"^conveyor\.\w+: ")
+
+
+def limits_in_use(row: Mapping[str, Any]) -> LimitsInUse:
+    """A row of the queue_limits query."""
+    return LimitsInUse(
+        queue=row["name"],
+        limits=QueueLimits(
+            rate=None if row["rate_limit"] is None else Rate(row["rate_limit"], row["rate_period"]),
+            concurrency=row["concurrency"],
+            key_rate=None
+            if row["key_rate_limit"] is None
+            else Rate(row["key_rate_limit"], row["key_rate_period"]),
+            key_concurrency=row["key_concurrency"],
+        ),
+        running=row["running"],
+        window_starts=row["window_starts"],
+        keys_in_window=row["keys_in_window"],
+    )

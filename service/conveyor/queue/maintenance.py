@@ -4,7 +4,8 @@
   due, and their queues' workers are woken. The loop sleeps until the earliest scheduled
   job is due, at most ``stage_interval``, so a delay fires on time.
 - Rescue: jobs whose lease ran out go back to the queue (see ``leases``).
-- Upkeep: history partitions ahead of time; forget workers silent for an hour.
+- Upkeep: history partitions ahead of time; forget workers silent for an hour; drop rate
+  windows whose starts all left their period (queue.limits).
 
 Every statement is safe to run from many workers at once (SKIP LOCKED, conditional
 updates), so no leader is needed for correctness; running it everywhere means a delayed
@@ -100,6 +101,7 @@ class Maintenance:
             self._next_upkeep = mono + self._upkeep_interval
             await self._db.ensure_history_partitions(now=now)
             await self._db.prune_workers(silent_for=timedelta(hours=1), now=now)
+            await self._db.prune_rate_windows(now=now)
         self.passes += 1
         # Measured by the database's clock: a host clock running ahead must not make it spin.
         wait = await self._db.seconds_to_next_scheduled(now=now)

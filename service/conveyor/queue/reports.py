@@ -36,6 +36,8 @@ class WorkerStats:
     handed_back: int = 0
     write_errors: int = 0  # failed attempts to write a batch of outcomes (each retried or given up)
     hook_errors: int = 0
+    # Claims of a limited queue that a limit held back (jobs waited): counted, not logged.
+    limited_claims: int = 0
 
 
 def job_fields(job: ClaimedJob) -> dict[str, Any]:

@@ -387,6 +387,8 @@ class SyncConveyor:
     create_queue = blocking(Conveyor.create_queue)
     pause_queue = blocking(Conveyor.pause_queue)
     resume_queue = blocking(Conveyor.resume_queue)
+    set_queue_limits = blocking(Conveyor.set_queue_limits)
+    queue_limits = blocking(Conveyor.queue_limits)
     schedules = blocking(Conveyor.schedules)
     create_schedule = blocking(Conveyor.create_schedule)
     check_materialized_view = blocking(Conveyor.check_materialized_view)

@@ -43,6 +43,7 @@ from .completer import Completer
 from .cursors import ClaimCursors
 from .executor import Bury, Executor, Outcome, Retry, describe
 from .leases import LeaseKeeper
+from .limits import LimitedQueues
 from .maintenance import Maintenance
 from .notifier import Notifier
 from .progress import ProgressWriter
@@ -57,6 +58,8 @@ JOB_THREAD_PREFIX = "conveyor-job"
 # it waits for cancelled jobs to end.
 SHUTDOWN_WRITE_TIMEOUT = 10.0
 CANCEL_TIMEOUT = 5.0
+# The notification set_queue_limits sends: read which queues are limited again.
+LIMITS_CHANGED = "#limits"
 # How soon a claim that failed on a connection is tried again (on a new connection).
 CLAIM_RETRY = 0.1
 
@@ -213,6 +216,7 @@ class Worker:
         # (bench/RESULTS.md, "Why the code is shaped so").
         self._claim_batch = max(50, self.config.concurrency // 2)
         self._cursors = ClaimCursors()
+        self._limits = LimitedQueues(self.queues)
         self.claimed = 0
         self.claim_rounds = 0
 
@@ -286,6 +290,9 @@ class Worker:
 
     async def _register(self) -> None:
         await self.db.create_queues(self.queues)
+        for name, limits in self.registry.queue_limits().items():
+            # The code's declaration wins at start (docs/limits.md); notifies the workers.
+            await self.db.set_queue_limits(name, limits)
         await self.db.sync_tasks(
             [(t.name, t.queue, t.priority, t.max_attempts, t.timeout) for t in self.registry.with_builtins()]
         )
@@ -314,7 +321,9 @@ class Worker:
         while not self._stopping.is_set():
             free = config.concurrency - len(self._running)
             backlogged = self.completer.pending >= 10 * config.concurrency
-            if free > 0 and not backlogged and (more_waiting or self._woken):
+            reopened = self._limits.next_due()
+            reopened_now = reopened is not None and reopened <= time.monotonic()
+            if free > 0 and not backlogged and (more_waiting or self._woken or reopened_now):
                 cooldown = last_claim + config.fetch_cooldown - time.monotonic()
                 if cooldown > 0:
                     await asyncio.sleep(cooldown)
@@ -341,6 +350,11 @@ class Worker:
             wait = config.poll_interval
             if look_again_at is not None and free > 0 and not backlogged:
                 wait = max(0.0, min(wait, look_again_at - time.monotonic()))
+            # A limited queue's rate window reopens: claim at that instant (queue.limits).
+            reopens = self._limits.next_due()
+            if reopens is not None and free > 0 and not backlogged:
+                wait = max(0.0, min(wait, reopens - time.monotonic()))
+            polling = wait == config.poll_interval
             # A stop or a notification that came while the claim was in flight set the signal
             # this clear would lose: the stop until the next poll, the notification's job (if
             # it committed after the claim's snapshot) likewise.
@@ -355,20 +369,54 @@ class Worker:
             except TimeoutError:
                 more_waiting = True  # poll: notifications are hints, not promises
                 look_again_at = None
+                if polling:
+                    self._limits.polled()
 
     async def _claim(self, free: int, after: Cursors) -> list[ClaimedJob] | None:
+        jobs: list[ClaimedJob] = []
         try:
-            jobs = await self.db.claim_jobs(
-                worker_id=self.id,
-                queues=self.queues,
-                limits=[free] * len(self.queues),
-                limit=free,
-                lease=self._lease,
-                now=self.clock.now(),
-                after=after,
-            )
+            limits = self._limits
+            if limits.stale:
+                limits.update(await self.db.limited_queues(self.queues))
+            # Limited queues first, one statement each (queue.limits), then the rest at once.
+            for queue in limits.due(time.monotonic()):
+                if len(jobs) >= free:
+                    break
+                taken, held = await self.db.claim_limited(
+                    worker_id=self.id,
+                    queue=queue,
+                    limit=free - len(jobs),
+                    lease=self._lease,
+                    now=self.clock.now(),
+                    after=after,
+                )
+                jobs.extend(taken)
+                if held is None:
+                    limits.claimed(queue)
+                else:
+                    limits.held_back(held, time.monotonic())
+                    self.stats.limited_claims += 1
+            plain = limits.plain()
+            if plain and len(jobs) < free:
+                want = free - len(jobs)
+                jobs.extend(
+                    await self.db.claim_jobs(
+                        worker_id=self.id,
+                        queues=plain,
+                        limits=[want] * len(plain),
+                        limit=want,
+                        lease=self._lease,
+                        now=self.clock.now(),
+                        after=after,
+                    )
+                )
         except Exception as exc:
             log.warning("claim failed: %s", exc)
+            if jobs:  # claimed by an earlier statement: they are ours, run them
+                self._woken = True
+                self.claimed += len(jobs)
+                self.claim_rounds += 1
+                return jobs
             # A connection that failed is replaced, so a claim that failed on one is tried
             # again soon, not a poll interval later; and at once when woken (LISTEN set up
             # again after an outage), so work resumes as soon as the database is back.
@@ -478,7 +526,11 @@ class Worker:
     # -- callbacks ---------------------------------------------------------------------
 
     def _on_notify(self, queue: str) -> None:
-        if queue in self._queue_set:
+        if queue == LIMITS_CHANGED:
+            self._limits.stale = True
+            self._woken = True
+            self._signal.set()
+        elif queue in self._queue_set:
             self._woken = True
             self._signal.set()
 
@@ -491,6 +543,9 @@ class Worker:
         unwritten = self._unwritten
         for outcome in batch:
             unwritten.pop(Held(outcome.job.id, outcome.job.claim), None)
+        if self._limits.limited and self._limits.slots_freed(o.job.queue for o in batch):
+            self._woken = True  # a start this worker's job held is free: claim it now
+            self._signal.set()
         if recorded is None:
             return
         self.stats.completed += len(recorded.completed)

@@ -43,3 +43,26 @@ class Discard(Exception):
 class JobStateError(ConveyorError):
     """The job is not in a state that allows the operation (cancel a finished job, delete a
     running one, run now a job that waits for another): the message says which state it is in."""
+
+
+class JobFailed(ConveyorError):
+    """The awaited job died (out of attempts, discarded, or its lease ran out on its last
+    attempt): ``job_id`` and ``error``, the last entry of its errors (a dict with "error",
+    "attempt", "at", "worker" and, for an exception, its "traceback")."""
+
+    def __init__(self, job_id: int, error: dict[str, object] | None) -> None:
+        self.job_id = job_id
+        self.error = error
+        what = (error or {}).get("error") or "no error recorded"
+        super().__init__(f"job {job_id} failed: {what}")
+
+
+class JobCancelled(ConveyorError):
+    """The awaited job was cancelled (e.g. the job it was to run after died): ``job_id`` and
+    ``error``, the entry saying why."""
+
+    def __init__(self, job_id: int, error: dict[str, object] | None) -> None:
+        self.job_id = job_id
+        self.error = error
+        what = (error or {}).get("error") or "no reason recorded"
+        super().__init__(f"job {job_id} was cancelled: {what}")

@@ -1,5 +1,5 @@
 -- Job control (docs/job-control.md): pauses of tasks and of everything, and one job's cancel,
--- abort, run now and delete. The SQL functions are in sql/migrations/0009_job_control.up.sql;
+-- abort, run now and delete. The SQL functions are in sql/migrations/0010_job_control.up.sql;
 -- every job that ends as cancelled ends through cancel_jobs_v1.
 
 -- name: pause_task

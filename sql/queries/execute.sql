@@ -26,7 +26,7 @@ SET plan_cache_mode = force_generic_plan;
 -- run_at, id: read only what lies past that key), or from the start of the level when it
 -- has none. Levels are read in order and only as far as needed: a first level that fills
 -- the claim locks nothing on the others.
--- Pauses (sql/migrations/0009_job_control.up.sql): nothing is claimed while a pauses row of
+-- Pauses (sql/migrations/0010_job_control.up.sql): nothing is claimed while a pauses row of
 -- scope 'all' exists (an InitPlan: one read of the small pauses table per statement), and
 -- jobs of a paused task are skipped (an anti-join on the pauses table, read once and kept:
 -- written as NOT EXISTS so that the planner, seeing pauses empty, keeps the ordered read of
@@ -209,22 +209,37 @@ RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.
 
 -- name: complete_jobs
 -- Move finished jobs to history with their results; returns the ids that were still ours.
--- %(jobs)s: {"<id>": [claims, result]}.
+-- %(jobs)s: {"<id>": [claims, result]}. Jobs with followers, in a batch or awaited are settled
+-- (settle_v1); for the others `settled` aggregates nothing and calls nothing. (FILTER in the
+-- aggregate, not WHERE: the ended rows are read once and none is counted as thrown away, which
+-- tests/integration/test_fenced_write_plans.py bounds.)
 WITH done AS (
     DELETE FROM {schema}.jobs j
     WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
       AND j.worker_id = %(worker_id)s
       AND j.claims = (%(jobs)s::jsonb -> j.id::text ->> 0)::integer
     RETURNING j.*
+), moved AS (
+    INSERT INTO {schema}.job_history
+        (id, run_at, enqueued_at, started_at, finished_at, worker_id, attempt, max_attempts, priority,
+         state, queue, task, unique_key, args, result, errors, key, meta, after_id, batch_id)
+    SELECT id, run_at, enqueued_at, started_at, coalesce(%(now)s::timestamptz, now()), worker_id, attempt,
+           max_attempts, priority, 'completed', queue, task, unique_key, args,
+           nullif(%(jobs)s::jsonb -> id::text -> 1, 'null'), errors, key, meta, after_id, batch_id
+    FROM done
+    RETURNING id
+), settled AS (
+    SELECT {schema}.settle_v1('completed', f.followed, f.batch_ids, f.awaited, coalesce(%(now)s::timestamptz, now()))
+    FROM (
+        SELECT array_agg(id) FILTER (WHERE has_followers) AS followed,
+               array_agg(batch_id) FILTER (WHERE batch_id IS NOT NULL) AS batch_ids,
+               array_agg(id) FILTER (WHERE awaited) AS awaited
+        FROM done
+    ) AS f
+    WHERE f.followed IS NOT NULL OR f.batch_ids IS NOT NULL OR f.awaited IS NOT NULL
 )
-INSERT INTO {schema}.job_history
-    (id, run_at, enqueued_at, started_at, finished_at, worker_id, attempt, max_attempts, priority,
-     state, queue, task, unique_key, args, result, errors)
-SELECT id, run_at, enqueued_at, started_at, coalesce(%(now)s::timestamptz, now()), worker_id, attempt,
-       max_attempts, priority, 'completed', queue, task, unique_key, args,
-       nullif(%(jobs)s::jsonb -> id::text -> 1, 'null'), errors
-FROM done
-RETURNING id;
+-- Reading `settled` is what runs it (a SELECT in WITH runs only when read).
+SELECT id FROM moved WHERE (SELECT count(*) FROM settled) >= 0;
 
 -- name: retry_jobs
 -- Put failed jobs back to run again after their backoff; records each error. A job whose
@@ -251,7 +266,8 @@ WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
 RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified;
 
 -- name: bury_jobs
--- Move jobs that may not run again to the dead-letter table with their last error.
+-- Move jobs that may not run again to the dead-letter table with their last error; settles
+-- those with followers, in a batch or awaited (as complete_jobs does).
 -- %(jobs)s: {"<id>": [claims, error]}.
 WITH gone AS (
     DELETE FROM {schema}.jobs j
@@ -259,15 +275,26 @@ WITH gone AS (
       AND j.worker_id = %(worker_id)s
       AND j.claims = (%(jobs)s::jsonb -> j.id::text ->> 0)::integer
     RETURNING j.*
+), buried AS (
+    INSERT INTO {schema}.dead_jobs
+        (id, run_at, enqueued_at, started_at, died_at, attempt, max_attempts, claims, priority, queue, task,
+         unique_key, args, errors, key, meta, after_id, batch_id)
+    SELECT id, run_at, enqueued_at, started_at, coalesce(%(now)s::timestamptz, now()), attempt, max_attempts,
+           claims, priority, queue, task, unique_key, args,
+           {schema}.append_error_v1(errors, %(jobs)s::jsonb -> id::text -> 1), key, meta, after_id, batch_id
+    FROM gone
+    RETURNING id
+), settled AS (
+    SELECT {schema}.settle_v1('dead', f.followed, f.batch_ids, f.awaited, coalesce(%(now)s::timestamptz, now()))
+    FROM (
+        SELECT array_agg(id) FILTER (WHERE has_followers) AS followed,
+               array_agg(batch_id) FILTER (WHERE batch_id IS NOT NULL) AS batch_ids,
+               array_agg(id) FILTER (WHERE awaited) AS awaited
+        FROM gone
+    ) AS f
+    WHERE f.followed IS NOT NULL OR f.batch_ids IS NOT NULL OR f.awaited IS NOT NULL
 )
-INSERT INTO {schema}.dead_jobs
-    (id, run_at, enqueued_at, started_at, died_at, attempt, max_attempts, claims, priority, queue, task,
-     unique_key, args, errors)
-SELECT id, run_at, enqueued_at, started_at, coalesce(%(now)s::timestamptz, now()), attempt, max_attempts,
-       claims, priority, queue, task, unique_key, args,
-       {schema}.append_error_v1(errors, %(jobs)s::jsonb -> id::text -> 1)
-FROM gone
-RETURNING id;
+SELECT id FROM buried WHERE (SELECT count(*) FROM settled) >= 0;
 
 -- name: release_jobs
 -- Hand unfinished jobs back at shutdown: available at once. A job's first 5 hand-backs do
@@ -312,19 +339,30 @@ WITH clock AS (
 ), buried AS (
     INSERT INTO {schema}.dead_jobs
         (id, run_at, enqueued_at, started_at, died_at, attempt, max_attempts, claims, priority, queue, task,
-         unique_key, args, errors)
+         unique_key, args, errors, key, meta, after_id, batch_id)
     SELECT gone.id, gone.run_at, gone.enqueued_at, gone.started_at, clock.now, gone.attempt, gone.max_attempts,
            gone.claims, gone.priority, gone.queue, gone.task, gone.unique_key, gone.args,
            {schema}.append_error_v1(gone.errors, jsonb_build_object(
                'attempt', gone.attempt, 'at', clock.now, 'worker', gone.worker_id, 'counted', true,
                'error', 'interrupted: the worker shut down before the job finished, on its last attempt, '
-                        'after 5 hand-backs'))
+                        'after 5 hand-backs')),
+           gone.key, gone.meta, gone.after_id, gone.batch_id
     FROM gone, clock
     RETURNING id
+), settled AS (
+    -- The buried jobs with followers, in a batch or awaited (see complete_jobs).
+    SELECT {schema}.settle_v1('dead', f.followed, f.batch_ids, f.awaited, clock.now)
+    FROM (
+        SELECT array_agg(id) FILTER (WHERE has_followers) AS followed,
+               array_agg(batch_id) FILTER (WHERE batch_id IS NOT NULL) AS batch_ids,
+               array_agg(id) FILTER (WHERE awaited) AS awaited
+        FROM gone
+    ) AS f, clock
+    WHERE f.followed IS NOT NULL OR f.batch_ids IS NOT NULL OR f.awaited IS NOT NULL
 )
 SELECT 'released' AS outcome, id, pg_notify(%(channel)s, queue) IS NOT NULL AS notified FROM released
 UNION ALL
-SELECT 'dead', id, true FROM buried;
+SELECT 'dead', id, true FROM buried WHERE (SELECT count(*) FROM settled) >= 0;
 
 -- name: allow_follow_ups_time
 -- Inside an ack's transaction that writes follow-up jobs: the rest of the transaction may run

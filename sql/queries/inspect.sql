@@ -13,15 +13,17 @@ FROM {schema}.queue_stats ORDER BY queue;
 SELECT id, queue, task, state::text AS state, priority::smallint AS priority, attempt,
        max_attempts::integer AS max_attempts, run_at, enqueued_at, started_at, NULL::timestamptz AS finished_at,
        NULL::timestamptz AS died_at, lease_expires_at, worker_id, unique_key, progress::smallint AS progress,
-       progress_message, args::jsonb AS args, NULL::jsonb AS result, errors
+       progress_message, args::jsonb AS args, NULL::jsonb AS result, errors, key::text AS key, meta::jsonb AS meta,
+       after_id, batch_id
 FROM {schema}.jobs WHERE id = %(id)s
 UNION ALL
 SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, started_at, finished_at,
-       NULL, NULL, worker_id, unique_key, 100, NULL, args, result, errors
+       NULL, NULL, worker_id, unique_key, CASE WHEN state = 'completed' THEN 100 END, NULL, args, result, errors,
+       key, meta, after_id, batch_id
 FROM {schema}.job_history WHERE id = %(id)s
 UNION ALL
 SELECT id, queue, task, 'dead', priority, attempt, max_attempts, run_at, enqueued_at, started_at, NULL,
-       died_at, NULL, NULL, unique_key, NULL, NULL, args, NULL, errors
+       died_at, NULL, NULL, unique_key, NULL, NULL, args, NULL, errors, key, meta, after_id, batch_id
 FROM {schema}.dead_jobs WHERE id = %(id)s;
 
 -- name: list_dead_jobs
@@ -91,7 +93,7 @@ FROM (
      WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
        AND (%(queue)s::text IS NULL OR queue = %(queue)s)
        AND (%(task)s::text IS NULL OR task = %(task)s)
-       AND (%(state)s::text IS NULL OR (%(state)s IN ('available', 'scheduled', 'running') AND state = %(state)s))
+       AND (%(state)s::text IS NULL OR (%(state)s IN ('available', 'scheduled', 'running', 'blocked') AND state = %(state)s))
      ORDER BY id DESC LIMIT %(limit)s)
     UNION ALL
     (SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, finished_at,

@@ -61,18 +61,29 @@ WITH clock AS (
 ), buried AS (
     INSERT INTO {schema}.dead_jobs
         (id, run_at, enqueued_at, started_at, died_at, attempt, max_attempts, claims, priority, queue, task,
-         unique_key, args, errors)
+         unique_key, args, errors, key, meta, after_id, batch_id)
     SELECT gone.id, gone.run_at, gone.enqueued_at, gone.started_at, clock.now, gone.attempt, gone.max_attempts,
            gone.claims, gone.priority, gone.queue, gone.task, gone.unique_key, gone.args,
            {schema}.append_error_v1(gone.errors, jsonb_build_object(
                'attempt', gone.attempt, 'at', clock.now, 'worker', gone.worker_id,
-               'error', 'lease expired: the worker stopped sending heartbeats (killed, crashed or hung)'))
+               'error', 'lease expired: the worker stopped sending heartbeats (killed, crashed or hung)')),
+           gone.key, gone.meta, gone.after_id, gone.batch_id
     FROM gone, clock
     RETURNING id, claims, queue, task, args, attempt, max_attempts, priority, enqueued_at, run_at
+), settled AS (
+    -- The dead jobs with followers, in a batch or awaited (see complete_jobs in execute.sql).
+    SELECT {schema}.settle_v1('dead', f.followed, f.batch_ids, f.awaited, clock.now)
+    FROM (
+        SELECT array_agg(id) FILTER (WHERE has_followers) AS followed,
+               array_agg(batch_id) FILTER (WHERE batch_id IS NOT NULL) AS batch_ids,
+               array_agg(id) FILTER (WHERE awaited) AS awaited
+        FROM gone
+    ) AS f, clock
+    WHERE f.followed IS NOT NULL OR f.batch_ids IS NOT NULL OR f.awaited IS NOT NULL
 )
 SELECT 'retried' AS outcome, r.*, pg_notify(%(channel)s, queue) IS NOT NULL AS notified FROM retried r
 UNION ALL
-SELECT 'dead', b.*, true FROM buried b;
+SELECT 'dead', b.*, true FROM buried b WHERE (SELECT count(*) FROM settled) >= 0;
 
 -- name: register_worker
 -- Record a worker process starting.

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from conveyor import JobContext, task
+from conveyor import Backoff, JobContext, task
 
 _ledger: TextIO | None = None
 
@@ -66,3 +66,44 @@ async def rated(ctx: JobContext) -> None:
 @task(queue="capped")
 async def capped(seconds: float, ctx: JobContext) -> None:
     await asyncio.sleep(seconds)
+
+
+# -- results, chains and batches (tests/e2e/test_flow_processes.py) ------------------------
+
+
+@task(queue="flows")
+async def stamped(ctx: JobContext) -> dict[str, float]:
+    """Returns the wall-clock time at which it finished, for a caller measuring its wait."""
+    note("done", ctx)
+    return {"finished": time.time()}
+
+
+@task(queue="flows", max_attempts=1)
+async def refuse(message: str, ctx: JobContext) -> None:
+    note("start", ctx)
+    raise RuntimeError(message)
+
+
+@task(queue="flows", max_attempts=3, backoff=Backoff.fixed(0.1))
+async def member(n: int, ctx: JobContext) -> int:
+    """Fails its first attempt when n is a multiple of 100: those members are retried."""
+    note("start", ctx)
+    if n % 100 == 0 and ctx.attempt == 1:
+        raise RuntimeError(f"member {n} fails its first attempt")
+    note("done", ctx)
+    return n
+
+
+@task(queue="flows")
+async def batch_summary(batch: dict[str, int], challenge: str, ctx: JobContext) -> dict[str, int]:
+    note("summary", ctx)
+    return batch
+
+
+@task(queue="flows")
+async def evaluate(challenge: str, members: int, ctx: JobContext) -> None:
+    """The seeds' nightly evaluation: one job fans out into a batch of per-member jobs."""
+    group = ctx.batch(batch_summary, {"challenge": challenge})
+    for n in range(members):
+        group.enqueue(member, {"n": n})
+    note("fanned", ctx)

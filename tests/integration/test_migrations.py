@@ -19,7 +19,7 @@ from conveyor.db import migrations
 
 from ..helpers import DB, subprocess_env, wait_until_sync
 
-HEAD = "0009_job_control"
+HEAD = "0010_job_control"
 
 TABLES = {
     "alembic_version",
@@ -46,6 +46,15 @@ TABLES = {
 FUNCTIONS = {
     "abort_job",
     "abort_job_v1",
+    "settle_v1",
+    "seal_batch_v1",
+    "seal_batch",
+    "link_jobs_v1",
+    "finish_batch_v1",
+    "enqueue_flow_v1",
+    "enqueue_flow",
+    "create_batch_v1",
+    "create_batch",
     "append_error_v1",
     "apply_retention",
     "cancel_job",

@@ -23,6 +23,7 @@ def test_the_query_folder_is_the_checkout_one() -> None:
         "control.sql",
         "enqueue.sql",
         "execute.sql",
+        "flows.sql",
         "inspect.sql",
         "limits.sql",
         "maintain.sql",
@@ -67,11 +68,11 @@ def test_every_query_file_parses_into_well_formed_blocks(path: Path) -> None:
         # Parameters are psycopg's %(name)s; a stray % would break execution.
         assert "%" not in re.sub(r"%\(\w+\)s|%%", "", code), f"{where}: stray %"
         # Template fields are identifiers: {schema}, {view} for the view a refresh names, and
-        # {control} for the control channel a worker listens on.
-        assert re.sub(r"\{(schema|view|control)\}", "", code).count("{") == 0, (
+        # {control} and {channel} for the channels a worker or a waiting client listens on.
+        assert re.sub(r"\{(schema|view|control|channel)\}", "", code).count("{") == 0, (
             f"{where}: unknown template field"
         )
-        assert re.sub(r"\{(schema|view|control)\}", "", code).count("}") == 0, f"{where}: stray }}"
+        assert re.sub(r"\{(schema|view|control|channel)\}", "", code).count("}") == 0, f"{where}: stray }}"
         # Tables are always schema-qualified through the template, never by a literal name.
         assert not re.search(r"\bconveyor\.", code), f"{where} hard-codes the conveyor schema"
 
@@ -174,6 +175,7 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "use_generic_plans",
         "allow_follow_ups_time",
         "listen_control",  # the control channel, "<schema>.control", composed per use
+        "listen_done",
     }
     for name in names:
         if "{control}" in load()[name]:
@@ -184,6 +186,10 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         if "{view}" in load()[name]:
             text = composed.compose(name, view=("analytics", 'odd"view'))
             assert b'"analytics"."odd""view"' in text, name
+            continue
+        if "{channel}" in load()[name]:
+            text = composed.compose(name, channel=("conveyor.done",))
+            assert text == b'LISTEN "conveyor.done"', name
             continue
         text = composed[name]
         assert isinstance(text, bytes)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -17,7 +18,7 @@ from ..clock import Clock, DatabaseClock
 from ..db.connections import caller_async_connection
 from ..db.database import Database
 from ..db.queries import Queries, for_schema
-from ..db.steps import run_async
+from ..db.steps import Flow, run_async
 from ..errors import (
     ConfigurationError,
     ConveyorError,
@@ -32,7 +33,9 @@ from ..tasks import Registry, check_queue_name, default_registry, unknown_task_m
 from . import control
 from .bulk import Batch, enqueue_many, prepare_many, stream
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
+from .flows import chain_flow, check_callback, check_link, linked, one
 from .registered import RegisteredTasks, unknown_names
+from .results import ResultWaiters
 from .retention import apply_retention
 from .wake_ups import WakeUps
 
@@ -52,7 +55,7 @@ class QueueStats:
 
 
 # Where a job can be: live (jobs), finished (job_history), dead (dead_jobs).
-JOB_STATES = ("available", "scheduled", "running", "completed", "cancelled", "dead")
+JOB_STATES = ("available", "scheduled", "running", "blocked", "completed", "cancelled", "dead")
 MAX_PAGE = 1000
 
 
@@ -144,6 +147,7 @@ class Conveyor:
         self._registered = RegisteredTasks()  # tasks known by name only, as workers recorded them
         self._db: Database | None = None
         self._wake_ups = WakeUps(self._wake)
+        self._results: ResultWaiters | None = None
 
     async def open(self) -> Conveyor:
         if self._db is None:
@@ -157,6 +161,9 @@ class Conveyor:
         return self
 
     async def close(self) -> None:
+        if self._results is not None:
+            await self._results.close()
+            self._results = None
         if self._db is not None:
             await self._wake_ups.flush()
             await self._db.close()
@@ -193,6 +200,8 @@ class Conveyor:
         meta: Mapping[str, Any] | None = None,
         conn: Any = None,
         durable: bool | None = None,
+        after: int | None = None,
+        batch: int | BatchHandle | None = None,
     ) -> int:
         """Enqueue one job; returns its id (or that of the live job holding ``unique_key``).
 
@@ -202,7 +211,13 @@ class Conveyor:
         reaches the disk; ignored with ``conn``, whose transaction keeps its own setting.
         ``key``: the job's limit key in its queue (default: the value of the task's ``key``
         argument, if it declares one); ``meta``: your own tags, a JSON object Conveyor stores.
+        ``after``: a job id; this job waits ('blocked') until that one completes, and is
+        cancelled if it dies or is cancelled. ``batch``: a batch (see :meth:`batch`) this job
+        joins. Neither goes with ``unique_key`` (see ``queue.flows``).
         """
+        batch_id = batch.id if isinstance(batch, BatchHandle) else batch
+        if after is not None or batch_id is not None:
+            check_link(after, batch_id, [unique_key])
         registry = self.registry
         if isinstance(task, str) and registry.get(task) is None:
             registry = await self._with_registered([task], conn)
@@ -210,6 +225,13 @@ class Conveyor:
             registry,
             JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts, key, meta),
         )
+        queries = self._queries()
+        if after is not None or batch_id is not None:
+            written = enqueue_one(job, channel=queries.channel, now=self.clock.now(), durable=True)
+            ids = await self._run_linked(
+                linked(one(written), after=after, batch=batch_id, now=self.clock.now()), conn
+            )
+            return ids[0]
         # The commonest call, a job due now into a queue known to exist on Conveyor's own
         # connection, is one statement with no conversation around it.
         if (
@@ -230,7 +252,6 @@ class Conveyor:
                     notify=notify,
                     durable=self.durable_enqueue if durable is None else durable,
                 )
-        queries = self._queries()
         flow = enqueue_one(
             job,
             channel=queries.channel,
@@ -243,12 +264,21 @@ class Conveyor:
             return await run_async(await caller_async_connection(conn), queries, flow)
         return await self.db.run(flow)
 
-    async def enqueue_many(self, jobs: Iterable[JobRequest], *, conn: Any = None) -> list[int]:
+    async def enqueue_many(
+        self,
+        jobs: Iterable[JobRequest],
+        *,
+        conn: Any = None,
+        after: int | None = None,
+        batch: int | BatchHandle | None = None,
+    ) -> list[int]:
         """Enqueue many jobs in one transaction (COPY); returns their ids in order.
 
         One bad request enqueues none (see ``queue.bulk``). Tasks named but not imported
-        here are taken as the workers recorded them (see :meth:`enqueue`).
+        here are taken as the workers recorded them (see :meth:`enqueue`). ``after`` and
+        ``batch`` apply to every job (see :meth:`enqueue`).
         """
+        batch_id = batch.id if isinstance(batch, BatchHandle) else batch
         queries = self._queries()
         registry = self.registry
         if not isinstance(jobs, list | tuple):
@@ -257,9 +287,20 @@ class Conveyor:
             registry = await self._with_registered(names, conn)
         # On a caller's connection, checked whole first: a refusal must leave the caller's
         # transaction as it was. On our own, arguments are checked as rows are written.
-        batch = Batch.of(prepare_many(registry, jobs)) if conn is not None else stream(registry, jobs)
+        if after is not None or batch_id is not None:
+            check_link(after, batch_id, [job.unique_key for job in jobs])
+            written = enqueue_many(
+                Batch.of(prepare_many(registry, jobs)),
+                channel=queries.channel,
+                jobs_table=queries.jobs_table,
+                now=self.clock.now(),
+            )
+            return await self._run_linked(
+                linked(written, after=after, batch=batch_id, now=self.clock.now()), conn
+            )
+        rows = Batch.of(prepare_many(registry, jobs)) if conn is not None else stream(registry, jobs)
         flow = enqueue_many(
-            batch, channel=queries.channel, jobs_table=queries.jobs_table, now=self.clock.now()
+            rows, channel=queries.channel, jobs_table=queries.jobs_table, now=self.clock.now()
         )
         if conn is not None:
             raw = await caller_async_connection(conn)
@@ -273,6 +314,115 @@ class Conveyor:
 
     def _queries(self) -> Queries:
         return for_schema(self.settings.schema)
+
+    async def _run_linked(self, flow: Flow[list[int]], conn: Any) -> list[int]:
+        """Run a flow that writes and links jobs in one transaction (the caller's, with conn)."""
+        try:
+            if conn is None:
+                return await self.db.run(flow, atomic=True)
+            raw = await caller_async_connection(conn)
+            if not raw.autocommit:
+                return await run_async(raw, self._queries(), flow)
+            async with raw.transaction():
+                return await run_async(raw, self._queries(), flow)
+        except psycopg.errors.InvalidParameterValue as exc:
+            raise ConveyorError(sql_error_message(exc)) from None
+
+    # -- results, chains and batches (see queue.flows and queue.results) ----------------
+
+    async def result(self, job_id: int, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - the API asks for timeout=
+        """Wait for the job to end and return its result (decoded JSON).
+
+        Raises JobFailed (with the job's last error) if it died, JobCancelled if it was
+        cancelled, NotFoundError for an unknown id, TimeoutError when ``timeout`` seconds pass
+        first. Woken by the job's end through LISTEN/NOTIFY, across processes."""
+        if timeout is not None and timeout < 0:
+            raise InvalidOptionError(f"timeout must not be negative, got {timeout!r}")
+        if self._results is None:
+            self._results = ResultWaiters(self.db, self.settings)
+        return await self._results.wait(job_id, timeout)
+
+    async def chain(self, *jobs: JobRequest, after: int | None = None, conn: Any = None) -> list[int]:
+        """Enqueue jobs that run one after the other, each once the one before completed (the
+        first after ``after`` if given); one transaction. Returns their ids in order."""
+        if not jobs:
+            return []
+        check_link(after, None, [])
+        registry = self.registry
+        if names := unknown_names(registry, (job.task for job in jobs)):
+            registry = await self._with_registered(names, conn)
+        prepared = [prepare(registry, job) for job in jobs]
+        check_link(1, None, [job.unique_key for job in prepared])
+        queries = self._queries()
+        steps = [enqueue_one(job, channel=queries.channel, now=self.clock.now()) for job in prepared]
+        return await self._run_linked(chain_flow(steps, after=after, now=self.clock.now()), conn)
+
+    async def create_batch(
+        self,
+        callback: TaskRef | None = None,
+        args: Mapping[str, Any] | None = None,
+        *,
+        priority: int | str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        conn: Any = None,
+    ) -> int:
+        """A new, open batch; its callback runs once after it is sealed and every member ended,
+        with ``args`` plus ``batch={"id", "total", "completed", "dead", "cancelled"}``."""
+        registry = self.registry
+        if isinstance(callback, str) and registry.get(callback) is None:
+            registry = await self._with_registered([callback], conn)
+        params = check_callback(registry, callback, args, priority)
+        params["meta"] = None if meta is None else jsonb.dumps(dict(meta))
+        return int((await self._flow_call("create_batch", params, conn))[0][0])
+
+    async def seal_batch(self, batch_id: int, *, conn: Any = None) -> int | None:
+        """No more members; returns the callback's job id if every member had ended already."""
+        rows = await self._flow_call("seal_batch", {"id": batch_id, "now": self.clock.now()}, conn)
+        return None if rows[0][0] is None else int(rows[0][0])
+
+    async def get_batch(self, batch_id: int) -> dict[str, Any]:
+        """A batch with its counts, sealed_at, finished_at and callback_job_id."""
+        rows = await self.db.fetch_dicts("get_batch", {"id": batch_id})
+        if not rows:
+            raise NotFoundError(f"no batch with id {batch_id}")
+        return rows[0]
+
+    @asynccontextmanager
+    async def batch(
+        self,
+        callback: TaskRef | None = None,
+        args: Mapping[str, Any] | None = None,
+        *,
+        priority: int | str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        conn: Any = None,
+    ) -> AsyncIterator[BatchHandle]:
+        """``async with conveyor.batch(callback=summary) as batch: await batch.enqueue(...)``:
+        a batch, sealed when the block ends (the callback may then run at once, if every
+        member ended already). With ``conn`` everything happens in the caller's transaction,
+        and a block that raises leaves the batch unsealed (the transaction is the caller's to
+        roll back); on Conveyor's own connections it is sealed anyway, so the members
+        already enqueued still lead to the callback."""
+        handle = BatchHandle(
+            self, await self.create_batch(callback, args, priority=priority, meta=meta, conn=conn), conn
+        )
+        try:
+            yield handle
+        except BaseException:
+            if conn is None:
+                await self.seal_batch(handle.id)
+            raise
+        await self.seal_batch(handle.id, conn=conn)
+
+    async def _flow_call(self, name: str, params: dict[str, Any], conn: Any) -> list[tuple[Any, ...]]:
+        if conn is None:
+            return await self._call(name, params)
+        raw = await caller_async_connection(conn)
+        try:
+            cursor = await raw.execute(self._queries()[name], params)
+            return await cursor.fetchall()
+        except psycopg.errors.InvalidParameterValue as exc:
+            raise ConveyorError(sql_error_message(exc)) from None
 
     async def _with_registered(self, names: list[str], conn: Any) -> Registry:
         """The registry with the tasks of ``names`` that workers recorded, read on the
@@ -609,6 +759,24 @@ class Conveyor:
             raise ConveyorError(sql_error_message(exc)) from None
         except psycopg.errors.RaiseException as exc:
             raise ConveyorError(sql_error_message(exc)) from None
+
+
+class BatchHandle:
+    """An open batch: jobs enqueued through it join it (on the batch's connection, if any)."""
+
+    def __init__(self, client: Conveyor, batch_id: int, conn: Any = None) -> None:
+        self.id = batch_id
+        self._client = client
+        self._conn = conn
+
+    async def enqueue(self, task: TaskRef, args: Mapping[str, Any] | None = None, **options: Any) -> int:
+        """:meth:`Conveyor.enqueue` into this batch."""
+        options.setdefault("conn", self._conn)
+        return await self._client.enqueue(task, args, batch=self.id, **options)
+
+    async def enqueue_many(self, jobs: Iterable[JobRequest], *, after: int | None = None) -> list[int]:
+        """:meth:`Conveyor.enqueue_many` into this batch (one transaction)."""
+        return await self._client.enqueue_many(jobs, conn=self._conn, after=after, batch=self.id)
 
 
 def sql_error_message(exc: Exception) -> str:

@@ -32,7 +32,9 @@ from ..db.errors import is_timeout, is_transient
 from ..db.steps import Flow
 from ..jobs import Outcomes, Recorded
 from .bulk import Batch, enqueue_many
+from .enqueue import PreparedJob
 from .executor import Aborted, Bury, Completed, Outcome, Retry, error_entry
+from .flows import ChildBatch, write_child_batch
 from .reports import WorkerStats, job_fields
 
 log = logging.getLogger("conveyor.worker")
@@ -189,7 +191,7 @@ class Completer:
             job = outcome.job
             if isinstance(outcome, Completed):
                 completed.append((job.id, job.claim, outcome.result_json))
-                if outcome.children:
+                if outcome.children or outcome.batches:
                     children[job.id] = outcome
             elif isinstance(outcome, Retry):
                 retried.append((job.id, job.claim, outcome.delay, outcome.error_json))
@@ -199,15 +201,12 @@ class Completer:
                 aborted.append((job.id, job.claim))
 
         def follow_ups(done: frozenset[int]) -> Flow[Any] | None:
-            jobs = [child for job_id in sorted(done & children.keys()) for child in children[job_id].children]
-            if not jobs:
+            parents = sorted(done & children.keys())
+            jobs = [child for job_id in parents for child in children[job_id].children]
+            groups = [group for job_id in parents for group in children[job_id].batches]
+            if not jobs and not groups:
                 return None
-            return enqueue_many(
-                Batch.of(jobs),
-                channel=self._db.queries.channel,
-                jobs_table=self._db.queries.jobs_table,
-                now=self._clock.now(),
-            )
+            return self._follow_ups(jobs, groups)
 
         recorded = await self._db.record_outcomes(
             Outcomes(completed, retried, buried, aborted),
@@ -220,6 +219,18 @@ class Completer:
         )
         _log_fenced(batch, recorded)
         return recorded
+
+    def _follow_ups(self, jobs: list[PreparedJob], groups: list[ChildBatch]) -> Flow[None]:
+        """Completed jobs' follow-up jobs, then their batches (see ``queue.flows``)."""
+        queries, now = self._db.queries, self._clock.now()
+        if jobs:
+            yield from enqueue_many(
+                Batch.of(jobs), channel=queries.channel, jobs_table=queries.jobs_table, now=now
+            )
+        for group in groups:
+            yield from write_child_batch(
+                group, channel=queries.channel, jobs_table=queries.jobs_table, now=now
+            )
 
 
 def _log_fenced(batch: Sequence[Outcome], recorded: Recorded) -> None:

@@ -12,6 +12,7 @@ import psycopg
 from ..jobs import ClaimedJob, Held
 from ..tasks import Registry
 from .enqueue import JobRequest, PreparedJob, TaskRef, prepare
+from .flows import ChildBatch, check_callback
 
 ProgressSink = Callable[[int | None, str | None], None]
 Connect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]]
@@ -42,6 +43,7 @@ class JobContext:
         self._children: list[PreparedJob] = []
         self._held = Held.of(job)
         self._aborted = aborted
+        self._batches: list[ChildBatch] = []
 
     @property
     def aborted(self) -> bool:
@@ -79,6 +81,24 @@ class JobContext:
             task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts, key, meta
         )
         self._children.append(prepare(self._registry, request))
+
+    def batch(
+        self,
+        callback: TaskRef | None = None,
+        args: Mapping[str, Any] | None = None,
+        *,
+        priority: int | str | None = None,
+    ) -> ChildBatch:
+        """A batch of follow-up jobs (``batch.enqueue(task, args, ...)``), written with this
+        job's completion like :meth:`enqueue`'s jobs, then sealed: ``callback`` runs once
+        after the last member ended, with ``args`` plus ``batch={"id", "total", "completed",
+        "dead", "cancelled"}`` (see ``queue.flows``)."""
+        group = ChildBatch(self._registry, check_callback(self._registry, callback, args, priority))
+        self._batches.append(group)
+        return group
+
+    def batches(self) -> list[ChildBatch]:
+        return list(self._batches)
 
     def progress(self, percent: int | None, message: str | None = None) -> None:
         """Record progress (0-100) and a message; written in the background, never blocks."""

@@ -1,7 +1,7 @@
 """Job control: pause one task everywhere or everything; cancel, abort, run now or delete a job.
 
 Every operation is one call of a SQL function of schema version 9 (its contract is at the
-top of sql/migrations/0009_job_control.up.sql; the user's guide is docs/job-control.md), so
+top of sql/migrations/0010_job_control.up.sql; the user's guide is docs/job-control.md), so
 Python, the CLI and psql reach the same states with the same checks:
 
 - ``cancel``: a waiting, scheduled or blocked job moves to job_history as 'cancelled' with an

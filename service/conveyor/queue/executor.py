@@ -32,6 +32,7 @@ from ..settings import MAX_ARGS_BYTES
 from ..tasks import Registry, Task, unknown_task_message
 from .context import Connect, JobContext, ProgressSink
 from .enqueue import PreparedJob
+from .flows import ChildBatch
 from .reports import job_fields
 
 log = logging.getLogger("conveyor.worker")
@@ -44,6 +45,7 @@ class Completed(NamedTuple):
     job: ClaimedJob
     result_json: str | None
     children: Sequence[PreparedJob] = ()
+    batches: Sequence[ChildBatch] = ()  # ctx.batch(...): written with the ack, like children
 
 
 class Retry(NamedTuple):
@@ -152,8 +154,9 @@ class Executor:
             return Bury(job, self._error(job, message, exc), message, exc)
         except BaseException as exc:  # a task must not be able to stop the worker
             return self._failed(job, task, describe(exc), exc)
-        children = ctx.children() if ctx is not None else ()
-        return Completed(job, _encode_result(result), children)
+        if ctx is None:
+            return Completed(job, _encode_result(result))
+        return Completed(job, _encode_result(result), ctx.children(), ctx.batches())
 
     async def _run_async(self, task: Task, kwargs: dict[str, Any]) -> Any:
         if task.timeout is None:

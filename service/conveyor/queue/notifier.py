@@ -43,8 +43,11 @@ class Notifier:
         on_connect: Callable[[], None] | None = None,
         on_control: Callable[[str], None] | None = None,
         timeouts: Timeouts | None = None,
+        listen: bytes | None = None,
     ) -> None:
+        """``listen``: the LISTEN statement (default: the schema's channel, queue names)."""
         self._conninfo = conninfo
+        self._listen_statement = listen if listen is not None else queries["listen"]
         self._queries = queries
         self._on_notify = on_notify
         self._on_connect = on_connect
@@ -79,7 +82,7 @@ class Notifier:
         kwargs.pop("options", None)  # the LISTEN connection runs no statement worth a timeout
         async with await psycopg.AsyncConnection.connect(self._conninfo, **kwargs) as conn:
             self.connection = conn
-            await self._answered(conn, self._queries["listen"])
+            await self._answered(conn, self._listen_statement)
             if self._on_control is not None:
                 await self._answered(
                     conn, self._queries.compose("listen_control", control=(self.control_channel,))

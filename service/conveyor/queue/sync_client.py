@@ -12,24 +12,28 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
+from .. import jsonb
 from ..clock import Clock, DatabaseClock
 from ..db.connections import caller_sync_connection, sync_pool
 from ..db.queries import for_schema
-from ..db.steps import run_sync
-from ..errors import ConfigurationError
+from ..db.steps import Flow, run_sync
+from ..errors import ConfigurationError, ConveyorError
 from ..settings import Settings
 from ..tasks import Registry, default_registry
 from .bulk import Batch, enqueue_many, prepare_many
-from .client import Conveyor
+from .client import Conveyor, sql_error_message
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
+from .flows import chain_flow, check_callback, check_link, linked, one
 from .registered import RegisteredTasks, unknown_names
 
 P = ParamSpec("P")
@@ -90,6 +94,22 @@ class _LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+class SyncBatchHandle:
+    """An open batch of a SyncConveyor (see :class:`BatchHandle`)."""
+
+    def __init__(self, client: SyncConveyor, batch_id: int, conn: Any = None) -> None:
+        self.id = batch_id
+        self._client = client
+        self._conn = conn
+
+    def enqueue(self, task: TaskRef, args: Mapping[str, Any] | None = None, **options: Any) -> int:
+        options.setdefault("conn", self._conn)
+        return self._client.enqueue(task, args, batch=self.id, **options)
+
+    def enqueue_many(self, jobs: Iterable[JobRequest], *, after: int | None = None) -> list[int]:
+        return self._client.enqueue_many(jobs, conn=self._conn, after=after, batch=self.id)
 
 
 class SyncConveyor:
@@ -195,8 +215,13 @@ class SyncConveyor:
         key: str | None = None,
         meta: Mapping[str, Any] | None = None,
         conn: Any = None,
+        after: int | None = None,
+        batch: int | SyncBatchHandle | None = None,
     ) -> int:
         """Enqueue one job; returns its id (see :meth:`Conveyor.enqueue`)."""
+        batch_id = batch.id if isinstance(batch, SyncBatchHandle) else batch
+        if after is not None or batch_id is not None:
+            check_link(after, batch_id, [unique_key])
         registry = self.registry
         if isinstance(task, str) and registry.get(task) is None:
             registry = self._with_registered([task], conn)
@@ -204,6 +229,11 @@ class SyncConveyor:
             registry,
             JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts, key, meta),
         )
+        if after is not None or batch_id is not None:
+            written = enqueue_one(job, channel=self.queries.channel, now=self.clock.now())
+            return self._run_atomic(
+                linked(one(written), after=after, batch=batch_id, now=self.clock.now()), conn
+            )[0]
         flow = enqueue_one(
             job,
             channel=self.queries.channel,
@@ -216,19 +246,43 @@ class SyncConveyor:
         with self._connection() as own:
             return run_sync(own, self.queries, flow)
 
-    def enqueue_many(self, jobs: Iterable[JobRequest], *, conn: Any = None) -> list[int]:
+    def enqueue_many(
+        self,
+        jobs: Iterable[JobRequest],
+        *,
+        conn: Any = None,
+        after: int | None = None,
+        batch: int | SyncBatchHandle | None = None,
+    ) -> list[int]:
         """Enqueue many jobs in one transaction; returns their ids (see :meth:`Conveyor.enqueue_many`)."""
+        batch_id = batch.id if isinstance(batch, SyncBatchHandle) else batch
         registry = self.registry
         if not isinstance(jobs, list | tuple):
             jobs = list(jobs)
+        check_link(after, batch_id, [job.unique_key for job in jobs])
         if names := unknown_names(registry, (job.task for job in jobs)):
             registry = self._with_registered(names, conn)
-        flow = enqueue_many(
-            Batch.of(prepare_many(registry, jobs)),
-            channel=self.queries.channel,
-            jobs_table=self.queries.jobs_table,
+        flow = linked(
+            enqueue_many(
+                Batch.of(prepare_many(registry, jobs)),
+                channel=self.queries.channel,
+                jobs_table=self.queries.jobs_table,
+                now=self.clock.now(),
+            ),
+            after=after,
+            batch=batch_id,
             now=self.clock.now(),
         )
+        return self._run_atomic(flow, conn)
+
+    def _run_atomic(self, flow: Flow[list[int]], conn: Any) -> list[int]:
+        """Run a flow in one transaction: the caller's (conn), or one of its own."""
+        try:
+            return self._run_atomic_raw(flow, conn)
+        except psycopg.errors.InvalidParameterValue as exc:
+            raise ConveyorError(sql_error_message(exc)) from None
+
+    def _run_atomic_raw(self, flow: Flow[list[int]], conn: Any) -> list[int]:
         raw = caller_sync_connection(conn) if conn is not None else None
         if raw is not None:
             if not raw.autocommit:
@@ -253,6 +307,78 @@ class SyncConveyor:
                     rows = own.execute(self.queries["registered_tasks"], params).fetchall()
             self._registered.learn(rows)
         return self._registered.overlay(self.registry, names)
+
+    # -- chains and batches (see Conveyor.chain and Conveyor.batch) ---------------------
+
+    def chain(self, *jobs: JobRequest, after: int | None = None, conn: Any = None) -> list[int]:
+        if not jobs:
+            return []
+        check_link(after, None, [])
+        registry = self.registry
+        if names := unknown_names(registry, (job.task for job in jobs)):
+            registry = self._with_registered(names, conn)
+        prepared = [prepare(registry, job) for job in jobs]
+        check_link(1, None, [job.unique_key for job in prepared])
+        steps = [enqueue_one(job, channel=self.queries.channel, now=self.clock.now()) for job in prepared]
+        return self._run_atomic(chain_flow(steps, after=after, now=self.clock.now()), conn)
+
+    chain.__doc__ = Conveyor.chain.__doc__
+
+    def create_batch(
+        self,
+        callback: TaskRef | None = None,
+        args: Mapping[str, Any] | None = None,
+        *,
+        priority: int | str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        conn: Any = None,
+    ) -> int:
+        registry = self.registry
+        if isinstance(callback, str) and registry.get(callback) is None:
+            registry = self._with_registered([callback], conn)
+        params = check_callback(registry, callback, args, priority)
+        params["meta"] = None if meta is None else jsonb.dumps(dict(meta))
+        return int(self._execute("create_batch", params, conn)[0][0])
+
+    def seal_batch(self, batch_id: int, *, conn: Any = None) -> int | None:
+        rows = self._execute("seal_batch", {"id": batch_id, "now": self.clock.now()}, conn)
+        return None if rows[0][0] is None else int(rows[0][0])
+
+    create_batch.__doc__ = Conveyor.create_batch.__doc__
+    seal_batch.__doc__ = Conveyor.seal_batch.__doc__
+
+    @contextmanager
+    def batch(
+        self,
+        callback: TaskRef | None = None,
+        args: Mapping[str, Any] | None = None,
+        *,
+        priority: int | str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        conn: Any = None,
+    ) -> Iterator[SyncBatchHandle]:
+        """``with conveyor.batch(callback=summary) as batch: batch.enqueue(...)`` (see
+        :meth:`Conveyor.batch`)."""
+        handle = SyncBatchHandle(
+            self, self.create_batch(callback, args, priority=priority, meta=meta, conn=conn), conn
+        )
+        try:
+            yield handle
+        except BaseException:
+            if conn is None:
+                self.seal_batch(handle.id)
+            raise
+        self.seal_batch(handle.id, conn=conn)
+
+    def _execute(self, name: str, params: dict[str, Any], conn: Any) -> list[tuple[Any, ...]]:
+        try:
+            if conn is not None:
+                return caller_sync_connection(conn).execute(self.queries[name], params).fetchall()
+            with self._connection() as own:
+                rows: list[tuple[Any, ...]] = own.execute(self.queries[name], params).fetchall()
+                return rows
+        except psycopg.errors.InvalidParameterValue as exc:
+            raise ConveyorError(sql_error_message(exc)) from None
 
     # -- everything else: the async client's operations ----------------------------------
 
@@ -292,6 +418,8 @@ class SyncConveyor:
     retry_dead = blocking(Conveyor.retry_dead)
     retry_dead_matching = blocking(Conveyor.retry_dead_matching)
     purge_dead = blocking(Conveyor.purge_dead)
+    result = blocking(Conveyor.result)
+    get_batch = blocking(Conveyor.get_batch)
 
     def _connection(self) -> Any:
         if self._pool is None:

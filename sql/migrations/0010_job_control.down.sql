@@ -1,4 +1,4 @@
--- Undo 0009: the queue_stats view goes back to version 1's columns; the functions go.
+-- Undo 0010: the queue_stats view goes back to version 1's columns; the functions go.
 -- Pauses of tasks and of everything stay in the pauses table (version 7's), unread.
 
 DROP VIEW queue_stats;

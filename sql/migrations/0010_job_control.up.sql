@@ -1,4 +1,4 @@
--- Conveyor schema, version 9: job control. Pausing one task everywhere or everything, and
+-- Conveyor schema, version 10: job control. Pausing one task everywhere or everything, and
 -- cancelling, aborting, running now and deleting single jobs (docs/job-control.md).
 --
 -- Pauses. A row in pauses (scope 'all') stops every claim; a row (scope 'task', name) makes
@@ -32,7 +32,8 @@
 -- Moves the given live jobs to job_history as 'cancelled', appending to each one's errors
 -- {attempt, at, worker, error, by}. The caller has locked the rows (FOR UPDATE) and checked
 -- that each may end so (and, for a running job, that its fence still holds). Returns the ids
--- moved. (Chains and batches: the settling of what follows a cancelled job goes here.)
+-- moved, settled: what follows a cancelled job is cancelled, its batch counts it, its
+-- waiting callers are woken (settle_v1).
 CREATE FUNCTION cancel_jobs_v1(ids bigint[], error text, by text, at timestamptz)
 RETURNS SETOF bigint
 LANGUAGE sql
@@ -40,22 +41,35 @@ SET search_path FROM CURRENT
 AS $$
     WITH gone AS (
         DELETE FROM jobs j WHERE j.id = ANY (cancel_jobs_v1.ids) RETURNING j.*
+    ), moved AS (
+        INSERT INTO job_history
+            (id, run_at, enqueued_at, started_at, finished_at, worker_id, attempt, max_attempts, priority,
+             state, queue, task, unique_key, args, result, errors, key, meta, after_id, batch_id)
+        SELECT g.id, g.run_at, g.enqueued_at, g.started_at, coalesce(cancel_jobs_v1.at, now()), g.worker_id,
+               g.attempt, g.max_attempts, g.priority, 'cancelled', g.queue, g.task, g.unique_key, g.args, NULL,
+               append_error_v1(g.errors, jsonb_build_object(
+                   'attempt', g.attempt, 'at', coalesce(cancel_jobs_v1.at, now()), 'worker', g.worker_id,
+                   'error', cancel_jobs_v1.error, 'by', cancel_jobs_v1.by)),
+               g.key, g.meta, g.after_id, g.batch_id
+        FROM gone g
+        RETURNING id
+    ), settled AS (
+        -- Their ends reach others (version 9, settle_v1): blocked followers are cancelled
+        -- with the reason, batches count them, waiting callers are woken. NULLs (the common
+        -- case) return at once.
+        SELECT settle_v1('cancelled',
+                         array_agg(g.id) FILTER (WHERE g.has_followers),
+                         array_agg(g.batch_id) FILTER (WHERE g.batch_id IS NOT NULL),
+                         array_agg(g.id) FILTER (WHERE g.awaited),
+                         coalesce(cancel_jobs_v1.at, now()))
+        FROM gone g
     )
-    INSERT INTO job_history
-        (id, run_at, enqueued_at, started_at, finished_at, worker_id, attempt, max_attempts, priority,
-         state, queue, task, unique_key, args, result, errors, key, meta, after_id, batch_id)
-    SELECT g.id, g.run_at, g.enqueued_at, g.started_at, coalesce(cancel_jobs_v1.at, now()), g.worker_id,
-           g.attempt, g.max_attempts, g.priority, 'cancelled', g.queue, g.task, g.unique_key, g.args, NULL,
-           append_error_v1(g.errors, jsonb_build_object(
-               'attempt', g.attempt, 'at', coalesce(cancel_jobs_v1.at, now()), 'worker', g.worker_id,
-               'error', cancel_jobs_v1.error, 'by', cancel_jobs_v1.by)),
-           g.key, g.meta, g.after_id, g.batch_id
-    FROM gone g
-    RETURNING id;
+    -- Reading settled makes it run (a CTE nobody reads is not executed).
+    SELECT id FROM moved WHERE (SELECT count(*) FROM settled) >= 0;
 $$;
 COMMENT ON FUNCTION cancel_jobs_v1(bigint[], text, text, timestamptz) IS
-    'Move locked, checked live jobs to job_history as cancelled, with an errors entry; the one '
-    'place a job ends as cancelled.';
+    'Move locked, checked live jobs to job_history as cancelled, with an errors entry, and settle '
+    'them (settle_v1); the one place a job ends as cancelled.';
 
 -- == Pauses ==============================================================================
 

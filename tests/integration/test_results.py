@@ -1,0 +1,252 @@
+"""Awaiting a job's result: woken by its end (LISTEN/NOTIFY), errors, timeouts, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from conveyor import Backoff, Conveyor, JobContext, Registry
+from conveyor.db.queries import for_schema
+from conveyor.errors import JobCancelled, JobFailed, NotFoundError
+from conveyor.queue import results
+from conveyor.queue.sync_client import SyncConveyor
+
+from ..helpers import DB, wait_until, wait_until_sync
+
+
+@pytest.fixture(autouse=True)
+def slow_safety_recheck(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A waiter woken only by its slow re-check would take a minute here: every wait below
+    # that returns in seconds was woken by the notification.
+    monkeypatch.setattr(results, "SAFETY_RECHECK", 60.0)
+
+
+async def test_result_is_returned_when_the_job_completes_woken_by_its_notification(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    release = asyncio.Event()
+
+    @registry.task
+    async def answer(ctx: JobContext) -> dict[str, Any]:
+        await release.wait()
+        return {"answer": 42, "job": ctx.job_id}
+
+    job_id = await client.enqueue(answer)
+    async with start_worker():
+        waiting = asyncio.create_task(client.result(job_id, timeout=20))
+        await wait_until(lambda: db.one("select awaited from {schema}.jobs where id = %s", [job_id]))
+        assert not waiting.done()
+        release.set()
+        started = time.monotonic()
+        assert await waiting == {"answer": 42, "job": job_id}
+        assert time.monotonic() - started < 5
+    # Once ended, a second wait reads the stored result at once.
+    assert await client.result(job_id, timeout=1) == {"answer": 42, "job": job_id}
+
+
+async def test_a_dead_job_raises_job_failed_with_its_last_error(
+    client: Conveyor, registry: Registry, start_worker: Any
+) -> None:
+    @registry.task(max_attempts=2, backoff=Backoff.none())
+    async def broken(attempts: list[int] | None = None) -> None:
+        raise RuntimeError("the printer is on fire")
+
+    job_id = await client.enqueue(broken)
+    async with start_worker():
+        with pytest.raises(JobFailed) as failed:
+            await client.result(job_id, timeout=20)
+    assert failed.value.job_id == job_id
+    assert failed.value.error is not None
+    assert "the printer is on fire" in str(failed.value.error["error"])
+    assert failed.value.error["attempt"] == 2
+    assert "the printer is on fire" in str(failed.value)
+
+
+async def test_a_wait_times_out_and_an_unknown_job_is_refused(client: Conveyor, registry: Registry) -> None:
+    @registry.task
+    async def never_run() -> None:
+        pass
+
+    job_id = await client.enqueue(never_run)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"job {job_id} did not end within 0.3 s"):
+        await client.result(job_id, timeout=0.3)
+    assert 0.3 <= time.monotonic() - started < 3
+    with pytest.raises(NotFoundError, match="no job with id 999999"):
+        await client.result(999_999, timeout=1)
+
+
+async def test_many_waiters_share_one_listen_connection(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    @registry.task
+    async def double(n: int) -> int:
+        return 2 * n
+
+    ids = [await client.enqueue(double, {"n": n}) for n in range(20)]
+    async with start_worker(concurrency=5):
+        got = await asyncio.wait_for(asyncio.gather(*(client.result(i, timeout=20) for i in ids)), 30)
+    assert got == [2 * n for n in range(20)]
+    assert client._results is not None
+    assert client._results.notifier.connects == 1
+
+
+async def test_a_dropped_listen_connection_is_made_again_and_every_waiter_rechecks(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    release = asyncio.Event()
+
+    @registry.task
+    async def gated() -> str:
+        await release.wait()
+        return "through"
+
+    job_id = await client.enqueue(gated)
+    async with start_worker():
+        waiting = asyncio.create_task(client.result(job_id, timeout=30))
+        await wait_until(lambda: db.one("select awaited from {schema}.jobs where id = %s", [job_id]))
+        assert client._results is not None
+        notifier = client._results.notifier
+        listener = notifier.connection
+        assert listener is not None
+        # The job ends while nobody listens: its notification is lost.
+        db.all("select pg_terminate_backend(%s)", [listener.info.backend_pid])
+        release.set()
+        await wait_until(lambda: db.one("select count(*) from {schema}.job_history") == 1)
+        assert await asyncio.wait_for(waiting, 10) == "through"
+        assert notifier.connects == 2
+
+
+async def test_a_cancelled_job_raises_job_cancelled_with_the_reason(
+    client: Conveyor, registry: Registry, start_worker: Any
+) -> None:
+    @registry.task(max_attempts=1)
+    async def fails() -> None:
+        raise ValueError("no")
+
+    @registry.task
+    async def follows() -> None:
+        pass
+
+    parent = await client.enqueue(fails)
+    child = await client.enqueue(follows, after=parent)
+    async with start_worker():
+        with pytest.raises(JobCancelled) as cancelled:
+            await client.result(child, timeout=20)
+    assert cancelled.value.error is not None
+    assert cancelled.value.error["error"] == f"cancelled: job {parent}, which this job was to run after, died"
+
+
+async def test_get_job_shows_progress_while_running_and_the_result_after(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    release = asyncio.Event()
+
+    @registry.task
+    async def steps(ctx: JobContext) -> str:
+        ctx.progress(40, "rows 400/1000")
+        await release.wait()
+        return "done"
+
+    job_id = await client.enqueue(steps)
+    async with start_worker():
+        await wait_until(lambda: db.one("select progress from {schema}.jobs where id = %s", [job_id]) == 40)
+        running = await client.get_job(job_id)
+        assert (running["state"], running["progress"], running["progress_message"]) == (
+            "running",
+            40,
+            "rows 400/1000",
+        )
+        assert {"key", "meta", "after_id", "batch_id", "result"} <= running.keys()
+        release.set()
+        assert await client.result(job_id, timeout=20) == "done"
+    finished = await client.get_job(job_id)
+    assert (finished["state"], finished["result"], finished["progress"]) == ("completed", "done", 100)
+
+
+def test_the_sync_client_awaits_results_too(database_url: str, schema: str, db: DB) -> None:
+    registry = Registry()
+
+    @registry.task
+    def elsewhere() -> None:
+        pass
+
+    with SyncConveyor(database_url, schema=schema, registry=registry) as sync:
+        job_id = sync.enqueue(elsewhere)
+        # Claimed and then completed by hand, as a worker would.
+        worker = db.one(
+            "update {schema}.jobs set state = 'running', worker_id = gen_random_uuid(),"
+            " lease_expires_at = now() + interval '1 hour', claims = 1, attempt = 1 where id = %s"
+            " returning worker_id",
+            [job_id],
+        )
+        with pytest.raises(TimeoutError):
+            sync.result(job_id, timeout=2)
+        # That wait had its LISTEN up and marked the job: the next one is woken by the job's
+        # notification alone (no reconnect to re-check on).
+        assert db.one("select awaited from {schema}.jobs where id = %s", [job_id]) is True
+
+        def complete_once_awaited() -> None:
+            wait_until_sync(lambda: db.one("select awaited from {schema}.jobs where id = %s", [job_id]))
+            with db.connect(autocommit=True) as conn:
+                conn.execute(
+                    for_schema(schema)["complete_jobs"],
+                    {"jobs": f'{{"{job_id}": [1, "sync"]}}', "worker_id": worker, "now": None},
+                )
+
+        db.all("update {schema}.jobs set awaited = false where id = %s", [job_id])
+        finisher = threading.Thread(target=complete_once_awaited)
+        finisher.start()
+        started = time.monotonic()
+        try:
+            assert sync.result(job_id, timeout=20) == "sync"
+        finally:
+            finisher.join()
+        assert time.monotonic() - started < 10  # woken, not found by the check at the deadline
+
+
+async def test_a_schema_with_the_longest_name_still_announces_ends(database_url: str, db: DB) -> None:
+    """A channel name holds 63 bytes; "<schema>.done" for a 63-character schema would not,
+    and a NOTIFY on it would make every ack of an awaited job fail."""
+    from conveyor.db import migrations
+
+    name = "r" * 55 + uuid.uuid4().hex[:8]
+    migrations.upgrade(database_url, name)
+    registry = Registry()
+
+    @registry.task
+    async def quick() -> str:
+        return "ok"
+
+    try:
+        async with Conveyor(database_url, schema=name, registry=registry) as client:
+            job_id = await client.enqueue(quick)
+            waiting = asyncio.create_task(client.result(job_id, timeout=20))
+            await wait_until(
+                lambda: DB(database_url, name).one(
+                    "select awaited from {schema}.jobs where id = %s", [job_id]
+                )
+            )
+            worker = DB(database_url, name).one(
+                "update {schema}.jobs set state = 'running', worker_id = gen_random_uuid(),"
+                " lease_expires_at = now() + interval '1 hour', claims = 1, attempt = 1 where id = %s"
+                " returning worker_id",
+                [job_id],
+            )
+            started = time.monotonic()
+            with db.connect(autocommit=True) as conn:
+                conn.execute(
+                    for_schema(name)["complete_jobs"],
+                    {"jobs": f'{{"{job_id}": [1, "ok"]}}', "worker_id": worker, "now": None},
+                )
+            assert await waiting == "ok"
+            assert time.monotonic() - started < 10
+    finally:
+        with db.connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))

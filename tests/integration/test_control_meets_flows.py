@@ -56,7 +56,8 @@ async def test_cancelled_batch_members_are_counted_and_the_callback_runs_once(
         await wait_until(lambda: len(summaries) == 1)
         info = await client.get_batch(batch.id)
     assert summaries == [{"id": batch.id, "total": 3, "completed": 1, "dead": 0, "cancelled": 2}]
-    assert info["pending"] == 0 and info["finished_at"] is not None
+    assert info["pending"] == 0
+    assert info["finished_at"] is not None
 
 
 async def test_an_aborted_running_job_wakes_its_caller_and_cancels_its_follower(

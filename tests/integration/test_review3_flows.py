@@ -1,0 +1,92 @@
+"""Review 3 of issue 11 (results, chains, batches): problems found, each a failing test."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from conveyor import Conveyor, Registry
+from conveyor.db.queries import for_schema
+
+from ..helpers import DB, wait_until
+
+
+async def test_result_with_timeout_0_of_a_completed_job_returns_its_result(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    """docs/results-and-flows.md: TimeoutError only if the job 'has not ended when timeout
+    seconds have passed'. A job that ended long ago has ended at once."""
+
+    @registry.task
+    async def answer() -> int:
+        return 42
+
+    job = await client.enqueue(answer)
+    async with start_worker():
+        await wait_until(lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job]) == 1)
+    assert await client.result(job, timeout=0) == 42
+
+
+def claim_by_hand(db: DB, ids: list[int]) -> uuid.UUID:
+    worker = uuid.uuid4()
+    db.all(
+        "update {schema}.jobs set state = 'running', worker_id = %s, lease_expires_at = now() + interval '1 hour',"
+        " claims = claims + 1, attempt = attempt + 1 where id = any(%s)",
+        [worker, ids],
+    )
+    return worker
+
+
+def test_a_member_completing_while_a_follower_joins_its_batch_do_not_deadlock(
+    db: DB, database_url: str, schema: str
+) -> None:
+    """A (member of batch X) completes while B is enqueued with after=A into X. link_jobs_v1
+    locks X then A; complete_jobs locks A (its DELETE) then X (settle_v1): opposite orders.
+    Made deterministic by holding A's row while both start."""
+    db.all("select {schema}.create_queue('default')")
+    x = db.one("select {schema}.create_batch()")
+    a = db.one("select {schema}.enqueue_flow('t', batch_id => %s)", [x])
+    worker = claim_by_hand(db, [a])
+    queries = for_schema(schema)
+    errors: dict[str, BaseException] = {}
+
+    def ack() -> None:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(
+                    queries["complete_jobs"],
+                    {"jobs": f'{{"{a}": [1, null]}}', "worker_id": worker, "now": None},
+                )
+        except BaseException as exc:  # noqa: BLE001
+            errors["ack"] = exc
+
+    def follow() -> None:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(
+                    psycopg.sql.SQL("select {}.enqueue_flow('t', after_id => %s, batch_id => %s)").format(
+                        psycopg.sql.Identifier(schema)
+                    ),
+                    [a, x],
+                )
+        except BaseException as exc:  # noqa: BLE001
+            errors["follow"] = exc
+
+    with db.connect() as holder:
+        holder.execute(db.compose("select 1 from {schema}.jobs where id = %s for update"), [a])
+        t1 = threading.Thread(target=ack)
+        t1.start()
+        time.sleep(0.3)  # the ack queues for A's row first
+        t2 = threading.Thread(target=follow)
+        t2.start()
+        time.sleep(0.3)
+        holder.commit()
+    t1.join(10)
+    t2.join(10)
+    assert errors == {}, {k: f"{type(v).__name__}: {v}" for k, v in errors.items()}

@@ -90,3 +90,41 @@ def test_a_member_completing_while_a_follower_joins_its_batch_do_not_deadlock(
     t1.join(10)
     t2.join(10)
     assert errors == {}, {k: f"{type(v).__name__}: {v}" for k, v in errors.items()}
+
+
+def long_chain(db: DB, links: int) -> list[int]:
+    """A head job and `links` jobs each after the one before, written through the SQL API."""
+    db.all("select {schema}.create_queue('default')")
+    ids = [db.one("select {schema}.enqueue_flow('head', max_attempts => 1)")]
+    for _ in range(links):
+        ids.append(db.one("select {schema}.enqueue_flow('link', after_id => %s)", [ids[-1]]))
+    return ids
+
+
+def test_cancelling_the_head_of_a_chain_of_1000_cancels_the_chain(db: DB) -> None:
+    """settle_v1 recurses once per link (PERFORM settle_v1 for the cancelled followers): with
+    the default max_stack_depth (2 MB) a chain of ~500+ blocked jobs overflows the stack."""
+    ids = long_chain(db, 1000)
+    assert db.one("select {schema}.cancel_job(%s)", [ids[0]]) == "cancelled"
+    assert db.one("select count(*) from {schema}.job_history where state = 'cancelled'") == 1001
+
+
+def test_a_chain_head_dying_by_lease_rescue_does_not_stop_the_rescue_of_other_jobs(
+    db: DB, schema: str
+) -> None:
+    """The head of a 1000-link chain, on its last attempt, whose worker was killed; and an
+    unrelated job whose worker was killed too. One rescue pass must rescue both; the head's
+    settle overflowing the stack makes the whole statement fail, every pass, for every job."""
+    ids = long_chain(db, 1000)
+    other = db.one("select {schema}.enqueue('plain')")
+    claim_by_hand(db, [ids[0], other])
+    db.all(
+        "update {schema}.jobs set lease_expires_at = now() - interval '1 minute' where id = any(%s)",
+        [[ids[0], other]],
+    )
+    queries = for_schema(schema)
+    with db.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            queries["rescue_expired_jobs"], {"now": None, "limit": 100, "channel": queries.channel}
+        ).fetchall()
+    assert sorted((row[0], row[1]) for row in rows) == sorted([("dead", ids[0]), ("retried", other)])

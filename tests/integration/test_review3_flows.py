@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from conveyor import Conveyor, Registry
+from conveyor import Conveyor, JobRequest, Registry
 from conveyor.db.queries import for_schema
 
 from ..helpers import DB, wait_until
@@ -128,3 +128,26 @@ def test_a_chain_head_dying_by_lease_rescue_does_not_stop_the_rescue_of_other_jo
             queries["rescue_expired_jobs"], {"now": None, "limit": 100, "channel": queries.channel}
         ).fetchall()
     assert sorted((row[0], row[1]) for row in rows) == sorted([("dead", ids[0]), ("retried", other)])
+
+
+async def test_300_waiters_at_once_each_get_their_result(
+    client: Conveyor, registry: Registry, start_worker: Any
+) -> None:
+    """docs: 'many waiters' share one LISTEN connection; each wait is marked and re-read on
+    the client's pool (4 connections by default)."""
+
+    @registry.task
+    async def square(n: int) -> int:
+        await asyncio.sleep(0.5)
+        return n * n
+
+    ids = await client.enqueue_many([JobRequest(square, {"n": n}) for n in range(300)])
+    async with start_worker(concurrency=50):
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(client.result(i, timeout=60) for i in ids), return_exceptions=True
+        )
+        took = time.monotonic() - started
+    errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
+    assert errors == [], (len(errors), errors[:3], took)
+    assert results == [n * n for n in range(300)]

@@ -151,3 +151,30 @@ async def test_300_waiters_at_once_each_get_their_result(
     errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     assert errors == [], (len(errors), errors[:3], took)
     assert results == [n * n for n in range(300)]
+
+
+async def test_the_head_of_a_chain_of_800_dying_in_a_worker_is_buried_and_the_chain_cancelled(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    """bury_jobs settles the head's death; settle_v1's recursion overflows the stack, the
+    completer takes the refusal as final and leaves the job to its lease, whose rescue fails
+    the same way (see the rescue test above)."""
+
+    @registry.task(max_attempts=1)
+    async def head() -> None:
+        raise RuntimeError("the head dies")
+
+    @registry.task
+    async def link() -> None:
+        pass
+
+    ids = await client.chain(JobRequest(head), *[JobRequest(link) for _ in range(800)])
+    async with start_worker():
+        await wait_until(lambda: db.one("select count(*) from {schema}.jobs where id = %s and state = 'running'", [ids[0]]) == 1)
+        try:
+            await wait_until(
+                lambda: db.one("select count(*) from {schema}.dead_jobs where id = %s", [ids[0]]) == 1, within=8
+            )
+        finally:
+            state = db.all("select state, count(*) from {schema}.jobs group by 1 order by 1")
+    assert db.one("select count(*) from {schema}.job_history where state = 'cancelled'") == 800, state

@@ -42,7 +42,9 @@ async def test_members_rescued_from_a_killed_worker_count_once_and_the_callback_
         )
         first.kill()
         first.communicate(timeout=10)
-        seconds = [workers.start("--queues", "crash,flows", "--lease", "2", "--concurrency", "10") for _ in range(2)]
+        seconds = [
+            workers.start("--queues", "crash,flows", "--lease", "2", "--concurrency", "10") for _ in range(2)
+        ]
 
         async def finished() -> bool:
             return (await client.get_batch(batch.id))["finished_at"] is not None

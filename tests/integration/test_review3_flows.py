@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 import psycopg
-import pytest
 
 from conveyor import Conveyor, JobRequest, Registry
 from conveyor.db.queries import for_schema
@@ -29,7 +28,9 @@ async def test_result_with_timeout_0_of_a_completed_job_returns_its_result(
 
     job = await client.enqueue(answer)
     async with start_worker():
-        await wait_until(lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job]) == 1)
+        await wait_until(
+            lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job]) == 1
+        )
     assert await client.result(job, timeout=0) == 42
 
 
@@ -63,7 +64,7 @@ def test_a_member_completing_while_a_follower_joins_its_batch_do_not_deadlock(
                     queries["complete_jobs"],
                     {"jobs": f'{{"{a}": [1, null]}}', "worker_id": worker, "now": None},
                 )
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors["ack"] = exc
 
     def follow() -> None:
@@ -75,7 +76,7 @@ def test_a_member_completing_while_a_follower_joins_its_batch_do_not_deadlock(
                     ),
                     [a, x],
                 )
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors["follow"] = exc
 
     with db.connect() as holder:
@@ -144,9 +145,7 @@ async def test_300_waiters_at_once_each_get_their_result(
     ids = await client.enqueue_many([JobRequest(square, {"n": n}) for n in range(300)])
     async with start_worker(concurrency=50):
         started = time.monotonic()
-        results = await asyncio.gather(
-            *(client.result(i, timeout=60) for i in ids), return_exceptions=True
-        )
+        results = await asyncio.gather(*(client.result(i, timeout=60) for i in ids), return_exceptions=True)
         took = time.monotonic() - started
     errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     assert errors == [], (len(errors), errors[:3], took)
@@ -170,10 +169,16 @@ async def test_the_head_of_a_chain_of_800_dying_in_a_worker_is_buried_and_the_ch
 
     ids = await client.chain(JobRequest(head), *[JobRequest(link) for _ in range(800)])
     async with start_worker():
-        await wait_until(lambda: db.one("select count(*) from {schema}.jobs where id = %s and state = 'running'", [ids[0]]) == 1)
+        await wait_until(
+            lambda: (
+                db.one("select count(*) from {schema}.jobs where id = %s and state = 'running'", [ids[0]])
+                == 1
+            )
+        )
         try:
             await wait_until(
-                lambda: db.one("select count(*) from {schema}.dead_jobs where id = %s", [ids[0]]) == 1, within=8
+                lambda: db.one("select count(*) from {schema}.dead_jobs where id = %s", [ids[0]]) == 1,
+                within=8,
             )
         finally:
             state = db.all("select state, count(*) from {schema}.jobs group by 1 order by 1")

@@ -4,6 +4,7 @@ Run: .venv/bin/python tests/chaos/probes/r3_flow_bad_input.py <database url>
 Prints one line per call: OK <value> or the exception's type and message (a raw psycopg
 error or a hang past 10 s is a finding).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,7 +39,7 @@ async def attempt(label: str, coro: Any) -> Any:
         value = await asyncio.wait_for(coro, 10)
         print(f"{label:55} OK {value!r}"[:300])
         return value
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         mod = type(exc).__module__
         print(f"{label:55} {mod}.{type(exc).__name__}: {str(exc)[:160]!r}")
         return None
@@ -124,7 +125,11 @@ async def main() -> None:
             except psycopg.Error as exc:
                 print(f"{s[:80]:82} {type(exc).__name__} {exc.sqlstate}: {str(exc).splitlines()[0][:150]}")
         # what is left
-        print(conn.execute("select count(*), count(*) filter (where after_id is not null or batch_id is not null) from jobs").fetchone())
+        print(
+            conn.execute(
+                "select count(*), count(*) filter (where after_id is not null or batch_id is not null) from jobs"
+            ).fetchone()
+        )
 
 
 try:

@@ -4,6 +4,7 @@ cannot be made (CONVEYOR_LISTEN_URL pointing at a pooler in transaction mode, a 
 Run: .venv/bin/python tests/chaos/probes/r3_result_without_listen.py <database url>
 Expected (docs: TimeoutError only if the job 'has not ended'): the stored result.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,7 +41,7 @@ async def main() -> None:
         started = time.monotonic()
         try:
             print("result:", await client.result(job, timeout=5))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"{type(exc).__name__}: {exc} after {time.monotonic() - started:.1f}s")
         print("get_job state:", (await client.get_job(job))["state"])
 

@@ -183,3 +183,42 @@ async def test_the_head_of_a_chain_of_800_dying_in_a_worker_is_buried_and_the_ch
         finally:
             state = db.all("select state, count(*) from {schema}.jobs group by 1 order by 1")
     assert db.one("select count(*) from {schema}.job_history where state = 'cancelled'") == 800, state
+
+
+async def test_waiters_get_results_while_their_listen_connection_is_killed_again_and_again(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any, schema: str
+) -> None:
+    """pg_terminate_backend on the client's LISTEN connection every 100 ms while 100 awaited
+    jobs complete: every waiter returns, within the 5 s re-check of its job at worst."""
+
+    @registry.task
+    async def slowish(n: int) -> int:
+        await asyncio.sleep(0.05 * (n % 20))
+        return n
+
+    ids = await client.enqueue_many([JobRequest(slowish, {"n": n}) for n in range(100)])
+    stop = asyncio.Event()
+
+    async def killer() -> int:
+        kills = 0
+        while not stop.is_set():
+            kills += db.one(
+                "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity"
+                " where query ilike 'listen%%' and query like %s and pid <> pg_backend_pid()) k",
+                [f"%{schema}.done%"],
+            )
+            await asyncio.sleep(0.1)
+        return kills
+
+    killing = asyncio.create_task(killer())
+    async with start_worker(concurrency=20):
+        started = time.monotonic()
+        results = await asyncio.gather(*(client.result(i, timeout=30) for i in ids), return_exceptions=True)
+        took = time.monotonic() - started
+    stop.set()
+    kills = await killing
+    errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
+    assert errors == [], (errors[:3], kills, took)
+    assert results == list(range(100))
+    assert kills > 0
+    assert took < 10, (took, kills)

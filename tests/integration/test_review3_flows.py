@@ -222,3 +222,26 @@ async def test_waiters_get_results_while_their_listen_connection_is_killed_again
     assert results == list(range(100))
     assert kills > 0
     assert took < 10, (took, kills)
+
+
+async def test_a_chain_inside_a_batch_enqueues_without_deadlock_errors(
+    client: Conveyor, registry: Registry, start_worker: Any
+) -> None:
+    """The natural form of the deadlock above: in an open batch, enqueue A, then B after A,
+    300 times, while a worker completes the A's. Seen here: 1 raw DeadlockDetected raised to
+    the caller (B not enqueued; total 599 of 600) and 1 ack retried."""
+
+    @registry.task
+    async def quick() -> None:
+        pass
+
+    errors: list[str] = []
+    async with start_worker(concurrency=10, poll_interval=0.05), client.batch() as batch:
+        for _ in range(300):
+            a = await batch.enqueue(quick)
+            await asyncio.sleep(0.002)
+            try:
+                await batch.enqueue(quick, after=a)
+            except psycopg.Error as exc:
+                errors.append(type(exc).__name__)
+    assert errors == []

@@ -235,6 +235,12 @@ BEGIN
     IF create_batch_v1.meta IS NOT NULL AND jsonb_typeof(create_batch_v1.meta) <> 'object' THEN
         RAISE EXCEPTION 'conveyor.create_batch: meta must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The same limit as a job's meta (the job_meta domain).
+    IF compact_json_octets_v1(create_batch_v1.meta) > 65536 THEN
+        RAISE EXCEPTION 'conveyor.create_batch: meta takes % bytes as JSON, more than the 64 KiB limit',
+            compact_json_octets_v1(create_batch_v1.meta)
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
     IF create_batch_v1.callback_task IS NULL AND create_batch_v1.callback_queue IS NOT NULL THEN
         RAISE EXCEPTION 'conveyor.create_batch: a callback queue without a callback task'
             USING ERRCODE = 'invalid_parameter_value';
@@ -247,7 +253,8 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION create_batch_v1(text, jsonb, text, integer, jsonb) IS
-    'Version 1 of create_batch (see conveyor.create_batch).';
+    'Version 1 of create_batch (see conveyor.create_batch). It cannot check that the callback task '
+    'takes a "batch" argument (the Python client checks it against the task''s signature).';
 
 CREATE FUNCTION seal_batch_v1(batch_id bigint, at timestamptz DEFAULT now()) RETURNS bigint
 LANGUAGE plpgsql

@@ -287,6 +287,7 @@ COMMENT ON FUNCTION seal_batch_v1(bigint, timestamptz) IS
     'job id when every member had ended already.';
 
 -- Link jobs just written (in this transaction) to a job they run after and/or a batch.
+-- Internal: it cannot tell an older waiting job from one just written (see its comment).
 CREATE FUNCTION link_jobs_v1(job_ids bigint[], after_id bigint, batch_id bigint, at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
@@ -361,7 +362,10 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION link_jobs_v1(bigint[], bigint, bigint, timestamptz) IS
-    'Make jobs written in this transaction run after a job and/or join a batch (see enqueue_flow).';
+    'Internal (no unversioned name; enqueue_flow and the clients call it): make jobs written in '
+    'this transaction run after a job and/or join a batch. It refuses jobs already linked, '
+    'blocked, running or gone, but cannot tell an older waiting job from one just written: '
+    'call it only with the ids the same transaction has just enqueued.';
 
 CREATE FUNCTION enqueue_flow_v1(
     task          text,

@@ -383,3 +383,21 @@ async def test_waiters_get_results_while_their_listen_connection_is_killed_again
     assert outcomes == list(range(100))
     assert kills > 0
     assert took < 10, (took, kills)
+
+
+async def test_deleting_an_awaited_job_wakes_its_waiter_at_once_with_not_found(
+    client: Conveyor, registry: Registry, db: DB
+) -> None:
+    """delete_job notifies the job's waiters like an end does (the slow re-check is 60 s here:
+    a waiter that returns in seconds was woken)."""
+
+    @registry.task
+    async def later() -> None:
+        pass
+
+    job = await client.enqueue(later, delay=3600)
+    waiting = asyncio.create_task(client.result(job, timeout=30))
+    await wait_until(lambda: db.one("select awaited from {schema}.jobs where id = %s", [job]) is True)
+    assert await client.delete_job(job) == "deleted"
+    with pytest.raises(NotFoundError, match=f"no job with id {job}"):
+        await asyncio.wait_for(waiting, 10)

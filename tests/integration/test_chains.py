@@ -152,7 +152,7 @@ async def test_enqueue_after_a_job_that_already_ended(client: Conveyor, registry
         await client.enqueue(anything, after=987_654)
     with pytest.raises(InvalidOptionError, match="unique_key cannot be combined"):
         await client.enqueue(anything, after=runs, unique_key="k")
-    with pytest.raises(InvalidOptionError, match="after must be a job or batch id"):
+    with pytest.raises(InvalidOptionError, match="after must be an id"):
         await client.enqueue(anything, after=0)
 
 

@@ -103,12 +103,12 @@ def resolve(registry: Registry, ref: TaskRef) -> Task:
 
 
 def check_unique_key(task: Task, unique_key: str | None) -> str | None:
-    if unique_key is not None and not (
-        isinstance(unique_key, str) and 0 < len(unique_key) <= MAX_UNIQUE_KEY and "\x00" not in unique_key
-    ):
+    if unique_key is not None and not (isinstance(unique_key, str) and 0 < len(unique_key) <= MAX_UNIQUE_KEY):
+        raise InvalidOptionError(f"task {task.name!r}: unique_key must be 1 to {MAX_UNIQUE_KEY} characters")
+    if unique_key is not None and "\x00" in unique_key:
         raise InvalidOptionError(
-            f"task {task.name!r}: unique_key must be 1 to {MAX_UNIQUE_KEY} characters, without NUL "
-            "(PostgreSQL cannot store it)"
+            f"task {task.name!r}: unique_key holds a NUL character, which PostgreSQL cannot store "
+            "(it must be text without NUL)"
         )
     return unique_key
 
@@ -123,10 +123,14 @@ def check_key_and_meta(task: Task, request: JobRequest) -> tuple[str | None, str
             key = (
                 value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
             )
-    if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY and "\x00" not in key):
+    if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY):
         raise InvalidOptionError(
-            f"task {task.name!r}: key must be 1 to {MAX_KEY} characters, without NUL (PostgreSQL "
-            f"cannot store it), got {key!r:.80}"
+            f"task {task.name!r}: key must be 1 to {MAX_KEY} characters, got {key!r:.80}"
+        )
+    if key is not None and "\x00" in key:
+        raise InvalidOptionError(
+            f"task {task.name!r}: key holds a NUL character, which PostgreSQL cannot store "
+            f"(it must be text without NUL), got {key!r:.80}"
         )
     meta = request.meta
     if meta is None:

@@ -23,8 +23,9 @@
 --             available (or scheduled, if their run_at is later) with run_at no earlier than
 --             the release, and a wake-up on the schema's channel.
 --             X died or was cancelled: followers move to job_history as 'cancelled' with an
---             error entry naming X and how it ended, and are settled in turn ('cancelled'), so
---             A -> B -> C with B dead cancels C. A follower cancelled stays cancelled: retrying
+--             error entry naming X and how it ended, and so do theirs, one generation at a
+--             time in a loop (stack depth does not grow with the chain), so A -> B -> C with
+--             B dead cancels C; the batches and waiters of all of them are settled once after. A follower cancelled stays cancelled: retrying
 --             X from the dead-letter table runs X alone (has_followers is not carried back).
 --   batches   batches.pending = members not yet ended + 1 until sealed; it only goes down
 --             once sealed, so it reaches 0 once. Members' ends lock the batch rows (in id
@@ -83,9 +84,13 @@ AS $$
 #variable_conflict use_column
 DECLARE
     released integer;
+    frontier bigint[];
+    ended_as text;
     next_followed bigint[];
     next_batches bigint[];
     next_awaited bigint[];
+    all_batches bigint[];
+    all_awaited bigint[];
     member record;
 BEGIN
     IF settle_v1.outcome IS NULL OR settle_v1.outcome NOT IN ('completed', 'dead', 'cancelled') THEN
@@ -116,34 +121,47 @@ BEGIN
             SELECT count(pg_notify(current_schema(), q.queue)) INTO released
             FROM (SELECT DISTINCT queue FROM freed WHERE state = 'available') AS q;
         ELSE
-            WITH gone AS (
-                DELETE FROM jobs j
-                WHERE j.after_id = ANY (settle_v1.followed) AND j.state = 'blocked'
-                RETURNING j.*
-            ), moved AS (
-                INSERT INTO job_history
-                    (id, run_at, enqueued_at, started_at, finished_at, worker_id, attempt, max_attempts, priority,
-                     state, queue, task, unique_key, args, result, errors, key, meta, after_id, batch_id)
-                SELECT g.id, g.run_at, g.enqueued_at, g.started_at, settle_v1.at, NULL, g.attempt, g.max_attempts,
-                       g.priority, 'cancelled', g.queue, g.task, g.unique_key, g.args, NULL,
-                       append_error_v1(g.errors, jsonb_build_object(
-                           'attempt', g.attempt, 'at', settle_v1.at, 'cancelled', true, 'after', g.after_id,
-                           'error', format('cancelled: job %s, which this job was to run after, %s',
-                                           g.after_id,
-                                           CASE settle_v1.outcome WHEN 'dead' THEN 'died'
-                                                ELSE 'was cancelled' END))),
-                       g.key, g.meta, g.after_id, g.batch_id
-                FROM gone g
-                RETURNING 1
-            )
-            SELECT array_agg(g.id) FILTER (WHERE g.has_followers),
-                   array_agg(g.batch_id) FILTER (WHERE g.batch_id IS NOT NULL),
-                   array_agg(g.id) FILTER (WHERE g.awaited)
-            INTO next_followed, next_batches, next_awaited
-            FROM gone g;
-            -- The cancelled followers end too: their own followers, batches and waiters.
-            IF next_followed IS NOT NULL OR next_batches IS NOT NULL OR next_awaited IS NOT NULL THEN
-                PERFORM settle_v1('cancelled', next_followed, next_batches, next_awaited, settle_v1.at);
+            -- One generation of followers at a time (not a recursion per link, whose stack
+            -- depth would grow with the chain: a chain of hundreds would overflow
+            -- max_stack_depth and fail the statement ending its head). Each generation's
+            -- batches and waiters are gathered and settled once, after the loop.
+            frontier := settle_v1.followed;
+            ended_as := settle_v1.outcome;
+            WHILE frontier IS NOT NULL LOOP
+                WITH gone AS (
+                    DELETE FROM jobs j
+                    WHERE j.after_id = ANY (frontier) AND j.state = 'blocked'
+                    RETURNING j.*
+                ), moved AS (
+                    INSERT INTO job_history
+                        (id, run_at, enqueued_at, started_at, finished_at, worker_id, attempt, max_attempts, priority,
+                         state, queue, task, unique_key, args, result, errors, key, meta, after_id, batch_id)
+                    SELECT g.id, g.run_at, g.enqueued_at, g.started_at, settle_v1.at, NULL, g.attempt, g.max_attempts,
+                           g.priority, 'cancelled', g.queue, g.task, g.unique_key, g.args, NULL,
+                           append_error_v1(g.errors, jsonb_build_object(
+                               'attempt', g.attempt, 'at', settle_v1.at, 'cancelled', true, 'after', g.after_id,
+                               'error', format('cancelled: job %s, which this job was to run after, %s',
+                                               g.after_id,
+                                               CASE ended_as WHEN 'dead' THEN 'died'
+                                                    ELSE 'was cancelled' END))),
+                           g.key, g.meta, g.after_id, g.batch_id
+                    FROM gone g
+                    RETURNING 1
+                )
+                SELECT array_agg(g.id) FILTER (WHERE g.has_followers),
+                       array_agg(g.batch_id) FILTER (WHERE g.batch_id IS NOT NULL),
+                       array_agg(g.id) FILTER (WHERE g.awaited)
+                INTO next_followed, next_batches, next_awaited
+                FROM gone g;
+                all_batches := all_batches || next_batches;
+                all_awaited := all_awaited || next_awaited;
+                frontier := next_followed;
+                ended_as := 'cancelled';
+            END LOOP;
+            -- The cancelled followers end too: their batches and waiters (one call, one level
+            -- deep: it has no followers to cancel).
+            IF all_batches IS NOT NULL OR all_awaited IS NOT NULL THEN
+                PERFORM settle_v1('cancelled', NULL, all_batches, all_awaited, settle_v1.at);
             END IF;
         END IF;
     END IF;
@@ -217,6 +235,12 @@ BEGIN
     IF create_batch_v1.meta IS NOT NULL AND jsonb_typeof(create_batch_v1.meta) <> 'object' THEN
         RAISE EXCEPTION 'conveyor.create_batch: meta must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The same limit as a job's meta (the job_meta domain).
+    IF compact_json_octets_v1(create_batch_v1.meta) > 65536 THEN
+        RAISE EXCEPTION 'conveyor.create_batch: meta takes % bytes as JSON, more than the 64 KiB limit',
+            compact_json_octets_v1(create_batch_v1.meta)
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
     IF create_batch_v1.callback_task IS NULL AND create_batch_v1.callback_queue IS NOT NULL THEN
         RAISE EXCEPTION 'conveyor.create_batch: a callback queue without a callback task'
             USING ERRCODE = 'invalid_parameter_value';
@@ -229,7 +253,8 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION create_batch_v1(text, jsonb, text, integer, jsonb) IS
-    'Version 1 of create_batch (see conveyor.create_batch).';
+    'Version 1 of create_batch (see conveyor.create_batch). It cannot check that the callback task '
+    'takes a "batch" argument (the Python client checks it against the task''s signature).';
 
 CREATE FUNCTION seal_batch_v1(batch_id bigint, at timestamptz DEFAULT now()) RETURNS bigint
 LANGUAGE plpgsql
@@ -262,6 +287,7 @@ COMMENT ON FUNCTION seal_batch_v1(bigint, timestamptz) IS
     'job id when every member had ended already.';
 
 -- Link jobs just written (in this transaction) to a job they run after and/or a batch.
+-- Internal: it cannot tell an older waiting job from one just written (see its comment).
 CREATE FUNCTION link_jobs_v1(job_ids bigint[], after_id bigint, batch_id bigint, at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
@@ -280,22 +306,9 @@ BEGIN
         RAISE EXCEPTION 'conveyor.enqueue: job % cannot run after itself', link_jobs_v1.after_id
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- The batch row first: its lock orders this join against members ending meanwhile.
-    IF link_jobs_v1.batch_id IS NOT NULL THEN
-        UPDATE batches SET total = total + wanted, pending = pending + wanted
-        WHERE id = link_jobs_v1.batch_id AND sealed_at IS NULL;
-        IF NOT FOUND THEN
-            PERFORM 1 FROM batches WHERE id = link_jobs_v1.batch_id;
-            IF FOUND THEN
-                RAISE EXCEPTION 'conveyor.enqueue: batch % is sealed: it takes no more jobs', link_jobs_v1.batch_id
-                    USING ERRCODE = 'invalid_parameter_value';
-            END IF;
-            RAISE EXCEPTION 'conveyor.enqueue: no batch with id %', link_jobs_v1.batch_id
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-    END IF;
     IF link_jobs_v1.after_id IS NOT NULL THEN
-        -- Serializes with the parent's end (see the header): it sees has_followers, or we see it gone.
+        -- The parent's row first. Serializes with the parent's end (see the header): it sees
+        -- has_followers, or we see it gone.
         UPDATE jobs SET has_followers = true WHERE id = link_jobs_v1.after_id;
         IF FOUND THEN
             parent := 'live';
@@ -311,6 +324,23 @@ BEGIN
                         USING ERRCODE = 'invalid_parameter_value';
                 END IF;
             END IF;
+        END IF;
+    END IF;
+    -- Then the batch row: its lock orders this join against members ending meanwhile. Lock
+    -- order is job rows before batch rows, as in every statement ending jobs (the DELETE of
+    -- the job, then settle_v1's batch locks): the parent's row is locked above, so a parent
+    -- in the batch completing meanwhile cannot deadlock with this join.
+    IF link_jobs_v1.batch_id IS NOT NULL THEN
+        UPDATE batches SET total = total + wanted, pending = pending + wanted
+        WHERE id = link_jobs_v1.batch_id AND sealed_at IS NULL;
+        IF NOT FOUND THEN
+            PERFORM 1 FROM batches WHERE id = link_jobs_v1.batch_id;
+            IF FOUND THEN
+                RAISE EXCEPTION 'conveyor.enqueue: batch % is sealed: it takes no more jobs', link_jobs_v1.batch_id
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            RAISE EXCEPTION 'conveyor.enqueue: no batch with id %', link_jobs_v1.batch_id
+                USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END IF;
     UPDATE jobs j
@@ -332,7 +362,10 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION link_jobs_v1(bigint[], bigint, bigint, timestamptz) IS
-    'Make jobs written in this transaction run after a job and/or join a batch (see enqueue_flow).';
+    'Internal (no unversioned name; enqueue_flow and the clients call it): make jobs written in '
+    'this transaction run after a job and/or join a batch. It refuses jobs already linked, '
+    'blocked, running or gone, but cannot tell an older waiting job from one just written: '
+    'call it only with the ids the same transaction has just enqueued.';
 
 CREATE FUNCTION enqueue_flow_v1(
     task          text,

@@ -251,6 +251,11 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     DELETE FROM jobs WHERE jobs.id = j.id;
+    IF j.awaited THEN
+        -- Callers awaiting it (Conveyor.result) are woken at once, as by any end (settle_v1's
+        -- channel); they find no job and raise NotFoundError.
+        PERFORM pg_notify(left(current_schema(), 58) || '.done', j.id::text);
+    END IF;
     RETURN 'deleted';
 END;
 $$;

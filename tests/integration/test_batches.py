@@ -12,7 +12,7 @@ import pytest
 
 from conveyor import Backoff, Conveyor, JobContext, JobRequest, Registry
 from conveyor.db.queries import for_schema
-from conveyor.errors import ArgumentsError, ConveyorError, JobFailed
+from conveyor.errors import ArgumentsError, ConveyorError, InvalidOptionError, JobFailed
 from conveyor.queue.sync_client import SyncConveyor
 
 from ..helpers import DB, wait_until, wait_until_sync
@@ -297,3 +297,155 @@ async def test_members_dying_by_lease_rescue_or_hand_back_are_counted_dead(
     info = await client.get_batch(batch.id)
     assert (info["dead"], info["pending"], info["callback_job_id"] is not None) == (2, 0, True)
     assert db.all("select batch_id from {schema}.dead_jobs order by id") == [(batch.id,), (batch.id,)]
+
+
+# -- lock order: job rows before batch rows, in link_jobs_v1 as in every statement ending jobs --
+
+
+def test_a_member_completing_while_a_follower_joins_its_batch_after_it_both_succeed(
+    db: DB, database_url: str, schema: str
+) -> None:
+    """A (member of batch X) completes while B is enqueued with after=A into X. Once,
+    link_jobs_v1 locked X then A while complete_jobs locks A (its DELETE) then X (settle_v1):
+    a deadlock. Made deterministic by holding A's row while both start."""
+    db.all("select {schema}.create_queue('default')")
+    x = db.one("select {schema}.create_batch()")
+    a = db.one("select {schema}.enqueue_flow('t', batch_id => %s)", [x])
+    worker = claim_by_hand(db, [a])
+    queries = for_schema(schema)
+    errors: dict[str, BaseException] = {}
+
+    def ack() -> None:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(
+                    queries["complete_jobs"],
+                    {"jobs": f'{{"{a}": [1, null]}}', "worker_id": worker, "now": None},
+                )
+        except BaseException as exc:
+            errors["ack"] = exc
+
+    def follow() -> None:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(
+                    psycopg.sql.SQL("select {}.enqueue_flow('t', after_id => %s, batch_id => %s)").format(
+                        psycopg.sql.Identifier(schema)
+                    ),
+                    [a, x],
+                )
+        except BaseException as exc:
+            errors["follow"] = exc
+
+    def waiting_for_locks(n: int) -> bool:
+        waiting = db.one(
+            "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query like %s"
+            " and pid <> pg_backend_pid()",
+            [f"%{schema}%"],
+        )
+        return bool(waiting >= n)
+
+    with db.connect() as holder:
+        holder.execute(db.compose("select 1 from {schema}.jobs where id = %s for update"), [a])
+        t1 = threading.Thread(target=ack)
+        t1.start()
+        wait_until_sync(lambda: waiting_for_locks(1))  # the ack queues for A's row first
+        t2 = threading.Thread(target=follow)
+        t2.start()
+        wait_until_sync(lambda: waiting_for_locks(2))
+        holder.commit()
+    t1.join(10)
+    t2.join(10)
+    assert errors == {}, {k: f"{type(v).__name__}: {v}" for k, v in errors.items()}
+    assert db.one("select total, completed, pending from {schema}.batches where id = %s", [x]) == (2, 1, 2)
+
+
+async def test_a_chain_inside_a_batch_enqueues_while_a_worker_completes_its_members(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    """The natural form of the deadlock above: in an open batch, enqueue A, then B after A,
+    300 times, while a worker completes the A's. Once: a raw DeadlockDetected now and then."""
+
+    @registry.task
+    async def quick() -> None:
+        pass
+
+    errors: list[str] = []
+    async with start_worker(concurrency=10, poll_interval=0.05), client.batch() as batch:
+        for _ in range(300):
+            a = await batch.enqueue(quick)
+            await asyncio.sleep(0.002)
+            try:
+                await batch.enqueue(quick, after=a)
+            except (psycopg.Error, ConveyorError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+    assert errors == []
+    assert db.one("select total from {schema}.batches where id = %s", [batch.id]) == 600
+
+
+async def test_a_lock_conflict_on_a_linked_enqueue_is_retried_or_refused_clearly(
+    client: Conveyor, registry: Registry, db: DB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deadlock met by an enqueue with batch=: on Conveyor's own connection its transaction
+    is run again; on the caller's, a ConveyorError says it was rolled back (not a raw error)."""
+
+    @registry.task
+    async def member() -> None:
+        pass
+
+    batch = await client.create_batch()
+    real_run = client.db.run
+    failures = [psycopg.errors.DeadlockDetected("deadlock detected (injected)")]
+
+    async def run_once_deadlocked(flow: Any, **kwargs: Any) -> Any:
+        if failures:
+            flow.close()
+            raise failures.pop()
+        return await real_run(flow, **kwargs)
+
+    monkeypatch.setattr(client.db, "run", run_once_deadlocked)
+    job = await client.enqueue(member, batch=batch)
+    assert db.one("select batch_id from {schema}.jobs where id = %s", [job]) == batch
+    monkeypatch.undo()
+
+    async with await psycopg.AsyncConnection.connect(db.url) as conn:
+        # A deadlock the caller's own transaction makes, faked at the server: a function raising it.
+        await conn.execute(
+            "create function pg_temp.deadlock() returns trigger language plpgsql as"
+            " $$ begin raise exception 'deadlock detected (made here)' using errcode = 'deadlock_detected'; end $$"
+        )
+        await conn.execute(
+            psycopg.sql.SQL(
+                "create trigger deadlock before update of batch_id on {}.jobs for each row execute function pg_temp.deadlock()"
+            ).format(psycopg.sql.Identifier(db.schema))
+        )
+        with pytest.raises(ConveyorError, match=r"lock conflict.*rolled back"):
+            await client.enqueue(member, batch=batch, conn=conn)
+        await conn.rollback()
+    assert db.one("select total from {schema}.batches where id = %s", [batch]) == 1
+
+
+async def test_batch_entry_points_refuse_bad_ids_meta_and_priority_clearly(
+    client: Conveyor, registry: Registry, db: DB
+) -> None:
+    @registry.task
+    async def member() -> None:
+        pass
+
+    for bad in (2**63, 0, -1, True, "1"):
+        with pytest.raises(InvalidOptionError, match="batch must be an id"):
+            await client.enqueue(member, batch=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidOptionError, match="batch_id must be an id"):
+            await client.seal_batch(bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidOptionError, match="batch_id must be an id"):
+            await client.get_batch(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidOptionError, match="meta must be a JSON object, got list"):
+        await client.create_batch(None, meta=[1])  # type: ignore[arg-type]
+    with pytest.raises(InvalidOptionError, match="65536 byte limit"):
+        await client.create_batch(None, meta={"x": "y" * 70_000})
+    with pytest.raises(InvalidOptionError, match="priority 9 is out of range"):
+        await client.create_batch(None, priority=9)
+    assert db.one("select count(*) from {schema}.batches") == 0
+    # SQL keeps the same meta limit.
+    with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="create_batch: meta takes"):
+        db.one("select {schema}.create_batch(meta => jsonb_build_object('x', repeat('y', 70000)))")

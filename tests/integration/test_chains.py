@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from conveyor import Conveyor, JobRequest, Registry
-from conveyor.errors import ConveyorError, InvalidOptionError, JobCancelled, JobFailed
+from conveyor.db.queries import for_schema
+from conveyor.errors import ConveyorError, InvalidOptionError, JobCancelled, JobFailed, UnknownTaskError
 
 from ..helpers import DB, wait_until
 
@@ -149,7 +152,7 @@ async def test_enqueue_after_a_job_that_already_ended(client: Conveyor, registry
         await client.enqueue(anything, after=987_654)
     with pytest.raises(InvalidOptionError, match="unique_key cannot be combined"):
         await client.enqueue(anything, after=runs, unique_key="k")
-    with pytest.raises(InvalidOptionError, match="after must be a job or batch id"):
+    with pytest.raises(InvalidOptionError, match="after must be an id"):
         await client.enqueue(anything, after=0)
 
 
@@ -212,3 +215,122 @@ def test_the_sql_api_links_jobs_and_makes_batches(db: DB) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue, match='may not hold "batch"'):
         db.one("select {schema}.create_batch('summary', '{{\"batch\": 1}}')")
     assert db.one("select count(*) from {schema}.jobs") == 2  # the refused calls wrote nothing
+
+
+# -- long chains: settle_v1 cancels one generation at a time, whatever the chain's length ------
+
+
+def long_chain(db: DB, links: int, *, batch: int | None = None) -> list[int]:
+    """A head job (one attempt) and ``links`` jobs each after the one before, written through
+    the SQL API; the last link joins ``batch`` if given."""
+    db.all("select {schema}.create_queue('default')")
+    with db.connect() as conn:  # one transaction: a connection per link would take seconds
+        ids = [
+            conn.execute(db.compose("select {schema}.enqueue_flow('head', max_attempts => 1)")).fetchone()[0]
+        ]
+        follow = db.compose("select {schema}.enqueue_flow('link', after_id => %s, batch_id => %s)")
+        for n in range(links):
+            ids.append(conn.execute(follow, [ids[-1], batch if n == links - 1 else None]).fetchone()[0])
+    return ids
+
+
+def claim_by_hand(db: DB, ids: list[int]) -> uuid.UUID:
+    worker = uuid.uuid4()
+    db.all(
+        "update {schema}.jobs set state = 'running', worker_id = %s, lease_expires_at = now() + interval '1 hour',"
+        " claims = claims + 1, attempt = attempt + 1 where id = any(%s)",
+        [worker, ids],
+    )
+    return worker
+
+
+def test_cancelling_the_head_of_a_chain_of_1000_cancels_the_chain_its_batch_and_waiter(db: DB) -> None:
+    """Once, settle_v1 recursed once per link and a chain of ~500 overflowed max_stack_depth:
+    the cancel failed. The last link is in a sealed batch and awaited: both are settled."""
+    db.all("select {schema}.create_queue('default')")
+    batch = db.one("select {schema}.create_batch()")
+    ids = long_chain(db, 1000, batch=batch)
+    db.one("select {schema}.seal_batch(%s)", [batch])
+    db.all("update {schema}.jobs set awaited = true where id = %s", [ids[-1]])
+    with db.connect(autocommit=True) as listener:
+        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(f"{db.schema[:58]}.done")))
+        assert db.one("select {schema}.cancel_job(%s)", [ids[0]]) == "cancelled"
+        woken = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    assert woken == [str(ids[-1])]
+    assert db.one("select count(*) from {schema}.job_history where state = 'cancelled'") == 1001
+    assert db.one("select count(*) from {schema}.jobs") == 0
+    assert db.one(
+        "select cancelled, pending, finished_at is not null from {schema}.batches where id = %s", [batch]
+    ) == (
+        1,
+        0,
+        True,
+    )
+
+
+def test_a_chain_head_of_1000_dying_by_lease_rescue_is_rescued_with_an_unrelated_job(
+    db: DB, schema: str
+) -> None:
+    """The head of a 1000-link chain on its last attempt, and an unrelated job, both with
+    their workers gone: one rescue pass rescues both (once, the head's settle overflowed the
+    stack and failed the whole statement, every pass, for every expired job of the schema)."""
+    ids = long_chain(db, 1000)
+    other = db.one("select {schema}.enqueue('plain')")
+    claim_by_hand(db, [ids[0], other])
+    db.all(
+        "update {schema}.jobs set lease_expires_at = now() - interval '1 minute' where id = any(%s)",
+        [[ids[0], other]],
+    )
+    queries = for_schema(schema)
+    with db.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            queries["rescue_expired_jobs"], {"now": None, "limit": 100, "channel": queries.channel}
+        ).fetchall()
+    assert sorted((row[0], row[1]) for row in rows) == sorted([("dead", ids[0]), ("retried", other)])
+    assert db.one("select count(*) from {schema}.job_history where state = 'cancelled'") == 1000
+
+
+async def test_the_head_of_a_chain_of_1000_dying_in_a_worker_is_buried_and_the_chain_cancelled(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    """bury_jobs settles the head's death; once, the stack overflowed, the completer took the
+    refusal as final and left the job to its lease, whose rescue failed the same way."""
+
+    @registry.task(max_attempts=1)
+    async def head() -> None:
+        raise RuntimeError("the head dies")
+
+    @registry.task
+    async def link() -> None:
+        pass
+
+    ids = await client.chain(JobRequest(head), *[JobRequest(link) for _ in range(1000)])
+    async with start_worker():
+        with pytest.raises(
+            JobCancelled, match=f"job {ids[-2]}, which this job was to run after, was cancelled"
+        ):
+            await client.result(ids[-1], timeout=20)
+    assert db.one("select count(*) from {schema}.dead_jobs where id = %s", [ids[0]]) == 1
+    assert db.one("select count(*) from {schema}.job_history where state = 'cancelled'") == 1000
+
+
+async def test_after_refuses_ids_out_of_bigint_and_keys_holding_nul_clearly(
+    client: Conveyor, registry: Registry
+) -> None:
+    @registry.task
+    async def plain() -> None:
+        pass
+
+    for bad in (2**63, 0, -1, True, "1", 1.0):
+        with pytest.raises(InvalidOptionError, match="after must be an id"):
+            await client.enqueue(plain, after=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidOptionError, match="after must be an id"):
+        await client.enqueue_many([JobRequest(plain)], after=2**63)
+    with pytest.raises(InvalidOptionError, match="after must be an id"):
+        await client.chain(JobRequest(plain), after=2**63)
+    with pytest.raises(InvalidOptionError, match="without NUL"):
+        await client.enqueue(plain, key="a\x00b")
+    with pytest.raises(InvalidOptionError, match="without NUL"):
+        await client.enqueue(plain, unique_key="a\x00b")
+    with pytest.raises(UnknownTaskError):
+        await client.enqueue("a\x00b")

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from conveyor import Backoff, Conveyor, JobContext, Registry
+from conveyor import Backoff, Conveyor, JobContext, JobRequest, Registry
 from conveyor.db.queries import for_schema
-from conveyor.errors import JobCancelled, JobFailed, NotFoundError
+from conveyor.errors import InvalidOptionError, JobCancelled, JobFailed, NotFoundError
 from conveyor.queue import results
 from conveyor.queue.sync_client import SyncConveyor
 
@@ -250,3 +250,154 @@ async def test_a_schema_with_the_longest_name_still_announces_ends(database_url:
     finally:
         with db.connect(autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+# -- a job is read before LISTEN is up; timeout=0 checks once; bad input ----------------------
+
+
+async def test_result_with_timeout_0_of_a_completed_job_returns_its_result(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    """docs: TimeoutError only if the job 'has not ended when timeout seconds have passed'.
+    Once, the wait for the LISTEN connection came first and timed out at once."""
+
+    @registry.task
+    async def answer() -> int:
+        return 42
+
+    job = await client.enqueue(answer)
+    async with start_worker():
+        await wait_until(
+            lambda: db.one("select count(*) from {schema}.job_history where id = %s", [job]) == 1
+        )
+    assert await client.result(job, timeout=0) == 42
+
+
+async def test_result_finds_ended_jobs_while_its_listen_connection_cannot_be_made(
+    database_url: str,
+    schema: str,
+    registry: Registry,
+    db: DB,
+    start_worker: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CONVEYOR_LISTEN_URL at a closed port (a wrong URL, a pooler in transaction mode): a job
+    that ended is read at once, and one ending during the wait is found by the slow re-check.
+    Once, result() waited for LISTEN first: TimeoutError, or a hang without a timeout."""
+    monkeypatch.setattr(results, "SAFETY_RECHECK", 0.3)
+    release = asyncio.Event()
+
+    @registry.task
+    async def answer(n: int) -> int:
+        if n == 2:
+            await release.wait()
+        return n
+
+    async with start_worker():  # the worker listens where it should; the client cannot
+        monkeypatch.setenv("CONVEYOR_LISTEN_URL", "postgresql://postgres@127.0.0.1:1/postgres")
+        async with Conveyor(database_url, schema=schema, registry=registry) as client:
+            first = await client.enqueue(answer, {"n": 1})
+            second = await client.enqueue(answer, {"n": 2})
+            await wait_until(
+                lambda: db.one("select count(*) from {schema}.job_history where id = %s", [first]) == 1
+            )
+            assert await asyncio.wait_for(client.result(first), 5) == 1
+            assert await client.result(first, timeout=0) == 1
+            waiting = asyncio.create_task(client.result(second, timeout=10))
+            await asyncio.sleep(0.1)
+            release.set()
+            assert await waiting == 2
+            assert not client._results.notifier.listening.is_set()  # type: ignore[union-attr]
+
+
+async def test_result_refuses_bad_ids_and_timeouts_clearly(client: Conveyor) -> None:
+    for bad in (True, "5", 2**63, 0, -1, 1.5, None):
+        with pytest.raises(InvalidOptionError, match="job_id must be an id"):
+            await client.result(bad, timeout=1)  # type: ignore[arg-type]
+    for bad_timeout in (-1, float("nan"), "1", True):
+        with pytest.raises(InvalidOptionError, match="timeout must be None or a number of seconds"):
+            await client.result(1, timeout=bad_timeout)  # type: ignore[arg-type]
+
+
+async def test_300_waiters_at_once_each_get_their_result(
+    client: Conveyor, registry: Registry, start_worker: Any
+) -> None:
+    """docs: 'many waiters' share one LISTEN connection; each wait is marked and re-read on
+    the client's pool (4 connections by default)."""
+
+    @registry.task
+    async def square(n: int) -> int:
+        await asyncio.sleep(0.5)
+        return n * n
+
+    ids = await client.enqueue_many([JobRequest(square, {"n": n}) for n in range(300)])
+    async with start_worker(concurrency=50):
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(client.result(i, timeout=60) for i in ids), return_exceptions=True)
+        took = time.monotonic() - started
+    errors = [f"{type(r).__name__}: {r}" for r in outcomes if isinstance(r, BaseException)]
+    assert errors == [], (len(errors), errors[:3], took)
+    assert outcomes == [n * n for n in range(300)]
+
+
+async def test_waiters_get_results_while_their_listen_connection_is_killed_again_and_again(
+    client: Conveyor,
+    registry: Registry,
+    db: DB,
+    start_worker: Any,
+    schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pg_terminate_backend on the client's LISTEN connection every 100 ms while 100 awaited
+    jobs complete: every waiter returns, within the 5 s re-check of its job at worst."""
+    monkeypatch.setattr(results, "SAFETY_RECHECK", 5.0)
+
+    @registry.task
+    async def slowish(n: int) -> int:
+        await asyncio.sleep(0.05 * (n % 20))
+        return n
+
+    ids = await client.enqueue_many([JobRequest(slowish, {"n": n}) for n in range(100)])
+    stop = asyncio.Event()
+
+    async def killer() -> int:
+        kills = 0
+        while not stop.is_set():
+            kills += db.one(
+                "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity"
+                " where query ilike 'listen%%' and query like %s and pid <> pg_backend_pid()) k",
+                [f"%{schema}.done%"],
+            )
+            await asyncio.sleep(0.1)
+        return kills
+
+    killing = asyncio.create_task(killer())
+    async with start_worker(concurrency=20):
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(client.result(i, timeout=30) for i in ids), return_exceptions=True)
+        took = time.monotonic() - started
+    stop.set()
+    kills = await killing
+    errors = [f"{type(r).__name__}: {r}" for r in outcomes if isinstance(r, BaseException)]
+    assert errors == [], (errors[:3], kills, took)
+    assert outcomes == list(range(100))
+    assert kills > 0
+    assert took < 10, (took, kills)
+
+
+async def test_deleting_an_awaited_job_wakes_its_waiter_at_once_with_not_found(
+    client: Conveyor, registry: Registry, db: DB
+) -> None:
+    """delete_job notifies the job's waiters like an end does (the slow re-check is 60 s here:
+    a waiter that returns in seconds was woken)."""
+
+    @registry.task
+    async def later() -> None:
+        pass
+
+    job = await client.enqueue(later, delay=3600)
+    waiting = asyncio.create_task(client.result(job, timeout=30))
+    await wait_until(lambda: db.one("select awaited from {schema}.jobs where id = %s", [job]) is True)
+    assert await client.delete_job(job) == "deleted"
+    with pytest.raises(NotFoundError, match=f"no job with id {job}"):
+        await asyncio.wait_for(waiting, 10)

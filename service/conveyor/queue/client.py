@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +33,18 @@ from ..tasks import Registry, check_queue_name, default_registry, unknown_task_m
 from . import control
 from .bulk import Batch, enqueue_many, prepare_many, stream
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
-from .flows import chain_flow, check_callback, check_link, linked, one
+from .flows import (
+    LINK_ATTEMPTS,
+    LINK_CONFLICTS,
+    chain_flow,
+    check_callback,
+    check_id,
+    check_link,
+    check_timeout,
+    link_conflict,
+    linked,
+    one,
+)
 from .registered import RegisteredTasks, unknown_names
 from .results import ResultWaiters
 from .retention import apply_retention
@@ -227,9 +238,14 @@ class Conveyor:
         )
         queries = self._queries()
         if after is not None or batch_id is not None:
-            written = enqueue_one(job, channel=queries.channel, now=self.clock.now(), durable=True)
             ids = await self._run_linked(
-                linked(one(written), after=after, batch=batch_id, now=self.clock.now()), conn
+                lambda: linked(
+                    one(enqueue_one(job, channel=queries.channel, now=self.clock.now(), durable=True)),
+                    after=after,
+                    batch=batch_id,
+                    now=self.clock.now(),
+                ),
+                conn,
             )
             return ids[0]
         # The commonest call, a job due now into a queue known to exist on Conveyor's own
@@ -289,14 +305,17 @@ class Conveyor:
         # transaction as it was. On our own, arguments are checked as rows are written.
         if after is not None or batch_id is not None:
             check_link(after, batch_id, [job.unique_key for job in jobs])
-            written = enqueue_many(
-                Batch.of(prepare_many(registry, jobs)),
-                channel=queries.channel,
-                jobs_table=queries.jobs_table,
-                now=self.clock.now(),
-            )
+            checked = Batch.of(prepare_many(registry, jobs))
             return await self._run_linked(
-                linked(written, after=after, batch=batch_id, now=self.clock.now()), conn
+                lambda: linked(
+                    enqueue_many(
+                        checked, channel=queries.channel, jobs_table=queries.jobs_table, now=self.clock.now()
+                    ),
+                    after=after,
+                    batch=batch_id,
+                    now=self.clock.now(),
+                ),
+                conn,
             )
         rows = Batch.of(prepare_many(registry, jobs)) if conn is not None else stream(registry, jobs)
         flow = enqueue_many(
@@ -315,18 +334,26 @@ class Conveyor:
     def _queries(self) -> Queries:
         return for_schema(self.settings.schema)
 
-    async def _run_linked(self, flow: Flow[list[int]], conn: Any) -> list[int]:
-        """Run a flow that writes and links jobs in one transaction (the caller's, with conn)."""
-        try:
-            if conn is None:
-                return await self.db.run(flow, atomic=True)
-            raw = await caller_async_connection(conn)
-            if not raw.autocommit:
-                return await run_async(raw, self._queries(), flow)
-            async with raw.transaction():
-                return await run_async(raw, self._queries(), flow)
-        except psycopg.errors.InvalidParameterValue as exc:
-            raise ConveyorError(sql_error_message(exc)) from None
+    async def _run_linked(self, make: Callable[[], Flow[list[int]]], conn: Any) -> list[int]:
+        """Run a flow that writes and links jobs in one transaction (the caller's, with conn);
+        ``make`` makes the flow anew for each attempt (see flows.LINK_ATTEMPTS)."""
+        attempt = 1
+        while True:
+            try:
+                if conn is None:
+                    return await self.db.run(make(), atomic=True)
+                raw = await caller_async_connection(conn)
+                if not raw.autocommit:
+                    return await run_async(raw, self._queries(), make())
+                async with raw.transaction():
+                    return await run_async(raw, self._queries(), make())
+            except psycopg.errors.InvalidParameterValue as exc:
+                raise ConveyorError(sql_error_message(exc)) from None
+            except LINK_CONFLICTS as exc:
+                error = link_conflict(exc, retrying=conn is None and attempt < LINK_ATTEMPTS)
+                if error is not None:
+                    raise error from exc
+                attempt += 1
 
     # -- results, chains and batches (see queue.flows and queue.results) ----------------
 
@@ -336,11 +363,11 @@ class Conveyor:
         Raises JobFailed (with the job's last error) if it died, JobCancelled if it was
         cancelled, NotFoundError for an unknown id, TimeoutError when ``timeout`` seconds pass
         first. Woken by the job's end through LISTEN/NOTIFY, across processes."""
-        if timeout is not None and timeout < 0:
-            raise InvalidOptionError(f"timeout must not be negative, got {timeout!r}")
+        check_id("job_id", job_id)
+        seconds = check_timeout(timeout)
         if self._results is None:
             self._results = ResultWaiters(self.db, self.settings)
-        return await self._results.wait(job_id, timeout)
+        return await self._results.wait(job_id, seconds)
 
     async def chain(self, *jobs: JobRequest, after: int | None = None, conn: Any = None) -> list[int]:
         """Enqueue jobs that run one after the other, each once the one before completed (the
@@ -354,8 +381,14 @@ class Conveyor:
         prepared = [prepare(registry, job) for job in jobs]
         check_link(1, None, [job.unique_key for job in prepared])
         queries = self._queries()
-        steps = [enqueue_one(job, channel=queries.channel, now=self.clock.now()) for job in prepared]
-        return await self._run_linked(chain_flow(steps, after=after, now=self.clock.now()), conn)
+        return await self._run_linked(
+            lambda: chain_flow(
+                [enqueue_one(job, channel=queries.channel, now=self.clock.now()) for job in prepared],
+                after=after,
+                now=self.clock.now(),
+            ),
+            conn,
+        )
 
     async def create_batch(
         self,
@@ -371,17 +404,18 @@ class Conveyor:
         registry = self.registry
         if isinstance(callback, str) and registry.get(callback) is None:
             registry = await self._with_registered([callback], conn)
-        params = check_callback(registry, callback, args, priority)
-        params["meta"] = None if meta is None else jsonb.dumps(dict(meta))
+        params = check_callback(registry, callback, args, priority, meta)
         return int((await self._flow_call("create_batch", params, conn))[0][0])
 
     async def seal_batch(self, batch_id: int, *, conn: Any = None) -> int | None:
         """No more members; returns the callback's job id if every member had ended already."""
+        check_id("batch_id", batch_id)
         rows = await self._flow_call("seal_batch", {"id": batch_id, "now": self.clock.now()}, conn)
         return None if rows[0][0] is None else int(rows[0][0])
 
     async def get_batch(self, batch_id: int) -> dict[str, Any]:
         """A batch with its counts, sealed_at, finished_at and callback_job_id."""
+        check_id("batch_id", batch_id)
         rows = await self.db.fetch_dicts("get_batch", {"id": batch_id})
         if not rows:
             raise NotFoundError(f"no batch with id {batch_id}")

@@ -56,7 +56,13 @@ class RegisteredTasks:
     def missing(self, names: Iterable[str]) -> list[str]:
         """The names to read (again) from the database."""
         now = time.monotonic()
-        return [n for n in names if n not in self._read or now - self._read[n][0] > TRUST_SECONDS]
+        # A name holding NUL cannot be stored, so no worker recorded it (and PostgreSQL would
+        # refuse the query): it stays unknown.
+        return [
+            n
+            for n in names
+            if "\x00" not in n and (n not in self._read or now - self._read[n][0] > TRUST_SECONDS)
+        ]
 
     def learn(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Record what the database said of the names asked. Only tasks found are kept: a

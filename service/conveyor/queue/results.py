@@ -6,11 +6,15 @@ Contract (see sql/migrations/0009_flows.up.sql, "awaited"):
   of the client and dispatched by job id (the payload is the id alone). It is opened at the
   first wait and reconnected with a short backoff when it drops; every waiter re-checks its
   job when LISTEN is set up again, since notifications sent meanwhile were lost.
-- Order of a wait: LISTEN is up; then ``UPDATE jobs SET awaited = true`` (autocommit); then,
+- Order of a wait: the job is read at once, whether LISTEN is up yet or not (a job that
+  ended long ago is found without a LISTEN connection; ``timeout=0`` checks once). Each
+  check is ``UPDATE jobs SET awaited = true`` (autocommit); then,
   if no live row was marked, the job has ended (or never existed) and its outcome is read in
   a new statement (a new snapshot: a row deleted while the UPDATE waited for it has its
-  history row committed by then). A live row marked before its end makes that end notify,
-  and the notification arrives on a connection that was listening before the mark.
+  history row committed by then). A live row marked before its end makes that end notify;
+  the notification arrives if LISTEN was up before the mark, and otherwise LISTEN coming up
+  re-checks every waiter. While LISTEN cannot be set up (a wrong listen URL, a pooler in
+  transaction mode), waiters fall back to the slow re-check below.
 - Woken by the notification; a slow re-check (SAFETY_RECHECK) covers a notification lost
   without a reconnect (a half-open link the watchdog has not yet caught).
 - Outcomes: completed -> the stored result (decoded JSON, None when the task returned
@@ -89,8 +93,11 @@ class ResultWaiters:
         try:
             if self._task is None or self._task.done():
                 self._task = asyncio.create_task(self.notifier.run(), name="conveyor-results-listen")
-            await asyncio.wait_for(self.notifier.listening.wait(), _left(deadline, loop.time()))
             while True:
+                # The job is read first, LISTEN up or not: a job that ended is found at once
+                # (timeout=0 checks once). Marked while LISTEN is down, its end's
+                # notification may be lost: LISTEN coming up re-checks every waiter
+                # (on_connect sets the events), and until then the slow re-check stands in.
                 event.clear()
                 ended = await self._check(job_id)
                 if ended is not None:

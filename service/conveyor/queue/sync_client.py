@@ -22,7 +22,6 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from .. import jsonb
 from ..clock import Clock, DatabaseClock
 from ..db.connections import caller_sync_connection, sync_pool
 from ..db.queries import for_schema
@@ -33,7 +32,17 @@ from ..tasks import Registry, default_registry
 from .bulk import Batch, enqueue_many, prepare_many
 from .client import Conveyor, sql_error_message
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
-from .flows import chain_flow, check_callback, check_link, linked, one
+from .flows import (
+    LINK_ATTEMPTS,
+    LINK_CONFLICTS,
+    chain_flow,
+    check_callback,
+    check_id,
+    check_link,
+    link_conflict,
+    linked,
+    one,
+)
 from .registered import RegisteredTasks, unknown_names
 
 P = ParamSpec("P")
@@ -230,9 +239,14 @@ class SyncConveyor:
             JobRequest(task, args or {}, queue, priority, delay, run_at, unique_key, max_attempts, key, meta),
         )
         if after is not None or batch_id is not None:
-            written = enqueue_one(job, channel=self.queries.channel, now=self.clock.now())
             return self._run_atomic(
-                linked(one(written), after=after, batch=batch_id, now=self.clock.now()), conn
+                lambda: linked(
+                    one(enqueue_one(job, channel=self.queries.channel, now=self.clock.now())),
+                    after=after,
+                    batch=batch_id,
+                    now=self.clock.now(),
+                ),
+                conn,
             )[0]
         flow = enqueue_one(
             job,
@@ -262,25 +276,36 @@ class SyncConveyor:
         check_link(after, batch_id, [job.unique_key for job in jobs])
         if names := unknown_names(registry, (job.task for job in jobs)):
             registry = self._with_registered(names, conn)
-        flow = linked(
-            enqueue_many(
-                Batch.of(prepare_many(registry, jobs)),
-                channel=self.queries.channel,
-                jobs_table=self.queries.jobs_table,
+        checked = Batch.of(prepare_many(registry, jobs))
+        return self._run_atomic(
+            lambda: linked(
+                enqueue_many(
+                    checked,
+                    channel=self.queries.channel,
+                    jobs_table=self.queries.jobs_table,
+                    now=self.clock.now(),
+                ),
+                after=after,
+                batch=batch_id,
                 now=self.clock.now(),
             ),
-            after=after,
-            batch=batch_id,
-            now=self.clock.now(),
+            conn,
         )
-        return self._run_atomic(flow, conn)
 
-    def _run_atomic(self, flow: Flow[list[int]], conn: Any) -> list[int]:
-        """Run a flow in one transaction: the caller's (conn), or one of its own."""
-        try:
-            return self._run_atomic_raw(flow, conn)
-        except psycopg.errors.InvalidParameterValue as exc:
-            raise ConveyorError(sql_error_message(exc)) from None
+    def _run_atomic(self, make: Callable[[], Flow[list[int]]], conn: Any) -> list[int]:
+        """Run a flow in one transaction: the caller's (conn), or one of its own; ``make``
+        makes the flow anew for each attempt (see flows.LINK_ATTEMPTS)."""
+        attempt = 1
+        while True:
+            try:
+                return self._run_atomic_raw(make(), conn)
+            except psycopg.errors.InvalidParameterValue as exc:
+                raise ConveyorError(sql_error_message(exc)) from None
+            except LINK_CONFLICTS as exc:
+                error = link_conflict(exc, retrying=conn is None and attempt < LINK_ATTEMPTS)
+                if error is not None:
+                    raise error from exc
+                attempt += 1
 
     def _run_atomic_raw(self, flow: Flow[list[int]], conn: Any) -> list[int]:
         raw = caller_sync_connection(conn) if conn is not None else None
@@ -319,8 +344,14 @@ class SyncConveyor:
             registry = self._with_registered(names, conn)
         prepared = [prepare(registry, job) for job in jobs]
         check_link(1, None, [job.unique_key for job in prepared])
-        steps = [enqueue_one(job, channel=self.queries.channel, now=self.clock.now()) for job in prepared]
-        return self._run_atomic(chain_flow(steps, after=after, now=self.clock.now()), conn)
+        return self._run_atomic(
+            lambda: chain_flow(
+                [enqueue_one(job, channel=self.queries.channel, now=self.clock.now()) for job in prepared],
+                after=after,
+                now=self.clock.now(),
+            ),
+            conn,
+        )
 
     chain.__doc__ = Conveyor.chain.__doc__
 
@@ -336,11 +367,11 @@ class SyncConveyor:
         registry = self.registry
         if isinstance(callback, str) and registry.get(callback) is None:
             registry = self._with_registered([callback], conn)
-        params = check_callback(registry, callback, args, priority)
-        params["meta"] = None if meta is None else jsonb.dumps(dict(meta))
+        params = check_callback(registry, callback, args, priority, meta)
         return int(self._execute("create_batch", params, conn)[0][0])
 
     def seal_batch(self, batch_id: int, *, conn: Any = None) -> int | None:
+        check_id("batch_id", batch_id)
         rows = self._execute("seal_batch", {"id": batch_id, "now": self.clock.now()}, conn)
         return None if rows[0][0] is None else int(rows[0][0])
 

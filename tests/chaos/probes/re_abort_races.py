@@ -5,6 +5,7 @@ at random moments for ~25 s while the .sh stops workers. Prints the ids it acted
 answer and the time (into public.acts) for check.sql and the extra checks in the .sh."""
 import asyncio, random, sys, time
 import psycopg
+import probe_tasks  # noqa: F401  (registers the tasks for enqueue)
 from conveyor import Conveyor
 from conveyor.errors import ConveyorError
 

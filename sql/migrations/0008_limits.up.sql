@@ -337,8 +337,20 @@ BEGIN
         RAISE EXCEPTION 'set_queue_limits_v1: a rate period must be positive'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The claim computes with the period (a window's start minus it, a reopen plus it): a
+    -- period past a year is refused rather than left to fail every claim of the queue. Months
+    -- compare as 30 days.
+    IF rate_period NOT BETWEEN interval '1 millisecond' AND interval '365 days'
+       OR key_rate_period NOT BETWEEN interval '1 millisecond' AND interval '365 days' THEN
+        RAISE EXCEPTION 'set_queue_limits_v1: a rate period must be between 1 millisecond and 365 days'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF concurrency < 1 OR key_concurrency < 1 THEN
         RAISE EXCEPTION 'set_queue_limits_v1: a concurrency cap must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF concurrency > 1000000 OR key_concurrency > 1000000 THEN
+        RAISE EXCEPTION 'set_queue_limits_v1: a concurrency cap must be at most 1000000'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO queues AS q (name, rate_limit, rate_period, concurrency, key_rate_limit, key_rate_period,

@@ -20,17 +20,26 @@ Contracts of :class:`LimitedQueues`
 -----------------------------------
 1. It is a cache for liveness, never for correctness (I6): a queue wrongly believed
    unlimited yields nothing to the plain claim; one wrongly believed limited is claimed by
-   claim_limited_v1, which claims it like any other. It is read at start, on every poll, and
-   when ``set_queue_limits`` announces a change (notification ``#limits``).
-2. A claim held back by a rate window (``next_at``) leaves the queue *blocked* until then:
-   it is not asked again before (every ask takes the queue's row lock), and the worker
-   wakes at that instant, so waiting jobs start when the window reopens, not at the next
-   poll. The delay is measured by the database's clock (``next_at - checked_at``) and
-   waited out on the worker's monotonic clock.
+   claim_limited_v1, which claims it like any other. It is read at start, at least once per
+   poll interval, and when ``set_queue_limits`` announces a change (notification
+   ``#limits``).
+2. A claim held back by a rate window (``next_at``: the earliest instant anything held
+   back may start, over the queue's window and every held key's) leaves the queue
+   *blocked* until then: the worker wakes at that instant, so waiting jobs start when the
+   window reopens, not at the next poll. The delay is measured by the database's clock
+   (``next_at - checked_at``) and waited out on the worker's monotonic clock.
 3. A claim held back by a concurrency cap leaves the queue blocked until a job of that
-   queue this worker ran has its outcome written (that frees a start, and this worker
-   claims again at once), or until the next poll (another worker's job ended).
-4. Being held back is counted (``WorkerStats.limited_claims``), never logged per claim.
+   queue this worker ran has its outcome written (that frees a start), or for at most one
+   poll interval (another worker's job ended), measured by elapsed time whatever else
+   wakes the worker.
+4. A block is a hint to save claims, never a hold on jobs the database would start: a
+   wake-up for the queue (a job was enqueued: it may be of a key no limit holds), the end
+   of one of its jobs here, and a change of limits (``#limits``: every block goes) each
+   let the worker claim the queue again at once. The database decides what may start.
+5. Being held back is counted (``WorkerStats.limited_claims``), never logged per claim. A
+   limited claim that fails (say, a limit the database cannot compute with) is logged,
+   counted (``WorkerStats.limited_claim_errors``) and blocks that queue for a poll
+   interval; the worker's other queues are claimed as usual.
 """
 
 from __future__ import annotations
@@ -40,22 +49,36 @@ from collections.abc import Iterable, Sequence
 
 from ..jobs import HeldBack
 
-UNTIL_A_SLOT = math.inf
-
 
 class LimitedQueues:
-    def __init__(self, queues: Sequence[str]) -> None:
+    def __init__(self, queues: Sequence[str], poll_interval: float) -> None:
         self._queues = list(queues)
+        self._poll_interval = poll_interval
         self.limited: frozenset[str] = frozenset()
-        self.stale = True  # read which queues are limited before the next claim
+        self._read_at = -math.inf  # monotonic time the limited set was last read
+        self._stale = True  # read which queues are limited before the next claim
         self._blocked: dict[str, float] = {}  # queue -> monotonic time it may be asked again
+        # Queues unblocked (contract 4) since their claim in flight began: that claim's
+        # snapshot may predate what unblocked them, so its hold does not block them.
+        self._unblocked_in_flight: set[str] = set()
 
-    def update(self, limited: Iterable[str]) -> None:
+    def stale(self, now: float) -> bool:
+        """Whether to read the limited set before claiming (contract 1)."""
+        return self._stale or now - self._read_at >= self._poll_interval
+
+    def update(self, limited: Iterable[str], now: float) -> None:
         self.limited = frozenset(limited) & frozenset(self._queues)
-        self.stale = False
+        self._stale = False
+        self._read_at = now
         for queue in list(self._blocked):
             if queue not in self.limited:
                 del self._blocked[queue]
+
+    def changed(self) -> None:
+        """Limits changed (``#limits``): read the set again, and every block goes (contract 4)."""
+        self._stale = True
+        self._blocked.clear()
+        self._unblocked_in_flight.update(self._queues)
 
     def plain(self) -> list[str]:
         """The queues the plain claim asks, in the worker's order."""
@@ -67,34 +90,45 @@ class LimitedQueues:
         """The limited queues to ask now: those not blocked (contracts 2 and 3)."""
         return [q for q in self._queues if q in self.limited and self._blocked.get(q, 0.0) <= now]
 
+    def asking(self, queue: str) -> None:
+        """A claim of the queue begins."""
+        self._unblocked_in_flight.discard(queue)
+
     def held_back(self, held: HeldBack, now: float) -> None:
-        if held.next_at is None:
-            self._blocked[held.queue] = UNTIL_A_SLOT
+        if held.queue in self._unblocked_in_flight:
+            return  # unblocked while this claim ran: claim again rather than trust its hold
+        if held.next_at is None:  # until a slot frees: a job's end here, or a poll interval
+            self._blocked[held.queue] = now + self._poll_interval
         else:
             wait = (held.next_at - held.checked_at).total_seconds()
             self._blocked[held.queue] = now + max(0.0, wait)
+
+    def failed(self, queue: str, now: float) -> None:
+        """A claim of the queue failed: ask it again after a poll interval (contract 5)."""
+        self._blocked[queue] = now + self._poll_interval
 
     def claimed(self, queue: str) -> None:
         """A claim of the queue was not held back: nothing blocks it."""
         self._blocked.pop(queue, None)
 
+    def woken(self, queue: str) -> None:
+        """A wake-up for the queue (a job was enqueued): ask it again (contract 4)."""
+        self._unblock(queue)
+
     def slots_freed(self, queues: Iterable[str]) -> bool:
-        """Outcomes of jobs of these queues were written; True if that unblocked a queue."""
+        """Outcomes of jobs of these queues were written; True if one of them is limited (then
+        claim again: the end may free a start, contract 4)."""
         freed = False
         for queue in queues:
-            if self._blocked.get(queue) == UNTIL_A_SLOT:
-                del self._blocked[queue]
+            if queue in self.limited:
+                self._unblock(queue)
                 freed = True
         return freed
 
-    def polled(self) -> None:
-        """A poll: read the limited set again, and ask queues waiting for a slot again."""
-        self.stale = True
-        for queue, until in list(self._blocked.items()):
-            if until == UNTIL_A_SLOT:
-                del self._blocked[queue]
-
     def next_due(self) -> float | None:
-        """The earliest time a rate-blocked queue may be asked again (monotonic), if any."""
-        times = [t for t in self._blocked.values() if t != UNTIL_A_SLOT]
-        return min(times) if times else None
+        """The earliest time a blocked queue may be asked again (monotonic), if any."""
+        return min(self._blocked.values()) if self._blocked else None
+
+    def _unblock(self, queue: str) -> None:
+        self._unblocked_in_flight.add(queue)
+        self._blocked.pop(queue, None)

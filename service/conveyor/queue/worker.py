@@ -233,7 +233,7 @@ class Worker:
         # (bench/RESULTS.md, "Why the code is shaped so").
         self._claim_batch = max(50, self.config.concurrency // 2)
         self._cursors = ClaimCursors()
-        self._limits = LimitedQueues(self.queues)
+        self._limits = LimitedQueues(self.queues, self.config.poll_interval)
         self.claimed = 0
         self.claim_rounds = 0
 
@@ -371,7 +371,6 @@ class Worker:
             reopens = self._limits.next_due()
             if reopens is not None and free > 0 and not backlogged:
                 wait = max(0.0, min(wait, reopens - time.monotonic()))
-            polling = wait == config.poll_interval
             # A stop or a notification that came while the claim was in flight set the signal
             # this clear would lose: the stop until the next poll, the notification's job (if
             # it committed after the claim's snapshot) likewise.
@@ -386,27 +385,34 @@ class Worker:
             except TimeoutError:
                 more_waiting = True  # poll: notifications are hints, not promises
                 look_again_at = None
-                if polling:
-                    self._limits.polled()
 
     async def _claim(self, free: int, after: Cursors) -> list[ClaimedJob] | None:
         jobs: list[ClaimedJob] = []
         try:
             limits = self._limits
-            if limits.stale:
-                limits.update(await self.db.limited_queues(self.queues))
+            if limits.stale(time.monotonic()):
+                limits.update(await self.db.limited_queues(self.queues), time.monotonic())
             # Limited queues first, one statement each (queue.limits), then the rest at once.
             for queue in limits.due(time.monotonic()):
                 if len(jobs) >= free:
                     break
-                taken, held = await self.db.claim_limited(
-                    worker_id=self.id,
-                    queue=queue,
-                    limit=free - len(jobs),
-                    lease=self._lease,
-                    now=self.clock.now(),
-                    after=after,
-                )
+                limits.asking(queue)
+                try:
+                    taken, held = await self.db.claim_limited(
+                        worker_id=self.id,
+                        queue=queue,
+                        limit=free - len(jobs),
+                        lease=self._lease,
+                        now=self.clock.now(),
+                        after=after,
+                    )
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise  # the connection: the whole claim is tried again
+                    # This queue's claim cannot run (say, limits the database cannot compute
+                    # with): it must not stop the worker's other queues (queue.limits, 5).
+                    self._limited_claim_failed(queue, exc)
+                    continue
                 jobs.extend(taken)
                 if held is None:
                     limits.claimed(queue)
@@ -450,6 +456,18 @@ class Worker:
         self.claimed += len(jobs)
         self.claim_rounds += 1
         return jobs
+
+    def _limited_claim_failed(self, queue: str, exc: Exception) -> None:
+        self.stats.limited_claim_errors += 1
+        self._limits.failed(queue, time.monotonic())
+        log.warning(
+            "claiming limited queue %r failed (%s); its other queues are claimed as usual, this one "
+            "again in %gs",
+            queue,
+            exc,
+            self.config.poll_interval,
+            extra={"event": "limited_claim_failed", "queue": queue, "error": str(exc)},
+        )
 
     def _start(self, job: ClaimedJob, now: float) -> None:
         held = Held(job.id, job.claim)
@@ -564,10 +582,12 @@ class Worker:
 
     def _on_notify(self, queue: str) -> None:
         if queue == LIMITS_CHANGED:
-            self._limits.stale = True
+            self._limits.changed()  # every block goes: a raised or cleared limit applies now
             self._woken = True
             self._signal.set()
         elif queue in self._queue_set:
+            # A job was enqueued: it may be of a key no limit holds; the database decides.
+            self._limits.woken(queue)
             self._woken = True
             self._signal.set()
 

@@ -542,3 +542,37 @@ async def test_raising_a_rate_limit_applies_to_running_workers_at_once(
         await asyncio.sleep(0.3)
         await client.set_queue_limits("r")  # cleared
         await wait_until(lambda: started(db, "r", "x") == 3, within=2)
+
+
+async def test_a_limited_backlog_does_not_take_every_slot_from_plain_queues(
+    client: Conveyor, db: DB, registry: Registry, start_worker: Callable[..., Any]
+) -> None:
+    """R5: a limited queue's long low-priority backlog (concurrency 100, never reached) took
+    every free slot of each claim before the plain claim ran, so an unlimited queue's
+    priority-0 jobs waited for the whole backlog. Limited and plain queues now share each
+    claim's slots, the first side in turn taking at most half: the plain jobs start with the
+    first slots."""
+    gate = asyncio.Event()
+
+    @registry.task(name="slow", queue="lim")
+    async def slow() -> None:
+        await gate.wait()
+
+    @registry.task(name="urgent", queue="plain")
+    async def urgent() -> None:
+        await gate.wait()
+
+    await client.set_queue_limits("lim", concurrency=100)
+    add_jobs(db, "lim", 30, task="slow")
+    db.all("UPDATE {schema}.jobs SET priority = 3")
+    add_jobs(db, "plain", 3, task="urgent")
+    db.all("UPDATE {schema}.jobs SET priority = 0 WHERE queue = 'plain'")
+    try:
+        async with start_worker(queues=["lim", "plain"], poll_interval=30, concurrency=10) as worker:
+            await wait_until(lambda: len(worker.running_jobs) == 10, within=5)
+            assert started(db, "plain") == 3
+            assert started(db, "lim") == 7
+            gate.set()
+            await wait_until(lambda: db.one("SELECT count(*) FROM {schema}.job_history") == 33, within=10)
+    finally:
+        gate.set()

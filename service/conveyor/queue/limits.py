@@ -12,9 +12,9 @@ what the limits allow (per key from the head of each key's own range, merged in 
 order) and charges the windows for the jobs it took. A job held back stays waiting: it
 neither fails nor uses an attempt.
 
-A worker claims its limited queues first, each with one ``claim_limited`` statement (its
-free slots, at most the claim batch), then its other queues with the plain claim, so a
-limited queue is never starved by a busy unlimited one and the plain claim is unchanged.
+A worker claims its limited queues with one ``claim_limited`` statement each, and its other
+queues with the plain claim, unchanged. A worker with nothing limited to ask (the common
+case) runs the plain claim alone, with all its free slots.
 
 Contracts of :class:`LimitedQueues`
 -----------------------------------
@@ -40,6 +40,11 @@ Contracts of :class:`LimitedQueues`
    limited claim that fails (say, a limit the database cannot compute with) is logged,
    counted (``WorkerStats.limited_claim_errors``) and blocks that queue for a poll
    interval; the worker's other queues are claimed as usual.
+6. When both limited queues (not blocked) and plain queues are to be asked, they share the
+   claim's slots: the side that goes first, in turn from one claim to the next, takes at
+   most half, the other side what is left (and the next claim follows at once when the
+   first side filled its half). So neither a limited queue's backlog nor a busy plain queue
+   takes every slot; priority orders the jobs within each side's claim, not across sides.
 """
 
 from __future__ import annotations

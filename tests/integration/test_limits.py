@@ -80,7 +80,7 @@ async def test_rate_limit_is_exact_over_a_sliding_window(client: Conveyor, db: D
     assert held is None
     jobs, held = await claim("exports", 50, T0 + timedelta(seconds=10))  # 15 more at T0+10
     assert len(jobs) == 15
-    assert held == HeldBack("exports", T0 + timedelta(seconds=60), T0 + timedelta(seconds=10))
+    assert held == HeldBack("exports", T0 + timedelta(seconds=60), T0 + timedelta(seconds=10), by_queue=True)
     jobs, held = await claim("exports", 50, T0 + timedelta(seconds=59.999))
     assert jobs == []
     assert held is not None
@@ -576,3 +576,29 @@ async def test_a_limited_backlog_does_not_take_every_slot_from_plain_queues(
             await wait_until(lambda: db.one("SELECT count(*) FROM {schema}.job_history") == 33, within=10)
     finally:
         gate.set()
+
+
+async def test_a_queue_held_by_its_own_window_is_not_asked_again_on_each_enqueue(
+    client: Conveyor, db: DB, registry: Registry, start_worker: Callable[..., Any]
+) -> None:
+    """The other side of R1: when the queue's own limit holds (1 per hour), a new job cannot
+    start either, so its wake-up does not make the worker ask the queue again (each ask
+    takes the queue's row lock); per-key holds are lifted by a wake-up, the queue's are not."""
+
+    @registry.task(name="noop", queue="slow")
+    def noop() -> None:
+        pass
+
+    await client.set_queue_limits("slow", rate=(1, "1h"))
+    async with start_worker(poll_interval=30, concurrency=5) as worker:
+        await client.enqueue(noop, {})
+        await client.enqueue(noop, {})
+        await wait_until(lambda: worker.stats.limited_claims >= 1, within=5)
+        await asyncio.sleep(0.2)
+        asked = worker.stats.limited_claims
+        for _ in range(10):
+            await client.enqueue(noop, {})
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert worker.stats.limited_claims - asked <= 1
+        assert started(db, "slow") == 1

@@ -32,10 +32,13 @@ Contracts of :class:`LimitedQueues`
    queue this worker ran has its outcome written (that frees a start), or for at most one
    poll interval (another worker's job ended), measured by elapsed time whatever else
    wakes the worker.
-4. A block is a hint to save claims, never a hold on jobs the database would start: a
-   wake-up for the queue (a job was enqueued: it may be of a key no limit holds), the end
-   of one of its jobs here, and a change of limits (``#limits``: every block goes) each
-   let the worker claim the queue again at once. The database decides what may start.
+4. A block is a hint to save claims, never a hold on jobs the database would start. It is
+   lifted early by what may let a held job start: a wake-up for the queue (a job was
+   enqueued) lifts a hold by per-key limits only (the new job may be of a free key); the
+   end of one of the queue's jobs here lifts that and a hold by the queue's cap; a change
+   of limits (``#limits``) lifts every block. An event that comes while the queue's claim
+   is in flight lifts the hold that claim returns likewise (its snapshot may predate it).
+   The database decides what may start.
 5. Being held back is counted (``WorkerStats.limited_claims``), never logged per claim. A
    limited claim that fails (say, a limit the database cannot compute with) is logged,
    counted (``WorkerStats.limited_claim_errors``) and blocks that queue for a poll
@@ -54,6 +57,20 @@ from collections.abc import Iterable, Sequence
 
 from ..jobs import HeldBack
 
+# What blocks a queue, and the events that lift each block early (contract 4).
+RATE = "rate"  # the queue's own window: only its reopen (or a change of limits)
+SLOT = "slot"  # the queue's own cap: a job's end here, a poll interval
+KEYS = "keys"  # per-key limits only: a new job (maybe of a free key), a job's end, the time
+FAILED = "failed"  # the claim failed: a poll interval
+ENQUEUED = "enqueued"
+ENDED = "ended"
+CHANGED = "changed"
+LIFTS: dict[str, frozenset[str]] = {
+    ENQUEUED: frozenset({KEYS}),
+    ENDED: frozenset({SLOT, KEYS}),
+    CHANGED: frozenset({RATE, SLOT, KEYS, FAILED}),
+}
+
 
 class LimitedQueues:
     def __init__(self, queues: Sequence[str], poll_interval: float) -> None:
@@ -62,10 +79,11 @@ class LimitedQueues:
         self.limited: frozenset[str] = frozenset()
         self._read_at = -math.inf  # monotonic time the limited set was last read
         self._stale = True  # read which queues are limited before the next claim
-        self._blocked: dict[str, float] = {}  # queue -> monotonic time it may be asked again
-        # Queues unblocked (contract 4) since their claim in flight began: that claim's
-        # snapshot may predate what unblocked them, so its hold does not block them.
-        self._unblocked_in_flight: set[str] = set()
+        # queue -> (monotonic time it may be asked again, what blocks it)
+        self._blocked: dict[str, tuple[float, str]] = {}
+        # Queues with a claim in flight -> the events since it began: its snapshot may predate
+        # them, so a hold they would lift does not block the queue (it is asked again).
+        self._in_flight: dict[str, set[str]] = {}
 
     def stale(self, now: float) -> bool:
         """Whether to read the limited set before claiming (contract 1)."""
@@ -82,8 +100,8 @@ class LimitedQueues:
     def changed(self) -> None:
         """Limits changed (``#limits``): read the set again, and every block goes (contract 4)."""
         self._stale = True
-        self._blocked.clear()
-        self._unblocked_in_flight.update(self._queues)
+        for queue in self._queues:
+            self._event(queue, CHANGED)
 
     def plain(self) -> list[str]:
         """The queues the plain claim asks, in the worker's order."""
@@ -93,47 +111,57 @@ class LimitedQueues:
 
     def due(self, now: float) -> list[str]:
         """The limited queues to ask now: those not blocked (contracts 2 and 3)."""
-        return [q for q in self._queues if q in self.limited and self._blocked.get(q, 0.0) <= now]
+        blocked = self._blocked
+        return [q for q in self._queues if q in self.limited and (q not in blocked or blocked[q][0] <= now)]
 
     def asking(self, queue: str) -> None:
         """A claim of the queue begins."""
-        self._unblocked_in_flight.discard(queue)
+        self._in_flight[queue] = set()
 
     def held_back(self, held: HeldBack, now: float) -> None:
-        if held.queue in self._unblocked_in_flight:
-            return  # unblocked while this claim ran: claim again rather than trust its hold
+        kind = KEYS if not held.by_queue else SLOT if held.next_at is None else RATE
+        events = self._in_flight.pop(held.queue, set())
+        if any(kind in LIFTS[event] for event in events):
+            return  # lifted while this claim ran: ask again rather than trust its hold
         if held.next_at is None:  # until a slot frees: a job's end here, or a poll interval
-            self._blocked[held.queue] = now + self._poll_interval
+            until = now + self._poll_interval
         else:
-            wait = (held.next_at - held.checked_at).total_seconds()
-            self._blocked[held.queue] = now + max(0.0, wait)
+            until = now + max(0.0, (held.next_at - held.checked_at).total_seconds())
+        self._blocked[held.queue] = (until, kind)
 
     def failed(self, queue: str, now: float) -> None:
         """A claim of the queue failed: ask it again after a poll interval (contract 5)."""
-        self._blocked[queue] = now + self._poll_interval
+        self._in_flight.pop(queue, None)
+        self._blocked[queue] = (now + self._poll_interval, FAILED)
 
     def claimed(self, queue: str) -> None:
         """A claim of the queue was not held back: nothing blocks it."""
+        self._in_flight.pop(queue, None)
         self._blocked.pop(queue, None)
 
-    def woken(self, queue: str) -> None:
-        """A wake-up for the queue (a job was enqueued): ask it again (contract 4)."""
-        self._unblock(queue)
+    def woken(self, queue: str) -> bool:
+        """A job was enqueued into the queue (its wake-up): True if that lifted a block or may
+        lift the hold of a claim in flight (contract 4)."""
+        return self._event(queue, ENQUEUED)
 
     def slots_freed(self, queues: Iterable[str]) -> bool:
-        """Outcomes of jobs of these queues were written; True if one of them is limited (then
-        claim again: the end may free a start, contract 4)."""
-        freed = False
+        """Outcomes of jobs of these queues were written; True if that lifted a block (a
+        start may be free: claim again) or may lift the hold of a claim in flight."""
+        lifted = False
         for queue in queues:
-            if queue in self.limited:
-                self._unblock(queue)
-                freed = True
-        return freed
+            lifted = self._event(queue, ENDED) or lifted
+        return lifted
 
     def next_due(self) -> float | None:
         """The earliest time a blocked queue may be asked again (monotonic), if any."""
-        return min(self._blocked.values()) if self._blocked else None
+        return min(until for until, _ in self._blocked.values()) if self._blocked else None
 
-    def _unblock(self, queue: str) -> None:
-        self._unblocked_in_flight.add(queue)
-        self._blocked.pop(queue, None)
+    def _event(self, queue: str, event: str) -> bool:
+        in_flight = self._in_flight.get(queue)
+        if in_flight is not None:
+            in_flight.add(event)
+        block = self._blocked.get(queue)
+        if block is not None and block[1] in LIFTS[event]:
+            del self._blocked[queue]
+            return True
+        return in_flight is not None

@@ -487,13 +487,14 @@ class Worker:
     def _limited_claim_failed(self, queue: str, exc: Exception) -> None:
         self.stats.limited_claim_errors += 1
         self._limits.failed(queue, time.monotonic())
+        error = (str(exc).splitlines() or [type(exc).__name__])[0]  # without PostgreSQL's context lines
         log.warning(
             "claiming limited queue %r failed (%s); its other queues are claimed as usual, this one "
             "again in %gs",
             queue,
-            exc,
+            error,
             self.config.poll_interval,
-            extra={"event": "limited_claim_failed", "queue": queue, "error": str(exc)},
+            extra={"event": "limited_claim_failed", "queue": queue, "error": error},
         )
 
     def _start(self, job: ClaimedJob, now: float) -> None:

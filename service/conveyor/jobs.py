@@ -36,13 +36,15 @@ Cursors = Mapping[tuple[str, int], tuple[datetime, int]]
 class HeldBack(NamedTuple):
     """A limited queue's claim came back short because a limit held jobs back.
 
-    ``next_at``: when one of them may start (a rate window reopens), by the database's
-    clock; None when only a running job's end frees a start. ``checked_at``: the clock the
-    claim used."""
+    ``next_at``: the earliest time one of them may start (a rate window reopens), by the
+    database's clock; None when only a running job's end frees a start. ``checked_at``: the
+    clock the claim used. ``by_queue``: the queue's own limits held (no new job may start
+    either); False: only per-key limits did (a new job of another key may start at once)."""
 
     queue: str
     next_at: datetime | None
     checked_at: datetime
+    by_queue: bool = False
 
 
 class Held(NamedTuple):

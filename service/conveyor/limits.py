@@ -6,6 +6,7 @@ and the CLI pass them around as :class:`QueueLimits`. Every field None means "no
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -13,6 +14,11 @@ from .durations import parse_duration
 from .errors import InvalidOptionError
 
 MAX_RATE = 100_000  # starts per period (the queues table's check)
+# A period the claim can compute with (set_queue_limits_v1 refuses the same): a window's
+# start minus it and a reopen plus it stay far within PostgreSQL's timestamps.
+MIN_PERIOD = timedelta(milliseconds=1)
+MAX_PERIOD = timedelta(days=365)
+MAX_CONCURRENCY = 1_000_000  # running jobs of a queue (or of a key) at once
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,10 @@ class Rate:
         if not isinstance(self.period, timedelta) or self.period <= timedelta(0):
             raise InvalidOptionError(
                 f"a rate limit's period must be a positive duration (got {self.period!r})"
+            )
+        if not MIN_PERIOD <= self.period <= MAX_PERIOD:
+            raise InvalidOptionError(
+                f"a rate limit's period must be between 1 millisecond and 365 days (got {self.period})"
             )
 
     def __str__(self) -> str:
@@ -54,6 +64,10 @@ def parse_rate(value: Rate | tuple[int, str | timedelta | float] | str) -> Rate:
         if isinstance(span, timedelta):
             return Rate(number, span)
         if isinstance(span, int | float) and not isinstance(span, bool):
+            if not (math.isfinite(span) and 0 < span <= MAX_PERIOD.total_seconds()):
+                raise InvalidOptionError(
+                    f"a rate limit's period must be between 1 millisecond and 365 days (got {span!r} seconds)"
+                )
             return Rate(number, timedelta(seconds=span))
     raise InvalidOptionError(f"rate {value!r} is not valid: give (count, duration) or 'COUNT/DURATION'")
 
@@ -61,8 +75,8 @@ def parse_rate(value: Rate | tuple[int, str | timedelta | float] | str) -> Rate:
 def check_cap(name: str, value: int | None) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidOptionError(f"{name} must be a whole number of at least 1 (got {value!r})")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise InvalidOptionError(f"{name} must be a whole number from 1 to {MAX_CONCURRENCY} (got {value!r})")
     return value
 
 

@@ -65,10 +65,13 @@ COMMENT ON FUNCTION window_reopens_v1(timestamptz[], integer[], timestamptz, int
     'When a full rate window lets one more start (NULL: it is not full).';
 
 -- Claim up to max_jobs jobs from one queue within its limits. Returns the claimed jobs (the
--- columns of the plain claim, next_at and checked_at NULL) and, when a limit (not a lack of
--- jobs) held jobs back, one more row whose id is NULL: next_at is when a held job may start
--- (a rate window reopens), NULL when it waits for a running job to end; checked_at is the
--- clock the claim used. after_*: the worker's cursors for this queue's priority levels (as
+-- columns of the plain claim, next_at, checked_at and held_by NULL) and, when a limit (not a
+-- lack of jobs) held jobs back, one more row whose id is NULL: next_at is the earliest time
+-- a held job may start (the queue's window reopens, or the first held key's), NULL when it
+-- waits for a running job to end; checked_at is the clock the claim used; held_by says
+-- which limits held: 'queue' (the queue's own: no job of it, new or not, starts before
+-- next_at or a running job's end) or 'keys' (only per-key limits: a new job of another key
+-- may start at once). after_*: the worker's cursors for this queue's priority levels (as
 -- claim_jobs takes them), used where the queue has no per-key limits. See
 -- sql/queries/limits.sql for the design.
 CREATE FUNCTION claim_limited_v1(
@@ -83,7 +86,7 @@ CREATE FUNCTION claim_limited_v1(
 ) RETURNS TABLE (
     id bigint, claims integer, queue text, task text, args jsonb, attempt integer,
     max_attempts integer, priority smallint, enqueued_at timestamptz, run_at timestamptz,
-    next_at timestamptz, checked_at timestamptz
+    next_at timestamptz, checked_at timestamptz, held_by text
 )
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -249,7 +252,7 @@ BEGIN
     WHERE j.id = ANY (taken)
     RETURNING j.id::bigint, j.claims::integer, j.queue::text, j.task::text, j.args::jsonb, j.attempt::integer,
               j.max_attempts::integer, j.priority::smallint, j.enqueued_at::timestamptz,
-              j.run_at::timestamptz, NULL::timestamptz, NULL::timestamptz;
+              j.run_at::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::text;
     taken_count := cardinality(taken);
 
     -- Tokens are charged for the jobs taken, and only for them.
@@ -295,7 +298,8 @@ BEGIN
     IF taken_count < max_jobs AND (queue_held OR cardinality(held_keys) > 0) THEN
         RETURN QUERY SELECT NULL::bigint, NULL::integer, queue_name, NULL::text, NULL::jsonb,
                             NULL::integer, NULL::integer, NULL::smallint, NULL::timestamptz,
-                            NULL::timestamptz, CASE WHEN slot_wait THEN NULL ELSE wake END, clock;
+                            NULL::timestamptz, CASE WHEN slot_wait THEN NULL ELSE wake END, clock,
+                            CASE WHEN queue_held THEN 'queue' ELSE 'keys' END;
     END IF;
 END;
 $$;
@@ -337,8 +341,20 @@ BEGIN
         RAISE EXCEPTION 'set_queue_limits_v1: a rate period must be positive'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The claim computes with the period (a window's start minus it, a reopen plus it): a
+    -- period past a year is refused rather than left to fail every claim of the queue. Months
+    -- compare as 30 days.
+    IF rate_period NOT BETWEEN interval '1 millisecond' AND interval '365 days'
+       OR key_rate_period NOT BETWEEN interval '1 millisecond' AND interval '365 days' THEN
+        RAISE EXCEPTION 'set_queue_limits_v1: a rate period must be between 1 millisecond and 365 days'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF concurrency < 1 OR key_concurrency < 1 THEN
         RAISE EXCEPTION 'set_queue_limits_v1: a concurrency cap must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF concurrency > 1000000 OR key_concurrency > 1000000 THEN
+        RAISE EXCEPTION 'set_queue_limits_v1: a concurrency cap must be at most 1000000'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO queues AS q (name, rate_limit, rate_period, concurrency, key_rate_limit, key_rate_period,

@@ -81,6 +81,10 @@ BEGIN
     IF pause_task_v1.name IS NULL OR pause_task_v1.name = '' THEN
         RAISE EXCEPTION 'conveyor.pause_task: a task name is required' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF char_length(pause_task_v1.name) > 200 THEN
+        RAISE EXCEPTION 'conveyor.pause_task: a task name is at most 200 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     INSERT INTO pauses (scope, name) VALUES ('task', pause_task_v1.name)
     ON CONFLICT ON CONSTRAINT pauses_pkey DO NOTHING;
 END;
@@ -99,11 +103,16 @@ AS $$
 $$;
 
 CREATE FUNCTION resume_task_v1(name text) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
+BEGIN
+    IF resume_task_v1.name IS NULL OR resume_task_v1.name = '' THEN
+        RAISE EXCEPTION 'conveyor.resume_task: a task name is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     DELETE FROM pauses WHERE scope = 'task' AND pauses.name = resume_task_v1.name;
-    SELECT wake_released_v1(resume_task_v1.name);
+    PERFORM wake_released_v1(resume_task_v1.name);
+END;
 $$;
 
 CREATE FUNCTION pause_all_v1() RETURNS void

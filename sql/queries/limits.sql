@@ -35,9 +35,13 @@
 --      run-length encoded (rate_windows.counts: one entry per claim, with its job count), so
 --      its size is the number of claims within the period, not the limit;
 --   7. when a limit (not a lack of jobs) held jobs back and the claim is short, returns one
---      more row with a NULL id: next_at, when the window reopens (the worker sets a timer and
---      claims again then), or NULL when only a running job's end frees a start (the worker
---      that ran it claims again when its outcome is written; the others at their poll).
+--      more row with a NULL id: next_at, the earliest time anything held back may start (the
+--      queue's window reopens, else the first held key's; the worker sets a timer and claims
+--      again then), or NULL when only a running job's end frees a start (the worker that ran
+--      it claims again when its outcome is written; the others within a poll interval); and
+--      held_by, 'queue' when the queue's own limits held (no new job may start either) or
+--      'keys' when only per-key limits did (a new job of another key may: the worker claims
+--      again when told of one).
 --
 -- Invariants
 -- ----------
@@ -67,8 +71,9 @@
 -- name: claim_limited
 -- Claim up to %(limit)s jobs from one limited queue within its limits, reading its levels
 -- from the worker's cursors (after_*); a last row with a NULL id says a limit held jobs back
--- (next_at: when one may start; NULL: at a job's end).
-SELECT id, claims, queue, task, args, attempt, max_attempts, priority, enqueued_at, run_at, next_at, checked_at
+-- (next_at: when one may start; NULL: at a job's end; held_by: 'queue' or only 'keys').
+SELECT id, claims, queue, task, args, attempt, max_attempts, priority, enqueued_at, run_at, next_at, checked_at,
+       held_by
 FROM {schema}.claim_limited_v1(%(queue)s, %(limit)s, %(worker_id)s, %(lease)s::interval,
                                %(now)s::timestamptz, %(after_priorities)s::smallint[],
                                %(after_run_ats)s::timestamptz[], %(after_ids)s::bigint[]);

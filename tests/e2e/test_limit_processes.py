@@ -190,6 +190,10 @@ def test_limits_from_the_cli(database_url: str, schema: str, db: DB) -> None:
         (("--clear", "--concurrency", "1"), "give at least one of"),
         (("--concurrency", "0"), "0 is not in the range"),
         (("--rate", "5"), "COUNT/DURATION"),
+        (("--rate", "5/3000000d"), "between 1 millisecond and 365 days"),
+        (("--rate", "5/0.000001s"), "between 1 millisecond and 365 days"),
+        (("--concurrency", str(10**12)), "is not in the range"),
+        (("--key-concurrency", "1000001"), "is not in the range"),
     ]:
         bad = cli(database_url, schema, "queues", "limit", "exports", *args)
         assert bad.returncode == 2, (args, bad.stderr)

@@ -11,10 +11,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
 from conveyor import Conveyor, FrozenClock, JobContext, JobStateError, NotFoundError, Registry, SyncConveyor
 from conveyor.db.database import Database
+from conveyor.errors import InvalidOptionError
 from conveyor.jobs import Outcomes
 
 from ..helpers import DB, wait_until
@@ -138,6 +140,51 @@ async def test_pauses_from_sql_and_bad_names(client: Conveyor, db: DB) -> None:
         await client.pause_task("")
     with pytest.raises(Exception, match="pause_task: a task name is required"):
         db.all("select {schema}.pause_task('')")
+
+
+async def test_pause_and_resume_refuse_odd_task_names_with_a_clear_error(client: Conveyor, db: DB) -> None:
+    """R6, R7: a NUL character (was psycopg's DataError), a name past 200 characters (was
+    taken), and resume_task(NULL) in SQL (was silent) are refused clearly."""
+    for name, message in [("a\x00b", "NUL"), ("t" * 201, "at most 200 characters")]:
+        with pytest.raises(InvalidOptionError, match=message):
+            await client.pause_task(name)
+        with pytest.raises(InvalidOptionError, match=message):
+            await client.resume_task(name)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="pause_task: a task name is at most 200"):
+        db.all("select {schema}.pause_task(repeat('t', 201))")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="resume_task: a task name is required"):
+        db.all("select {schema}.resume_task(NULL)")
+    await client.pause_task("t" * 200)
+    assert set((await client.pauses()).tasks) == {"t" * 200}
+
+
+async def test_job_control_refuses_odd_ids_and_arguments_with_a_clear_error(client: Conveyor, db: DB) -> None:
+    """R6: an id past bigint reached PostgreSQL as numeric (UndefinedFunction cancel_job_v1
+    (numeric, ...)); a bool id, a non-string ``by`` or ``reason``, NUL characters in them
+    reached it too. Each is refused before, with InvalidOptionError (a ConveyorError)."""
+    [job] = [
+        row[0]
+        for row in db.all(
+            "INSERT INTO {schema}.jobs (queue, task, max_attempts) VALUES ('default', 'noop', 3) RETURNING id"
+        )
+    ]
+    for call in [
+        lambda: client.cancel(10**30),
+        lambda: client.cancel(2**63),
+        lambda: client.abort(10**30),
+        lambda: client.run_now(2**63),
+        lambda: client.delete_job(-1),
+        lambda: client.cancel(True),
+        lambda: client.cancel(job, by=5),  # type: ignore[arg-type]
+        lambda: client.abort(job, reason=b"x"),  # type: ignore[arg-type]
+        lambda: client.cancel(job, reason="a\x00b"),
+        lambda: client.cancel(job, by="ops\x00"),
+    ]:
+        with pytest.raises(InvalidOptionError):
+            await call()
+    assert await client.cancel(job, reason="fine", by="ops") == "cancelled"
+    with pytest.raises(NotFoundError):
+        await client.cancel(2**63 - 1)
 
 
 # -- cancel, run now, delete -------------------------------------------------------------

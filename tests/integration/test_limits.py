@@ -6,6 +6,7 @@ seam with an injected clock; the last tests run a worker."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -79,7 +80,7 @@ async def test_rate_limit_is_exact_over_a_sliding_window(client: Conveyor, db: D
     assert held is None
     jobs, held = await claim("exports", 50, T0 + timedelta(seconds=10))  # 15 more at T0+10
     assert len(jobs) == 15
-    assert held == HeldBack("exports", T0 + timedelta(seconds=60), T0 + timedelta(seconds=10))
+    assert held == HeldBack("exports", T0 + timedelta(seconds=60), T0 + timedelta(seconds=10), by_queue=True)
     jobs, held = await claim("exports", 50, T0 + timedelta(seconds=59.999))
     assert jobs == []
     assert held is not None
@@ -357,3 +358,247 @@ async def test_windows_whose_starts_left_their_period_are_pruned(
     assert db.all("SELECT key FROM {schema}.rate_windows") == [("",)]
     await seam.prune_rate_windows(now=T0 + timedelta(seconds=60))
     assert db.all("SELECT key FROM {schema}.rate_windows") == []
+
+
+# -- review findings (third round, tests/chaos/probes/README.md) ---------------------------
+
+
+def started(db: DB, queue: str, key: str | None = None) -> int:
+    """Jobs of the queue (with the key, if given) that have started, running or finished."""
+    return int(
+        db.one(
+            "SELECT count(*) FROM (SELECT queue, key, started_at FROM {schema}.jobs UNION ALL"
+            " SELECT queue, key, started_at FROM {schema}.job_history) x"
+            " WHERE queue = %s AND (%s::text IS NULL OR key = %s) AND started_at IS NOT NULL",
+            [queue, key, key],
+        )
+    )
+
+
+async def test_rate_periods_and_caps_the_claim_cannot_compute_are_refused(client: Conveyor, db: DB) -> None:
+    """R2, R6, R7: a period past 365 days (100,000 years failed every claim of the queue with
+    'timestamp out of range') or under 1 ms, NaN or infinite periods, and caps past 1,000,000
+    are refused with a clear error from SQL and from Python."""
+    for call, message in [
+        (
+            "SELECT {schema}.set_queue_limits('q', rate_limit => 5, rate_period => interval '100000 years')",
+            "between 1 millisecond and 365 days",
+        ),
+        (
+            "SELECT {schema}.set_queue_limits('q', key_rate_limit => 5, key_rate_period => interval '1 microsecond')",
+            "between 1 millisecond and 365 days",
+        ),
+        ("SELECT {schema}.set_queue_limits('q', concurrency => 1000001)", "at most 1000000"),
+    ]:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+            db.all(call)
+    for kwargs in [
+        {"rate": (5, 10**12)},
+        {"rate": (5, math.nan)},
+        {"rate": (5, math.inf)},
+        {"rate": (5, 1e-6)},
+        {"key_rate": "5/3000000d"},
+        {"rate": (5, timedelta(days=366))},
+        {"concurrency": 10**12},
+        {"key_concurrency": 1_000_001},
+    ]:
+        with pytest.raises(InvalidOptionError):
+            await client.set_queue_limits("q", **kwargs)  # type: ignore[arg-type]
+    limits = await client.set_queue_limits("q", rate=(5, 0.001), concurrency=1_000_000)
+    assert limits.describe() == "rate 5/0.001s, concurrency 1000000"
+    assert await client.set_queue_limits("q", rate="5/365d")
+
+
+async def test_a_failing_limited_claim_stops_neither_the_plain_claim_nor_other_queues(
+    client: Conveyor, db: DB, registry: Registry, start_worker: Callable[..., Any]
+) -> None:
+    """R2: a limited queue whose claim fails (here a period written past the function's
+    check) is logged, counted and backed off; the worker's other queues, limited or not,
+    are claimed as usual."""
+
+    @registry.task(name="noop", queue="plain")
+    def noop() -> None:
+        pass
+
+    await client.set_queue_limits("broken", rate=(5, "1s"))
+    await client.set_queue_limits("capped", concurrency=5)
+    db.all("UPDATE {schema}.queues SET rate_period = interval '100000 years' WHERE name = 'broken'")
+    add_jobs(db, "broken", 3)
+    add_jobs(db, "capped", 3)
+    add_jobs(db, "plain", 5)
+    async with start_worker(
+        queues=["broken", "capped", "plain"], poll_interval=0.5, concurrency=10
+    ) as worker:
+        await wait_until(lambda: started(db, "plain") == 5 and started(db, "capped") == 3, within=10)
+        assert worker.stats.limited_claim_errors >= 1
+    assert started(db, "broken") == 0
+
+
+async def test_a_key_held_by_its_rate_window_does_not_hold_other_keys(
+    client: Conveyor, db: DB, registry: Registry, start_worker: Callable[..., Any]
+) -> None:
+    """R1 (I4, no head-of-line blocking): key a is held back by its rate window (1 per hour);
+    key b's job, enqueued later, starts at once (its enqueue wakes the worker, which claims
+    the queue again), not when a's window reopens."""
+
+    @registry.task(name="noop", queue="k")
+    def noop() -> None:
+        pass
+
+    await client.set_queue_limits("k", key_rate=(1, "1h"))
+    async with start_worker(poll_interval=30, concurrency=5):
+        await client.enqueue(noop, {}, key="a")
+        await client.enqueue(noop, {}, key="a")
+        await wait_until(lambda: started(db, "k", "a") == 1, within=5)
+        await asyncio.sleep(0.3)  # the worker has seen a's second job held back
+        await client.enqueue(noop, {}, key="b")
+        await wait_until(lambda: started(db, "k", "b") == 1, within=2)
+        assert started(db, "k", "a") == 1
+
+
+async def test_a_key_held_by_its_cap_does_not_hold_a_new_key_until_the_poll(
+    client: Conveyor, db: DB, registry: Registry, start_worker: Callable[..., Any]
+) -> None:
+    """R1: key a holds its one slot (key_concurrency 1) with a second job waiting; a job of a
+    new key starts within a second of its enqueue, not at the next poll (30 s)."""
+    gate = asyncio.Event()
+
+    @registry.task(name="wait", queue="kc")
+    async def wait() -> None:
+        await gate.wait()
+
+    await client.set_queue_limits("kc", key_concurrency=1)
+    try:
+        async with start_worker(poll_interval=30, concurrency=5):
+            await client.enqueue(wait, {}, key="a")
+            await client.enqueue(wait, {}, key="a")
+            await wait_until(lambda: started(db, "kc", "a") == 1, within=5)
+            await asyncio.sleep(0.3)
+            enqueued = time.monotonic()
+            await client.enqueue(wait, {}, key="b")
+            await wait_until(lambda: started(db, "kc", "b") == 1, within=5)
+            assert time.monotonic() - enqueued < 1
+            assert started(db, "kc", "a") == 1
+            gate.set()
+    finally:
+        gate.set()
+
+
+async def test_a_queue_waiting_for_a_slot_is_asked_again_each_poll_whatever_wakes_the_worker(
+    client: Conveyor, db: DB, registry: Registry, start_worker: Callable[..., Any]
+) -> None:
+    """R4: queue 'capped' (concurrency 1) is full with another worker's job; a rate-limited
+    queue on the same worker wakes it every 0.2 s, so no wait lasts a poll interval. When the
+    other worker's job ends (this worker is not told), 'capped' is asked again within about
+    a poll interval, not when the rated backlog drains."""
+
+    @registry.task(name="noop", queue="capped")
+    def noop() -> None:
+        pass
+
+    @registry.task(name="rated_noop", queue="rated")
+    def rated_noop() -> None:
+        pass
+
+    await client.set_queue_limits("capped", concurrency=1)
+    await client.set_queue_limits("rated", rate=(1, 0.2))
+    [other] = add_jobs(db, "capped", 1)
+    db.all(
+        "UPDATE {schema}.jobs SET state = 'running', attempt = 1, claims = 1, worker_id = %s,"
+        " started_at = now(), lease_expires_at = now() + interval '1 hour' WHERE id = %s",
+        [uuid.uuid4(), other],
+    )
+    add_jobs(db, "capped", 1)
+    add_jobs(db, "rated", 200, task="rated_noop")
+    async with start_worker(queues=["capped", "rated"], poll_interval=1.0, concurrency=5) as worker:
+        await wait_until(lambda: worker.stats.limited_claims >= 3 and started(db, "rated") >= 3, within=5)
+        finish(db, [other])  # the other worker's job ended
+        ended = time.monotonic()
+        await wait_until(lambda: started(db, "capped") == 1, within=5)
+        assert time.monotonic() - ended < 3
+        assert started(db, "rated") < 100
+
+
+async def test_raising_a_rate_limit_applies_to_running_workers_at_once(
+    client: Conveyor, db: DB, registry: Registry, start_worker: Callable[..., Any]
+) -> None:
+    """R3 (docs/limits.md: "Workers pick up every change at once"): a worker holding back a
+    queue until an hour-long window reopens claims it again when the rate is raised."""
+
+    @registry.task(name="noop", queue="r")
+    def noop() -> None:
+        pass
+
+    await client.set_queue_limits("r", rate=(1, "1h"))
+    async with start_worker(poll_interval=30, concurrency=5):
+        await client.enqueue(noop, {}, key="x")
+        await client.enqueue(noop, {}, key="x")
+        await wait_until(lambda: started(db, "r", "x") == 1, within=5)
+        await asyncio.sleep(0.3)
+        await client.set_queue_limits("r", rate=(1000, "1s"))
+        await wait_until(lambda: started(db, "r", "x") == 2, within=2)
+        await client.set_queue_limits("r", rate=(1, "1h"))
+        await client.enqueue(noop, {}, key="x")
+        await asyncio.sleep(0.3)
+        await client.set_queue_limits("r")  # cleared
+        await wait_until(lambda: started(db, "r", "x") == 3, within=2)
+
+
+async def test_a_limited_backlog_does_not_take_every_slot_from_plain_queues(
+    client: Conveyor, db: DB, registry: Registry, start_worker: Callable[..., Any]
+) -> None:
+    """R5: a limited queue's long low-priority backlog (concurrency 100, never reached) took
+    every free slot of each claim before the plain claim ran, so an unlimited queue's
+    priority-0 jobs waited for the whole backlog. Limited and plain queues now share each
+    claim's slots, the first side in turn taking at most half: the plain jobs start with the
+    first slots."""
+    gate = asyncio.Event()
+
+    @registry.task(name="slow", queue="lim")
+    async def slow() -> None:
+        await gate.wait()
+
+    @registry.task(name="urgent", queue="plain")
+    async def urgent() -> None:
+        await gate.wait()
+
+    await client.set_queue_limits("lim", concurrency=100)
+    add_jobs(db, "lim", 30, task="slow")
+    db.all("UPDATE {schema}.jobs SET priority = 3")
+    add_jobs(db, "plain", 3, task="urgent")
+    db.all("UPDATE {schema}.jobs SET priority = 0 WHERE queue = 'plain'")
+    try:
+        async with start_worker(queues=["lim", "plain"], poll_interval=30, concurrency=10) as worker:
+            await wait_until(lambda: len(worker.running_jobs) == 10, within=5)
+            assert started(db, "plain") == 3
+            assert started(db, "lim") == 7
+            gate.set()
+            await wait_until(lambda: db.one("SELECT count(*) FROM {schema}.job_history") == 33, within=10)
+    finally:
+        gate.set()
+
+
+async def test_a_queue_held_by_its_own_window_is_not_asked_again_on_each_enqueue(
+    client: Conveyor, db: DB, registry: Registry, start_worker: Callable[..., Any]
+) -> None:
+    """The other side of R1: when the queue's own limit holds (1 per hour), a new job cannot
+    start either, so its wake-up does not make the worker ask the queue again (each ask
+    takes the queue's row lock); per-key holds are lifted by a wake-up, the queue's are not."""
+
+    @registry.task(name="noop", queue="slow")
+    def noop() -> None:
+        pass
+
+    await client.set_queue_limits("slow", rate=(1, "1h"))
+    async with start_worker(poll_interval=30, concurrency=5) as worker:
+        await client.enqueue(noop, {})
+        await client.enqueue(noop, {})
+        await wait_until(lambda: worker.stats.limited_claims >= 1, within=5)
+        await asyncio.sleep(0.2)
+        asked = worker.stats.limited_claims
+        for _ in range(10):
+            await client.enqueue(noop, {})
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert worker.stats.limited_claims - asked <= 1
+        assert started(db, "slow") == 1

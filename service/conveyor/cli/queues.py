@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import ConveyorError
-from ..limits import LimitsInUse, Rate, parse_rate
+from ..limits import MAX_CONCURRENCY, LimitsInUse, Rate, parse_rate
 from ..queue.client import Conveyor, QueueStats
 from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, with_client
 
@@ -94,9 +94,17 @@ def limits_json(use: LimitsInUse | None) -> dict[str, Any] | None:
 @queues.command("limit")
 @click.argument("name")
 @click.option("--rate", type=RateType(), help="At most COUNT job starts per DURATION, e.g. 20/1m.")
-@click.option("--concurrency", type=click.IntRange(min=1), help="At most this many running at once.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=MAX_CONCURRENCY),
+    help="At most this many running at once.",
+)
 @click.option("--key-rate", type=RateType(), help="Per job key: at most COUNT starts per DURATION.")
-@click.option("--key-concurrency", type=click.IntRange(min=1), help="Per job key: at most this many running.")
+@click.option(
+    "--key-concurrency",
+    type=click.IntRange(min=1, max=MAX_CONCURRENCY),
+    help="Per job key: at most this many running.",
+)
 @click.option("--clear", is_flag=True, help="Remove every limit of the queue.")
 @click.pass_obj
 @handle_errors

@@ -368,7 +368,9 @@ class Database:
             },
         )
         jobs = [ClaimedJob._make(row[:10]) for row in rows if row[0] is not None]
-        held = next((HeldBack(row[2], row[10], row[11]) for row in rows if row[0] is None), None)
+        held = next(
+            (HeldBack(row[2], row[10], row[11], row[12] == "queue") for row in rows if row[0] is None), None
+        )
         return jobs, held
 
     async def limited_queues(self, queues: Sequence[str]) -> frozenset[str]:

@@ -715,7 +715,12 @@ class Conveyor:
         (its errors say who and why) and never runs; returns 'cancelled'. Running: it is
         aborted (see :meth:`abort`); returns 'aborting' (or 'cancelled'). A job that has
         ended raises JobStateError (saying how it ended), an unknown one NotFoundError."""
-        params = {"id": control.check_job_id(job_id), "reason": reason, "by": by, "now": self.clock.now()}
+        params = {
+            "id": control.check_job_id(job_id),
+            "reason": control.check_text("reason", reason),
+            "by": control.check_text("by", by),
+            "now": self.clock.now(),
+        }
         return await control.call(self.db, "cancel_job", params) or ""
 
     async def abort(self, job_id: int, *, reason: str | None = None, by: str | None = None) -> str:
@@ -723,7 +728,12 @@ class Conveyor:
         task sees ``ctx.aborted``; the job then ends as 'cancelled' with the error "aborted".
         Returns 'aborting' (the worker was told), or 'cancelled' when its worker had stopped
         heartbeating (done at once) or the job was not running (as :meth:`cancel`)."""
-        params = {"id": control.check_job_id(job_id), "reason": reason, "by": by, "now": self.clock.now()}
+        params = {
+            "id": control.check_job_id(job_id),
+            "reason": control.check_text("reason", reason),
+            "by": control.check_text("by", by),
+            "now": self.clock.now(),
+        }
         return await control.call(self.db, "abort_job", params) or ""
 
     async def run_now(self, job_id: int) -> str:

@@ -53,10 +53,29 @@ async def read_pauses(db: Database) -> Pauses:
     return Pauses(everything, {name: at for scope, name, at in rows if scope == "task"})
 
 
+MAX_TASK_NAME = 200  # characters (pause_task_v1 refuses longer)
+MAX_JOB_ID = 2**63 - 1  # bigint
+
+
 def check_task_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidOptionError("a task name is required")
+    if len(name) > MAX_TASK_NAME:
+        raise InvalidOptionError(f"a task name is at most {MAX_TASK_NAME} characters (got {len(name)})")
+    if "\x00" in name:
+        raise InvalidOptionError("a task name must not contain NUL characters")
     return name
+
+
+def check_text(what: str, value: str | None) -> str | None:
+    """An optional text argument (reason, by): a str without NUL characters, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidOptionError(f"{what} must be a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidOptionError(f"{what} must not contain NUL characters")
+    return value
 
 
 async def call(db: Database, name: str, params: dict[str, Any]) -> str | None:
@@ -74,8 +93,8 @@ async def call(db: Database, name: str, params: dict[str, Any]) -> str | None:
 
 
 def check_job_id(job_id: int) -> int:
-    if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id < 1:
-        raise InvalidOptionError(f"a job id is a positive integer, got {job_id!r}")
+    if isinstance(job_id, bool) or not isinstance(job_id, int) or not 1 <= job_id <= MAX_JOB_ID:
+        raise InvalidOptionError(f"a job id is an integer from 1 to 2**63-1, got {job_id!r}")
     return job_id
 
 

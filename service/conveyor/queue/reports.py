@@ -40,6 +40,8 @@ class WorkerStats:
     hook_errors: int = 0
     # Claims of a limited queue that a limit held back (jobs waited): counted, not logged.
     limited_claims: int = 0
+    # Claims of a limited queue that failed (logged): that queue is asked again a poll later.
+    limited_claim_errors: int = 0
 
 
 def job_fields(job: ClaimedJob) -> dict[str, Any]:

@@ -233,7 +233,8 @@ class Worker:
         # (bench/RESULTS.md, "Why the code is shaped so").
         self._claim_batch = max(50, self.config.concurrency // 2)
         self._cursors = ClaimCursors()
-        self._limits = LimitedQueues(self.queues)
+        self._limits = LimitedQueues(self.queues, self.config.poll_interval)
+        self._limited_first = False  # which side of a shared claim goes first, in turn
         self.claimed = 0
         self.claim_rounds = 0
 
@@ -371,7 +372,6 @@ class Worker:
             reopens = self._limits.next_due()
             if reopens is not None and free > 0 and not backlogged:
                 wait = max(0.0, min(wait, reopens - time.monotonic()))
-            polling = wait == config.poll_interval
             # A stop or a notification that came while the claim was in flight set the signal
             # this clear would lose: the stop until the next poll, the notification's job (if
             # it committed after the claim's snapshot) likewise.
@@ -386,47 +386,37 @@ class Worker:
             except TimeoutError:
                 more_waiting = True  # poll: notifications are hints, not promises
                 look_again_at = None
-                if polling:
-                    self._limits.polled()
 
     async def _claim(self, free: int, after: Cursors) -> list[ClaimedJob] | None:
         jobs: list[ClaimedJob] = []
         try:
             limits = self._limits
-            if limits.stale:
-                limits.update(await self.db.limited_queues(self.queues))
-            # Limited queues first, one statement each (queue.limits), then the rest at once.
-            for queue in limits.due(time.monotonic()):
-                if len(jobs) >= free:
-                    break
-                taken, held = await self.db.claim_limited(
-                    worker_id=self.id,
-                    queue=queue,
-                    limit=free - len(jobs),
-                    lease=self._lease,
-                    now=self.clock.now(),
-                    after=after,
-                )
-                jobs.extend(taken)
-                if held is None:
-                    limits.claimed(queue)
-                else:
-                    limits.held_back(held, time.monotonic())
-                    self.stats.limited_claims += 1
+            if limits.stale(time.monotonic()):
+                limits.update(await self.db.limited_queues(self.queues), time.monotonic())
+            due = limits.due(time.monotonic())
             plain = limits.plain()
-            if plain and len(jobs) < free:
-                want = free - len(jobs)
-                jobs.extend(
-                    await self.db.claim_jobs(
-                        worker_id=self.id,
-                        queues=plain,
-                        limits=[want] * len(plain),
-                        limit=want,
-                        lease=self._lease,
-                        now=self.clock.now(),
-                        after=after,
-                    )
-                )
+            if not due:
+                if plain:  # the common case: no limited queue to ask, one plain claim
+                    jobs.extend(await self._claim_plain(plain, free, after))
+            elif not plain:
+                await self._claim_limited(due, free, after, jobs)
+            else:
+                # Both kinds have a say (queue.limits, 6): the side that goes first, in turn,
+                # may take half the slots; the other side takes what is left.
+                self._limited_first = not self._limited_first
+                share = (free + 1) // 2
+                if self._limited_first:
+                    await self._claim_limited(due, share, after, jobs)
+                    first = len(jobs)
+                    if len(jobs) < free:
+                        jobs.extend(await self._claim_plain(plain, free - len(jobs), after))
+                else:
+                    jobs.extend(await self._claim_plain(plain, share, after))
+                    first = len(jobs)
+                    if len(jobs) < free:
+                        await self._claim_limited(due, free, after, jobs)
+                if first == share < free and len(jobs) < free:
+                    self._woken = True  # the first side filled its half and may have more
         except Exception as exc:
             log.warning("claim failed: %s", exc)
             if jobs:  # claimed by an earlier statement: they are ours, run them
@@ -450,6 +440,62 @@ class Worker:
         self.claimed += len(jobs)
         self.claim_rounds += 1
         return jobs
+
+    async def _claim_limited(self, due: list[str], cap: int, after: Cursors, jobs: list[ClaimedJob]) -> None:
+        """Claim from the due limited queues, one statement each (queue.limits), until
+        ``jobs`` holds ``cap`` jobs; appends to ``jobs`` as it goes (what an earlier statement
+        claimed is ours even if a later one fails)."""
+        limits = self._limits
+        for queue in due:
+            if len(jobs) >= cap:
+                break
+            limits.asking(queue)
+            try:
+                taken, held = await self.db.claim_limited(
+                    worker_id=self.id,
+                    queue=queue,
+                    limit=cap - len(jobs),
+                    lease=self._lease,
+                    now=self.clock.now(),
+                    after=after,
+                )
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # the connection: the whole claim is tried again
+                # This queue's claim cannot run (say, limits the database cannot compute
+                # with): it must not stop the worker's other queues (queue.limits, 5).
+                self._limited_claim_failed(queue, exc)
+                continue
+            jobs.extend(taken)
+            if held is None:
+                limits.claimed(queue)
+            else:
+                limits.held_back(held, time.monotonic())
+                self.stats.limited_claims += 1
+
+    async def _claim_plain(self, plain: list[str], want: int, after: Cursors) -> list[ClaimedJob]:
+        return await self.db.claim_jobs(
+            worker_id=self.id,
+            queues=plain,
+            limits=[want] * len(plain),
+            limit=want,
+            lease=self._lease,
+            now=self.clock.now(),
+            after=after,
+        )
+
+    def _limited_claim_failed(self, queue: str, exc: Exception) -> None:
+        self.stats.limited_claim_errors += 1
+        self._limits.failed(queue, time.monotonic())
+        error = (str(exc).splitlines() or [type(exc).__name__])[0]  # without PostgreSQL's context lines
+        log.warning(
+            "claiming limited queue %r failed (%s); its other queues are claimed as usual, this one "
+            "again in %gs",
+            queue,
+            error,
+            self.config.poll_interval,
+            extra={"event": "limited_claim_failed", "queue": queue, "error": error},
+        )
 
     def _start(self, job: ClaimedJob, now: float) -> None:
         held = Held(job.id, job.claim)
@@ -564,10 +610,12 @@ class Worker:
 
     def _on_notify(self, queue: str) -> None:
         if queue == LIMITS_CHANGED:
-            self._limits.stale = True
+            self._limits.changed()  # every block goes: a raised or cleared limit applies now
             self._woken = True
             self._signal.set()
         elif queue in self._queue_set:
+            # A job was enqueued: it may be of a key no limit holds; the database decides.
+            self._limits.woken(queue)
             self._woken = True
             self._signal.set()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -158,3 +160,45 @@ def test_closing_while_other_threads_are_in_calls_ends_those_calls_with_an_error
         blocker.rollback()
     assert len(outcomes) == 4
     assert set(outcomes) <= {"returned", "ConfigurationError"}
+
+
+def test_closing_drops_the_connection_of_a_call_its_cancel_did_not_end(
+    database_url: str, schema: str, db: DB
+) -> None:
+    """A cancel request that reaches the server before the statement starts is ignored there:
+    the call's statement goes on (here: a call that starts its statement again after the
+    cancel, as such a call would find it). close() drops its connection instead of waiting
+    for it forever."""
+    client = SyncConveyor(database_url, schema=schema, registry=Registry()).open()
+    client.queue_stats()
+    started = threading.Event()
+    outcomes: list[str] = []
+
+    async def stubborn() -> None:
+        async with client._client.db.connection() as conn:
+            started.set()
+            while True:
+                try:
+                    await conn.execute("select pg_sleep(60)")
+                    return
+                except (asyncio.CancelledError, psycopg.errors.QueryCanceled):
+                    continue  # the cancel did not end it: the statement goes on
+
+    def call() -> None:
+        assert client._loop is not None
+        try:
+            client._loop.wait(stubborn())
+            outcomes.append("returned")
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    assert started.wait(10)
+    began = time.monotonic()
+    client.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - began < 10
+    assert outcomes
+    assert outcomes[0] != "returned"

@@ -73,6 +73,7 @@ class Borrowed:
     async def __aenter__(self) -> psycopg.AsyncConnection[Any]:
         conn = await self._db._borrow()
         self._conn = conn
+        self._db._lent.add(self)
         if self._deadline is not None:
             self._timer = asyncio.get_running_loop().call_later(self._deadline, self._expire)
         return conn
@@ -84,6 +85,7 @@ class Borrowed:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object
     ) -> None:
+        self._db._lent.discard(self)
         if self._timer is not None:
             self._timer.cancel()
         if not self._expired:
@@ -92,7 +94,7 @@ class Borrowed:
         await self._conn.close()
         await self._db._give_back(self._conn, failed=True)  # the pool discards it
         await self._db._replace_idle_connections()
-        if isinstance(exc, Exception):
+        if isinstance(exc, Exception) and self._deadline is not None:
             raise DeadlineExceeded(
                 f"the database did not answer within {self._deadline:g}s; the connection was dropped"
             ) from exc
@@ -142,6 +144,7 @@ class Database:
         self.queries: Queries = for_schema(schema)
         self._spare: psycopg.AsyncConnection[Any] | None = None
         self._borrowed_at: dict[int, float] = {}  # by id(): when each connection left the pool
+        self._lent: set[Borrowed] = set()  # the blocks holding a connection now
         self._waiting = 0  # borrowers waiting for the pool: while any wait, nothing is kept aside
         self._closing = False
         self.pool: AsyncConnectionPool[Any] = pool(
@@ -177,6 +180,14 @@ class Database:
         (``check_idle_connection``: one poll of the socket), so a
         server restart costs no failed statement on either path."""
         return Borrowed(self, deadline)
+
+    def drop_connections_in_use(self) -> None:
+        """Drop the connection of every block holding one: whatever waits on it fails at once.
+        For a close whose cancelled calls did not end: a cancel request that reaches the server
+        before the statement starts is ignored there, and the statement (waiting on a lock, say)
+        would hold its call forever."""
+        for borrowed in list(self._lent):
+            borrowed._expire()
 
     async def _borrow(self) -> psycopg.AsyncConnection[Any]:
         conn = self._spare

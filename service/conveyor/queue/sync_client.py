@@ -62,6 +62,10 @@ def blocking(
     return call
 
 
+# How long a close waits for cancelled calls to end before it drops their connections.
+CANCEL_GRACE = 2.0
+
+
 class _LoopThread:
     """An event loop running on a daemon thread of its own, for one SyncConveyor."""
 
@@ -84,17 +88,27 @@ class _LoopThread:
         self._calls.add(task)
         try:
             return await coro
+        except Exception:
+            if task.cancelling():
+                # Cancelled by a close, and ended by the error of its dropped connection.
+                raise asyncio.CancelledError from None
+            raise
         finally:
             self._calls.discard(task)
 
-    def cancel_calls(self) -> None:
+    def cancel_calls(self, *, stuck: Callable[[], None] | None = None) -> None:
         """End the operations in flight (their callers get an error) rather than leave them
-        waiting forever on a loop that stops under them."""
+        waiting forever on a loop that stops under them. ``stuck``: called when cancelled
+        calls have not ended within CANCEL_GRACE seconds (to drop their connections)."""
 
         async def cancel() -> None:
             calls = list(self._calls)
             for task in calls:
                 task.cancel()
+            if calls and stuck is not None:
+                _, pending = await asyncio.wait(calls, timeout=CANCEL_GRACE)
+                if pending:
+                    stuck()
             await asyncio.gather(*calls, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(cancel(), self.loop).result()
@@ -174,11 +188,15 @@ class SyncConveyor:
         with self._loop_lock:
             if self._loop is not None:
                 try:
-                    self._loop.cancel_calls()
+                    self._loop.cancel_calls(stuck=self._drop_connections_in_use)
                     self._loop.wait(self._client.close())
                 finally:
                     self._loop.stop()
                     self._loop = None
+
+    def _drop_connections_in_use(self) -> None:
+        if self._client._db is not None:
+            self._client._db.drop_connections_in_use()
 
     def _client_of_loop(self) -> Conveyor:
         return self._client

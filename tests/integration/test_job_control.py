@@ -548,12 +548,21 @@ async def test_cancel_racing_claims_one_of_the_two_wins(client: Conveyor, regist
             claimed.update(j.id for j in jobs)
 
     async def cancel() -> dict[int, str]:
-        return {i: await client.cancel(i) for i in ids}
+        # Newest first: the claimer takes the oldest first, so the two meet in the middle.
+        return {i: await client.cancel(i) for i in reversed(ids[:-1])}
 
+    # Each side wins at least once whatever the scheduling: one claim before the race,
+    # and the newest job cancelled before it; the race is over the 196 between.
+    first = await claimer.claim_jobs(
+        worker_id=worker_id, queues=["default"], limits=[3], limit=3, lease=timedelta(seconds=60), now=None
+    )
+    claimed.update(j.id for j in first)
+    assert await client.cancel(ids[-1]) == "cancelled"
     try:
         _, results = await asyncio.gather(claim(), cancel())
     finally:
         await claimer.close()
+    results[ids[-1]] = "cancelled"
     cancelled = {i for i, r in results.items() if r == "cancelled"}
     aborting = {i for i, r in results.items() if r == "aborting"}
     assert cancelled | aborting == set(ids)

@@ -244,6 +244,40 @@ def _exactly_once(rows: Sequence[tuple[int, float, float]], n: int) -> dict[str,
     }
 
 
+def _process_cpu(pid: int) -> float:
+    """User and system CPU seconds of a process on this machine (0.0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_now(url: str, workers: Workers) -> dict[str, dict[int, float]]:
+    """CPU so far of the worker processes and of each of the server's processes (only
+    readable when the server runs on this machine, as the benchmarks' loopback server does)."""
+    with psycopg.connect(url) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity")]
+    return {
+        "worker": {p.pid: _process_cpu(p.pid) for p in workers.processes},
+        "server": {pid: _process_cpu(pid) for pid in pids},
+    }
+
+
+def _cpu_per_job(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], jobs: int
+) -> dict[str, Any]:
+    """Microseconds of CPU per job between two readings, of the workers and of the server
+    (a server process that started in between counts from zero)."""
+    if jobs <= 0:
+        return {}
+    spent = {
+        side: sum(cpu - before[side].get(pid, 0.0) for pid, cpu in after[side].items() if cpu)
+        for side in after
+    }
+    return {f"{side}_cpu_us_per_job": round(seconds / jobs * 1e6, 2) for side, seconds in spent.items()}
+
+
 def _rate(rows: Sequence[tuple[int, float, float]]) -> tuple[float, float]:
     starts = sorted(s for _, _, s in rows)
     seconds = starts[-1] - starts[0] if len(starts) > 1 else float("nan")
@@ -301,7 +335,12 @@ async def _drain(adapter: Adapter, args: argparse.Namespace, script: str) -> dic
     await _prefill(adapter, args.n, delayed=args.delayed)
     workers = Workers(script, adapter.url, args.procs, args.concurrency or adapter.concurrency)
     try:
+        # CPU is counted from the first job recorded, so start-up and imports stay out of it.
+        workers.wait_for(1, timeout=args.timeout)
+        first = workers.count()
+        before = _cpu_now(adapter.url, workers)
         workers.wait_for(args.n, timeout=args.timeout)
+        cpu = _cpu_per_job(before, _cpu_now(adapter.url, workers), workers.count() - first)
     finally:
         workers.stop()
     rows = workers.rows()
@@ -310,6 +349,7 @@ async def _drain(adapter: Adapter, args: argparse.Namespace, script: str) -> dic
         "jobs": args.n,
         "seconds": seconds,
         "rate": rate,
+        **cpu,
         **_exactly_once(rows, args.n),
         "procs": args.procs,
         "concurrency": args.concurrency or adapter.concurrency,

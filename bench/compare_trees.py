@@ -7,8 +7,8 @@
 
 Each ``--run LABEL=TREE:SYSTEM`` runs ``TREE/bench/peers/SYSTEM/adapter.py`` with
 ``TREE/service`` first on the import path (so a tree's own Conveyor is measured); every
-round goes through the runs in order, so the machine's drift falls on all of them alike
-(compare within a round, or medians). Prints one JSON line per run, with its label and round.
+round goes through all the runs, each round starting one run later than the last, so the
+machine's drift and a run's position fall on all of them alike (compare medians). Prints one JSON line per run, with its label and round.
 Python adapters only (raw SQL and Conveyor need nothing but this environment).
 """
 
@@ -43,7 +43,10 @@ def main() -> None:
         tree, _, system = where.rpartition(":")
         runs.append((label, Path(tree).resolve(), system))
     for round_ in range(args.rounds):
-        for label, tree, system in runs:
+        # Each round starts one run later: a run's position in the round (what ran just
+        # before it, how warm the server is) falls on every run alike.
+        shift = round_ % len(runs)
+        for label, tree, system in runs[shift:] + runs[:shift]:
             result = run_one(args, tree, system, workload)
             result.update(label=label, round=round_)
             print(json.dumps(result), flush=True)

@@ -66,3 +66,11 @@ class JobCancelled(ConveyorError):
         self.error = error
         what = (error or {}).get("error") or "no reason recorded"
         super().__init__(f"job {job_id} was cancelled: {what}")
+
+
+class AuthenticationError(ConveyorError):
+    """No credentials, malformed ones, or a key that is unknown or revoked."""
+
+
+class ForbiddenError(ConveyorError):
+    """The caller's role does not allow the operation: the message names the role it needs."""

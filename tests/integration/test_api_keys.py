@@ -262,7 +262,7 @@ async def test_unknown_roles_are_refused_clearly(seam: Database, db: DB, role: s
     assert db.one("select count(*) from {schema}.api_keys") == 0
 
 
-async def test_the_table_refuses_rows_the_python_side_would_not_write(db: DB) -> None:
+def test_the_table_refuses_rows_the_python_side_would_not_write(db: DB) -> None:
     good = ("ok", "viewer", "0123456789ab", b"\x00" * 32)
     for column, value in [
         ("name", "1bad"),

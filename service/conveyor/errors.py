@@ -69,7 +69,13 @@ class JobCancelled(ConveyorError):
 
 
 class AuthenticationError(ConveyorError):
-    """No credentials, malformed ones, or a key that is unknown or revoked."""
+    """No credentials, malformed ones, or a key that is unknown or revoked. ``reason``: one of
+    ``missing``, ``malformed``, ``unknown``, ``revoked`` (for logs and counters; the message
+    says it in words and never repeats the credentials)."""
+
+    def __init__(self, message: str, reason: str = "unknown") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ForbiddenError(ConveyorError):

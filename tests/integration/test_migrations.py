@@ -19,10 +19,11 @@ from conveyor.db import migrations
 
 from ..helpers import DB, subprocess_env, wait_until_sync
 
-HEAD = "0010_job_control"
+HEAD = "0011_api_keys"
 
 TABLES = {
     "alembic_version",
+    "api_keys",
     "batches",
     "dead_jobs",
     "finished_counts",

@@ -25,6 +25,7 @@ def test_the_query_folder_is_the_checkout_one() -> None:
         "execute.sql",
         "flows.sql",
         "inspect.sql",
+        "keys.sql",
         "limits.sql",
         "maintain.sql",
         "matviews.sql",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .control import pause, resume, tasks
 from .dlq import dlq
 from .jobs import enqueue, jobs
+from .keys import keys
 from .queues import queues
 from .retention import retention
 from .root import main
@@ -27,6 +28,7 @@ for _command in (
     dlq,
     schedules,
     retention,
+    keys,
 ):
     main.add_command(_command)
 

@@ -21,6 +21,7 @@ from ..queue.scheduler import Scheduler, SchedulerConfig
 from ..queue.worker import Worker, WorkerConfig
 from ..tasks import default_registry
 from .common import Context, Duration, handle_errors, load_tasks, log, setup_logging
+from .keys import make_dev_key
 
 
 @click.command()
@@ -270,8 +271,24 @@ def dev(
 
     migrations.upgrade(url, ctx.schema)
     config = _worker_config(queues, concurrency, lease, grace, poll_interval)
+    event_loop.run(
+        _dev(
+            url, ctx.schema, Worker(url, schema=ctx.schema, config=config), Scheduler(url, schema=ctx.schema)
+        )
+    )
+
+
+async def _dev(url: str, schema: str, worker: Worker, scheduler: Scheduler) -> None:
+    """Make this run's admin API key (the previous run's is revoked), say how to use it, and
+    run the worker and the scheduler. (The key is made on this loop: one loop per process.)"""
+    info, token = await make_dev_key(url, schema)
+    click.echo(
+        f"Conveyor dev: API key {info.name!r} (admin, made for this run; the previous one is revoked):"
+    )
+    click.echo(f"Conveyor dev:   {token}")
+    click.echo(f"Conveyor dev: send it as the header 'Authorization: Bearer {token}'")
     click.echo(
         f"Conveyor dev: {len(default_registry)} tasks and {len(default_registry.schedules())} schedules "
         "loaded; worker and scheduler running; Ctrl-C to stop"
     )
-    event_loop.run(_serve(Worker(url, schema=ctx.schema, config=config), Scheduler(url, schema=ctx.schema)))
+    await _serve(worker, scheduler)

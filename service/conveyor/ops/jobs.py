@@ -1,0 +1,159 @@
+"""Operations on jobs, with the role each needs: read, enqueue, control one job, await it.
+
+Contract: every function checks the role first (before any read), then delegates to the
+client. Reads (list, detail, result) need a viewer; enqueueing, cancelling, aborting,
+running now and retrying a dead job need an operator; deleting a job needs an admin.
+Cancels and aborts record who asked (the principal's name) in the job's errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..errors import JobCancelled, JobFailed
+from ..queue.client import Conveyor
+from ..queue.enqueue import JobRequest
+from .queues import check_queue
+from .roles import Principal, Role, require
+
+# The longest a result may be awaited in one call (seconds): a long-poll, not a hold.
+MAX_RESULT_WAIT = 30.0
+
+
+async def list_jobs(
+    client: Conveyor,
+    principal: Principal,
+    *,
+    queue: str | None = None,
+    state: str | None = None,
+    task: str | None = None,
+    limit: int = 50,
+    before: int | None = None,
+) -> list[dict[str, Any]]:
+    """Jobs wherever they are, newest first; keyset pages by id (``before``). A queue named
+    as a filter must exist (UnknownQueueError), so a typo is not an empty page."""
+    require(principal, Role.VIEWER, "listing jobs")
+    if queue is not None:
+        await check_queue(client, queue)
+    return await client.list_jobs(queue=queue, state=state, task=task, limit=limit, before=before)
+
+
+async def get_job(client: Conveyor, principal: Principal, job_id: int) -> dict[str, Any]:
+    """One job wherever it is, with its ``timeline``: (time, event) pairs in time order."""
+    require(principal, Role.VIEWER, "reading a job")
+    job = await client.get_job(job_id)
+    return {**job, "timeline": timeline(job)}
+
+
+def timeline(job: dict[str, Any]) -> list[tuple[datetime, str]]:
+    """What happened to a job, in time order, from its times and its errors."""
+    events: list[tuple[datetime, str]] = [(job["enqueued_at"], "enqueued")]
+    run_at = job.get("run_at")
+    if run_at is not None and run_at > job["enqueued_at"]:
+        events.append((run_at, "due" if job["state"] != "scheduled" else "due (waiting for its time)"))
+    for error in job.get("errors") or []:
+        at = _time(error.get("at"))
+        if at is not None:
+            events.append((at, f"attempt {error.get('attempt')} failed: {error.get('error')}"))
+    if job.get("started_at") is not None:
+        events.append((job["started_at"], f"attempt {job['attempt']} started"))
+    if job.get("lease_expires_at") is not None:
+        events.append((job["lease_expires_at"], "lease expires unless renewed"))
+    ended = job.get("finished_at") or job.get("died_at")
+    if ended is not None:
+        events.append((ended, job["state"]))
+    return sorted(events, key=lambda event: event[0])
+
+
+def _time(text: Any) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None  # a hand-written error without a zone: left out
+
+
+async def enqueue(client: Conveyor, principal: Principal, request: JobRequest) -> int:
+    """Enqueue one job; its id (or that of the live job holding its unique key)."""
+    require(principal, Role.OPERATOR, "enqueueing a job")
+    return await client.enqueue(
+        request.task,
+        request.args,
+        queue=request.queue,
+        priority=request.priority,
+        delay=request.delay,
+        run_at=request.run_at,
+        unique_key=request.unique_key,
+        max_attempts=request.max_attempts,
+        key=request.key,
+        meta=request.meta,
+    )
+
+
+async def enqueue_many(client: Conveyor, principal: Principal, requests: Sequence[JobRequest]) -> list[int]:
+    """Enqueue jobs in one transaction: all or none. Their ids, in order."""
+    require(principal, Role.OPERATOR, "enqueueing jobs")
+    return await client.enqueue_many(requests)
+
+
+async def cancel(client: Conveyor, principal: Principal, job_id: int, reason: str | None = None) -> str:
+    require(principal, Role.OPERATOR, "cancelling a job")
+    return await client.cancel(job_id, reason=reason, by=principal.name)
+
+
+async def abort(client: Conveyor, principal: Principal, job_id: int, reason: str | None = None) -> str:
+    require(principal, Role.OPERATOR, "aborting a job")
+    return await client.abort(job_id, reason=reason, by=principal.name)
+
+
+async def run_now(client: Conveyor, principal: Principal, job_id: int) -> str:
+    require(principal, Role.OPERATOR, "running a job now")
+    return await client.run_now(job_id)
+
+
+async def delete_job(client: Conveyor, principal: Principal, job_id: int) -> str:
+    require(principal, Role.ADMIN, "deleting a job")
+    return await client.delete_job(job_id)
+
+
+async def retry_job(client: Conveyor, principal: Principal, job_id: int) -> int:
+    """Put a dead job back with a fresh attempt budget (same id); NotFoundError unless dead."""
+    require(principal, Role.OPERATOR, "retrying a job")
+    return await client.retry_dead(job_id)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A job's result if it completed (``finished``), else the state it is in now."""
+
+    job_id: int
+    state: str
+    finished: bool
+    result: Any = None
+
+
+async def await_result(client: Conveyor, principal: Principal, job_id: int, timeout: float) -> Outcome:  # noqa: ASYNC109 - a bounded long-poll's own timeout
+    """Wait at most ``timeout`` seconds (capped at MAX_RESULT_WAIT) for the job to end.
+
+    Completed: its result. Still going: its state now (``finished`` False). Dead or
+    cancelled: JobFailed or JobCancelled, with the error that ended it; unknown: NotFoundError.
+    """
+    require(principal, Role.VIEWER, "awaiting a job's result")
+    try:
+        result = await client.result(job_id, timeout=min(timeout, MAX_RESULT_WAIT))
+    except TimeoutError:
+        job = await client.get_job(job_id)
+        # It may have ended between the wait's end and this read.
+        errors = job.get("errors") or []
+        last = errors[-1] if errors else None
+        if job["state"] == "completed":
+            return Outcome(job_id, "completed", True, job.get("result"))
+        if job["state"] == "dead":
+            raise JobFailed(job_id, last) from None
+        if job["state"] == "cancelled":
+            raise JobCancelled(job_id, last) from None
+        return Outcome(job_id, job["state"], False)
+    return Outcome(job_id, "completed", True, result)

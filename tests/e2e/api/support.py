@@ -13,7 +13,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from ...helpers import REPO, subprocess_env, wait_until_sync
+from ...helpers import DB, REPO, subprocess_env, wait_until_sync
 from .. import api_tasks
 
 ROLES = ("viewer", "operator", "admin")
@@ -66,9 +66,12 @@ class Workers:
 
     def __init__(self, database_url: str, schema: str) -> None:
         self.env = subprocess_env(database_url, schema)
+        self.db = DB(database_url, schema)
         self.processes: list[subprocess.Popen[str]] = []
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, tasks: str = "tests.e2e.api_tasks") -> subprocess.Popen[str]:
+        """Start a worker and wait until it has registered (its tasks are recorded then)."""
+        before = self.db.one("SELECT count(*) FROM {schema}.workers")
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -76,7 +79,7 @@ class Workers:
                 "conveyor",
                 "worker",
                 "--tasks",
-                "tests.e2e.api_tasks",
+                tasks,
                 "--queues",
                 api_tasks.QUEUE,
                 "--poll-interval",
@@ -92,6 +95,13 @@ class Workers:
             text=True,
         )
         self.processes.append(process)
+        wait_until_sync(
+            lambda: (
+                process.poll() is not None or self.db.one("SELECT count(*) FROM {schema}.workers") > before
+            ),
+            within=30,
+        )
+        assert process.poll() is None, process.communicate()[0]
         return process
 
     def stop_all(self) -> None:

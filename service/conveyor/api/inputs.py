@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from ..settings import API_BODY_LIMIT
 from .problems import (
     BODY_TOO_LARGE,
     MALFORMED_JSON,
@@ -38,7 +39,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency on CPython
 
 M = TypeVar("M", bound=BaseModel)
 
-DEFAULT_BODY_LIMIT = 2 * 1024 * 1024  # bytes: one job at its 1 MiB argument limit, with room
+DEFAULT_BODY_LIMIT = API_BODY_LIMIT  # bytes: one job at its 1 MiB argument limit, with room
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .api import api
 from .control import pause, resume, tasks
 from .dlq import dlq
 from .jobs import enqueue, jobs
@@ -18,6 +19,7 @@ for _command in (
     worker,
     scheduler,
     dev,
+    api,
     enqueue,
     jobs,
     status,

@@ -39,7 +39,7 @@ from .auth import Authenticator, ClientOf, peer_address
 from .endpoints import GROUPS
 from .inputs import DEFAULT_BODY_LIMIT
 from .problems import METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND, Problem, render, unavailable, unexpected
-from .routing import Group, Served, starlette_endpoint
+from .routing import Group, Served, path_routes
 
 log = logging.getLogger("conveyor.api")
 
@@ -102,11 +102,7 @@ def create_app(
     holder = ClientHolder(client, owned=owned)
     served = Served(holder.get, Authenticator(failed_attempts, client_of), body_limit)
 
-    routes: list[BaseRoute] = [
-        Route(PREFIX + endpoint.path, starlette_endpoint(endpoint, served), methods=[endpoint.method])
-        for group in groups
-        for endpoint in group.endpoints
-    ]
+    routes: list[BaseRoute] = path_routes(PREFIX, [e for group in groups for e in group.endpoints], served)
     documents: dict[str, dict[str, Any]] = {}
 
     def document_for(request: Request) -> dict[str, Any]:

@@ -25,8 +25,19 @@ from ..queue.client import JOB_STATES
 MAX_ID = 2**63 - 1  # bigint
 MAX_INT = 2**31 - 1  # integer
 
-JobId = Annotated[int, Field(ge=1, le=MAX_ID, description="A job's id.")]
-Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+
+def _whole_number(value: Any) -> Any:
+    """A JSON number with no fraction is an integer (JSON Schema says so: 3.0 is 3); other
+    values go on to the integer check unchanged (so true or "3" in a body is refused)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_whole_number)]
+
+JobId = Annotated[Int, Field(ge=1, le=MAX_ID, description="A job's id.")]
+Count = Annotated[Int, Field(ge=0, le=MAX_INT)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,126}$"
 QueueName = Annotated[
     str, Field(min_length=1, max_length=127, pattern=NAME_PATTERN, description="A queue's name.")
@@ -38,44 +49,49 @@ TaskName = Annotated[str, Field(min_length=1, max_length=200, description="A tas
 JobState = Literal["available", "scheduled", "running", "blocked", "completed", "cancelled", "dead"]
 assert set(JobState.__args__) == set(JOB_STATES)  # type: ignore[attr-defined]
 Priority = (
-    Annotated[int, Field(ge=0, le=3)] | Literal["critical", "high", "normal", "low"]
+    Annotated[Int, Field(ge=0, le=3)] | Literal["critical", "high", "normal", "low"]
 )  # 0 is critical, 3 low
-MaxAttempts = Annotated[int, Field(ge=1, le=MAX_INT)]
+MaxAttempts = Annotated[Int, Field(ge=1, le=MAX_INT)]
 Text = Annotated[str, Field(max_length=2000)]
 
 MAX_SECONDS = 3650 * 86400.0  # ten years: longer than any wait or retention anyone means
+_DURATION_TEXT = r"^\s*([0-9]+(\.[0-9]+)?|\.[0-9]+)\s*[smhdw]?\s*$"
 
 
-def _duration(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("a duration is seconds (a number) or text like 90s, 15m, 2h, 7d")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        try:
-            seconds = parse_duration(value, default_unit="s").total_seconds()
-        except InvalidOptionError as exc:
-            raise ValueError(str(exc)) from None
-    else:
-        raise ValueError("a duration is seconds (a number) or text like 90s, 15m, 2h, 7d")
-    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS:
-        raise ValueError(f"a duration is from 0 to {MAX_SECONDS:.0f} seconds")
-    return timedelta(seconds=seconds)
+def read_duration(minimum: float = 0.0, maximum: float = MAX_SECONDS) -> BeforeValidator:
+    """Reads a duration field: seconds (a number) or text (``90s``, ``2h``), from ``minimum``
+    to ``maximum`` seconds, as a timedelta. Goes with :func:`duration_schema` of the same bounds."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError("a duration is seconds (a number) or text like 90s, 15m, 2h, 7d")
+        if isinstance(value, str):
+            try:
+                seconds = parse_duration(value, default_unit="s").total_seconds()
+            except InvalidOptionError as exc:
+                raise ValueError(str(exc)) from None
+        else:
+            seconds = float(value)
+        if not math.isfinite(seconds) or not minimum <= seconds <= maximum:
+            raise ValueError(f"a duration is from {minimum:g} to {maximum:g} seconds")
+        return timedelta(seconds=seconds)
+
+    return BeforeValidator(check)
 
 
-DurationIn = Annotated[
-    timedelta,
-    BeforeValidator(_duration),
-    WithJsonSchema(
+def duration_schema(minimum: float = 0.0, maximum: float = MAX_SECONDS) -> WithJsonSchema:
+    return WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
-                {"type": "string", "pattern": r"^\s*([0-9]+(\.[0-9]+)?|\.[0-9]+)\s*[smhdw]?\s*$"},
+                {"type": "number", "minimum": minimum, "maximum": maximum},
+                {"type": "string", "pattern": _DURATION_TEXT},
             ],
-            "description": "Seconds, or text like 90s, 15m, 2h, 7d, 2w.",
+            "description": f"Seconds ({minimum:g} to {maximum:g}), or text like 90s, 15m, 2h, 7d, 2w.",
         }
-    ),
-]
+    )
+
+
+DurationIn = Annotated[timedelta, read_duration(), duration_schema()]
 Seconds = Annotated[
     timedelta,
     PlainSerializer(lambda span: span.total_seconds(), return_type=float),

@@ -23,19 +23,21 @@ import asyncio
 import inspect
 import types
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from ..errors import ConfigurationError, ConveyorError
 from ..ops.roles import Principal, Role, require
 from ..queue.client import Conveyor
 from .inputs import body_model, params_model, read_body
-from .problems import VALIDATION, FieldError, Problem, problem_for, render, unexpected
+from .problems import METHOD_NOT_ALLOWED, VALIDATION, FieldError, Problem, problem_for, render, unexpected
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -188,6 +190,45 @@ class Served:
         self.client = client
         self.auth = auth
         self.body_limit = body_limit
+
+
+def path_routes(prefix: str, endpoints: Sequence[Endpoint], served: Served) -> list[BaseRoute]:
+    """One Starlette route per path, dispatching on the method: a method the path does not
+    have is a 405 whose Allow lists exactly the methods it has. Paths without parameters
+    come first, so ``/jobs/bulk`` is never taken for ``/jobs/{job_id}``."""
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for endpoint in endpoints:
+        methods = by_path.setdefault(endpoint.path, {})
+        if endpoint.method in methods:
+            raise TypeError(f"{endpoint.method} {endpoint.path} is declared twice")
+        methods[endpoint.method] = starlette_endpoint(endpoint, served)
+    ordered = sorted(by_path, key=lambda path: len(_path_names(path)))  # stable: declaration order
+    return [Route(prefix + path, _Dispatch(by_path[path])) for path in ordered]
+
+
+class _Dispatch:
+    """An ASGI app serving one path: each method by its endpoint, any other a 405 problem.
+    (An app, not a function, so that Starlette routes every method here.)"""
+
+    def __init__(self, methods: dict[str, Callable[[Request], Awaitable[Response]]]) -> None:
+        if "GET" in methods:
+            methods = {**methods, "HEAD": methods["GET"]}
+        self.methods = methods
+        self.allow = ", ".join(sorted(methods))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        serve = self.methods.get(request.method)
+        if serve is None:
+            problem = Problem(
+                METHOD_NOT_ALLOWED,
+                f"{request.method} is not allowed here (allowed: {self.allow})",
+                headers={"Allow": self.allow},
+            )
+            response = render(problem, instance=request.url.path)
+        else:
+            response = await serve(request)
+        await response(scope, receive, send)
 
 
 def starlette_endpoint(endpoint: Endpoint, served: Served) -> Callable[[Request], Awaitable[Response]]:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Annotated
 
 from pydantic import Field
 
 from ...errors import UnknownQueueError
-from ...limits import MAX_CONCURRENCY, MAX_RATE, LimitsInUse, QueueLimits, Rate
+from ...limits import MAX_CONCURRENCY, MAX_PERIOD, MAX_RATE, MIN_PERIOD, LimitsInUse, QueueLimits, Rate
 from ...ops import queues as ops
 from ...ops.queues import QueueOverview
 from ...ops.roles import Role
-from ..fields import DurationIn, QueueName, Seconds, TaskName
+from ..fields import Int, QueueName, Seconds, TaskName, duration_schema, read_duration
 from ..routing import Call, Group, Input, Output, Params
 
 group = Group("queues", "Queues with their counts, pauses and limits; pausing tasks and everything.")
@@ -148,9 +149,16 @@ async def get_limits(call: Call, path: QueuePath) -> LimitsView:
     return LimitsView(queue=path.queue, limits=LimitsOut.of(use))
 
 
+RatePeriod = Annotated[
+    timedelta,
+    read_duration(MIN_PERIOD.total_seconds(), MAX_PERIOD.total_seconds()),
+    duration_schema(MIN_PERIOD.total_seconds(), MAX_PERIOD.total_seconds()),
+]
+
+
 class RateIn(Input):
-    limit: int = Field(ge=1, le=MAX_RATE, description="Starts allowed within each period.")
-    period: DurationIn
+    limit: Int = Field(ge=1, le=MAX_RATE, description="Starts allowed within each period.")
+    period: RatePeriod
 
     def rate(self) -> Rate:
         return Rate(self.limit, self.period)
@@ -160,9 +168,9 @@ class LimitsIn(Input):
     """A queue's limits: each one left out (or null) is cleared; all left out clears them all."""
 
     rate: RateIn | None = None
-    concurrency: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
+    concurrency: Int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
     key_rate: RateIn | None = None
-    key_concurrency: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
+    key_concurrency: Int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
 
 
 @group.route(

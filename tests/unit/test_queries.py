@@ -24,10 +24,12 @@ def test_the_query_folder_is_the_checkout_one() -> None:
         "enqueue.sql",
         "execute.sql",
         "flows.sql",
+        "health.sql",
         "inspect.sql",
         "limits.sql",
         "maintain.sql",
         "matviews.sql",
+        "metrics.sql",
         "retention.sql",
         "schedule.sql",
     ]
@@ -176,6 +178,8 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "allow_follow_ups_time",
         "listen_control",  # the control channel, "<schema>.control", composed per use
         "listen_done",
+        "metrics_watermark",  # reads pg_stat_activity
+        "read_limits",  # settings
     }
     for name in names:
         if "{control}" in load()[name]:

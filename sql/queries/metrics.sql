@@ -19,10 +19,12 @@ SELECT least(now() - %(settle)s::interval,
                 AND a.pid <> pg_backend_pid())) AS watermark;
 
 -- name: read_limits
--- Inside a read's transaction: its statement timeout (milliseconds, as text), and no JIT
--- (the planner's row estimates for a range of the history can pass jit_above_cost, and
--- compiling would cost far more than running).
-SELECT set_config('statement_timeout', %(statement_timeout)s, true), set_config('jit', 'off', true);
+-- Inside a read's transaction: its statement timeout (milliseconds, as text), no JIT (the
+-- planner's row estimates for a range of the history can pass jit_above_cost, and compiling
+-- would cost far more than running) and no parallel workers (their start costs more than
+-- the few thousand rows a read takes; a scrape must not take the server's cores).
+SELECT set_config('statement_timeout', %(statement_timeout)s, true), set_config('jit', 'off', true),
+       set_config('max_parallel_workers_per_gather', '0', true);
 
 -- name: metrics_live
 -- One pass over the unfinished jobs, per queue and task: jobs blocked behind another,
@@ -58,26 +60,26 @@ GROUP BY f.queue, f.task, f.outcome;
 
 -- name: metrics_durations
 -- The jobs completed in [since, until) per queue (of %(queues)s), read from job_history as
--- metrics_finished reads it: how many fell in each bucket of their wait (from due to the
--- start of the last attempt) and of their run time (from that start to the outcome
--- written), and the sum of each. Bounds come negated and in reverse order
--- (%(wait_bounds)s, %(run_bounds)s: -b_n, ..., -b_1), so that width_bucket counts the
--- bounds at or above a value: bucket k (0-based) then holds the values in (b_k, b_k+1],
--- Prometheus' "le", and bucket n the values above every bound.
-SELECT n.name AS queue, v.kind,
-       cardinality(v.bounds) - width_bucket(-v.seconds, v.bounds) AS bucket,
-       count(*) AS jobs, sum(v.seconds) AS seconds
+-- metrics_finished reads it, counted per bucket of their wait (from due to the start of the
+-- last attempt) and bucket of their run time (from that start to the outcome written), with
+-- the sums of both. Bounds come negated and in reverse order (%(wait_bounds)s,
+-- %(run_bounds)s: -b_n, ..., -b_1), so that width_bucket counts the bounds at or above a
+-- value: bucket k (0-based) then holds the values in (b_k, b_k+1], Prometheus' "le", and
+-- bucket n the values above every bound. (OFFSET 0 keeps the read per queue, through the
+-- index: flattened into a join, a day's partition was read whole.)
+SELECT n.name AS queue,
+       cardinality(%(wait_bounds)s::float8[]) - width_bucket(-h.wait, %(wait_bounds)s::float8[]) AS wait_bucket,
+       cardinality(%(run_bounds)s::float8[]) - width_bucket(-h.run, %(run_bounds)s::float8[]) AS run_bucket,
+       count(*) AS jobs, sum(h.wait) AS wait, sum(h.run) AS run
 FROM unnest(%(queues)s::text[]) AS n (name)
 CROSS JOIN LATERAL (
-    SELECT h.run_at, h.started_at, h.finished_at
+    SELECT greatest(date_part('epoch', h.started_at - h.run_at), 0) AS wait,
+           greatest(date_part('epoch', h.finished_at - h.started_at), 0) AS run
     FROM {schema}.job_history h
     WHERE h.queue = n.name AND h.finished_at >= %(since)s AND h.finished_at < %(until)s
       AND h.state = 'completed' AND h.started_at IS NOT NULL
+    OFFSET 0
 ) AS h
-CROSS JOIN LATERAL (VALUES
-    ('wait', greatest(extract(epoch FROM h.started_at - h.run_at), 0)::float8, %(wait_bounds)s::float8[]),
-    ('run', greatest(extract(epoch FROM h.finished_at - h.started_at), 0)::float8, %(run_bounds)s::float8[])
-) AS v (kind, seconds, bounds)
 GROUP BY 1, 2, 3;
 
 -- name: known_tasks

@@ -251,9 +251,10 @@ class MetricsReader:
             _add(counters, (r["outcome"], r["queue"], r["task"]), r["finished"])
             _add(counters, ("started", r["queue"], r["task"]), r["started"])
         for r in durations:
-            histogram = histograms.setdefault((r["kind"], r["queue"]), Histogram.empty(BOUNDS[r["kind"]]))
-            histogram.counts[r["bucket"]] += int(r["jobs"])
-            histogram.total += float(r["seconds"])
+            for kind in ("wait", "run"):
+                histogram = histograms.setdefault((kind, r["queue"]), Histogram.empty(BOUNDS[kind]))
+                histogram.counts[r[f"{kind}_bucket"]] += int(r["jobs"])
+                histogram.total += float(r[kind])
         self._totals = _Totals(since=until, created=totals.created, counters=counters, histograms=histograms)
 
         by_queue = _by_queue(live)

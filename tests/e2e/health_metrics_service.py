@@ -37,6 +37,9 @@ def make_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not database_url:  # an application put together without a client
+            yield
+            return
         async with Conveyor(database_url, schema=schema) as client:
             app.state.conveyor = client
             if reuse is not None:

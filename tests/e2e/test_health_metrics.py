@@ -425,7 +425,7 @@ async def test_health_degraded_on_another_schema_revision_and_down_when_not_inst
     assert status == 503
     assert body["status"] == "down"
     assert body["reasons"] == [f"Conveyor is not installed in the schema {schema!r}: run `conveyor migrate`"]
-    assert body["database"]["reachable"] is False
+    assert body["database"]["reachable"] is True
     assert metrics_missing.status_code == 503
     assert metrics_missing.headers["content-type"] == "application/problem+json"
     assert metrics_missing.json()["detail"] == (
@@ -506,3 +506,16 @@ async def test_a_burst_of_probes_costs_one_check(database_url: str, schema: str,
     checked = {a.json()["checked_at"] for a in answers}
     assert len(checked) == 1  # one check, shared
     assert datetime.fromisoformat(checked.pop()) >= before
+
+
+async def test_an_app_without_a_client_answers_503_with_the_reason() -> None:
+    with Service("", "conveyor") as service:
+        async with httpx.AsyncClient(base_url=service.base) as http:
+            health = await http.get("/health")
+            metrics = await http.get("/metrics")
+    reason = "this service has no Conveyor client (app.state.conveyor)"
+    assert health.status_code == 503
+    assert health.json() == {"status": "down", "reasons": [reason]}
+    assert metrics.status_code == 503
+    assert metrics.headers["content-type"] == "application/problem+json"
+    assert metrics.json()["detail"] == reason

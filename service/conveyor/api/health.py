@@ -12,12 +12,18 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..ops.health import probe_for
+from ..ops.health import DOWN, probe_for
 
 
 async def health(request: Request) -> Response:
     """``GET /health``; needs a :class:`~conveyor.Conveyor` client on ``app.state.conveyor``."""
-    client = request.app.state.conveyor
+    client = getattr(request.app.state, "conveyor", None)
+    if client is None:  # the application was put together without one: say so, as down
+        return JSONResponse(
+            {"status": DOWN, "reasons": ["this service has no Conveyor client (app.state.conveyor)"]},
+            status_code=503,
+            headers={"Cache-Control": "no-store"},
+        )
     report = await probe_for(client).report(client)
     return JSONResponse(
         report.to_json(), status_code=report.http_status, headers={"Cache-Control": "no-store"}

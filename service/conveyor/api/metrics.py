@@ -203,20 +203,22 @@ def render(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
 
 async def metrics(request: Request) -> Response:
     """``GET /metrics``; needs a :class:`~conveyor.Conveyor` client on ``app.state.conveyor``."""
-    client = request.app.state.conveyor
+    client = getattr(request.app.state, "conveyor", None)
+    if client is None:  # the application was put together without one
+        return _unavailable("this service has no Conveyor client (app.state.conveyor)")
     try:
         snapshot = await reader_for(client).read(client)
     except MetricsUnavailable as exc:
-        return JSONResponse(
-            {
-                "type": "about:blank",
-                "title": "Service Unavailable",
-                "status": 503,
-                "detail": str(exc),
-            },
-            status_code=503,
-            media_type="application/problem+json",
-            headers={"Cache-Control": "no-store", "Retry-After": "5"},
-        )
+        return _unavailable(str(exc))
     body, content_type = render(snapshot, request.headers.get("accept"))
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+
+def _unavailable(detail: str) -> Response:
+    """503 as an RFC 9457 problem document."""
+    return JSONResponse(
+        {"type": "about:blank", "title": "Service Unavailable", "status": 503, "detail": detail},
+        status_code=503,
+        media_type="application/problem+json",
+        headers={"Cache-Control": "no-store", "Retry-After": "5"},
+    )

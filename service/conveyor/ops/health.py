@@ -85,6 +85,7 @@ class HealthReport:
     reasons: tuple[str, ...]
     checked_at: datetime
     elapsed: float  # seconds the check took
+    reachable: bool = True  # the database answered (Conveyor may still be missing from it)
     revision: str | None = None
     expected_revision: str | None = None
     workers: int | None = None
@@ -102,7 +103,7 @@ class HealthReport:
             "status": self.status,
             "reasons": list(self.reasons),
             "checked_at": self.checked_at.isoformat(),
-            "database": {"reachable": self.revision is not None, "elapsed_ms": round(self.elapsed * 1000, 1)},
+            "database": {"reachable": self.reachable, "elapsed_ms": round(self.elapsed * 1000, 1)},
             "schema": {
                 "revision": self.revision,
                 "expected_revision": self.expected_revision,
@@ -151,9 +152,10 @@ async def check_health(client: Conveyor, limits: HealthLimits | None = None) -> 
     checked_at = datetime.now(UTC)
     started = time.monotonic()
 
-    def down(reason: str) -> HealthReport:
+    def down(reason: str, *, reachable: bool = False) -> HealthReport:
+        elapsed = time.monotonic() - started
         return HealthReport(
-            DOWN, (reason,), checked_at, time.monotonic() - started, expected_revision=expected
+            DOWN, (reason,), checked_at, elapsed, reachable=reachable, expected_revision=expected
         )
 
     try:
@@ -163,7 +165,10 @@ async def check_health(client: Conveyor, limits: HealthLimits | None = None) -> 
     except psycopg.errors.QueryCanceled:  # its statement_timeout: the deadline too
         return down(str(DeadlinePassed(limits.deadline)))
     except _NotInstalled:
-        return down(f"Conveyor is not installed in the schema {client.db.schema!r}: run `conveyor migrate`")
+        schema = client.db.schema
+        return down(
+            f"Conveyor is not installed in the schema {schema!r}: run `conveyor migrate`", reachable=True
+        )
     except psycopg.Error as exc:
         return down(f"the database is unreachable or refused the check ({_kind(exc)})")
     elapsed = time.monotonic() - started

@@ -26,8 +26,9 @@ its watermark and the previous one:
   after every write into it has committed; a total never goes down.
 - ``started``: jobs whose last start lies in the interval (a job started twice within one
   interval, its first attempt failing fast, counts once). ``completed``, ``cancelled``:
-  jobs finished so. ``dead``: jobs moved to the dead-letter table (a row retried or purged
-  before the read that would count it is not counted). Labels: queue and task.
+  jobs finished so. ``dead``: jobs moved to the dead-letter table. A row gone before the
+  read that would count it (a dead job retried or purged at once, a run-log row deleted by
+  a ``runs_keep`` shorter than the scrape interval) is not counted. Labels: queue and task.
 - Histograms: each job completed in the interval, its *wait* (from due, that is enqueued,
   or its delay or retry backoff over, to the start of its last attempt) and its *run time*
   (from that start to its outcome written); label: queue. A job the run log already holds

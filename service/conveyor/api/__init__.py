@@ -1,0 +1,1 @@
+"""The HTTP service: JSON API, OpenAPI, keys and roles, health and metrics."""

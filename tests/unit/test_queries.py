@@ -24,11 +24,13 @@ def test_the_query_folder_is_the_checkout_one() -> None:
         "enqueue.sql",
         "execute.sql",
         "flows.sql",
+        "health.sql",
         "inspect.sql",
         "keys.sql",
         "limits.sql",
         "maintain.sql",
         "matviews.sql",
+        "metrics.sql",
         "retention.sql",
         "schedule.sql",
     ]
@@ -177,6 +179,8 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "allow_follow_ups_time",
         "listen_control",  # the control channel, "<schema>.control", composed per use
         "listen_done",
+        "metrics_watermark",  # reads pg_stat_activity
+        "read_limits",  # settings
     }
     for name in names:
         if "{control}" in load()[name]:

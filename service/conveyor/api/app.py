@@ -3,7 +3,8 @@
 Contract:
 
 - Routes: the JSON API under ``/api/v1`` (the route table of ``api.endpoints``), its OpenAPI
-  document at ``/api/v1/openapi.json`` and a docs page at ``/api/v1/docs`` (both public).
+  document at ``/api/v1/openapi.json`` and a docs page at ``/api/v1/docs``; ``/health`` and
+  ``/metrics`` (``api.health``, ``api.metrics``). All four are public: the JSON API needs a key.
   Anything else under the app is a 404 problem document; a wrong method a 405 one.
 - The client: pass an open :class:`~conveyor.Conveyor` (yours: the app never closes it), or
   a database URL and schema (or neither: the environment's, as everywhere) and the app makes
@@ -32,12 +33,15 @@ from starlette.routing import BaseRoute, Route
 
 from ..errors import ConfigurationError
 from ..ops.failed_attempts import FailedAttempts
+from ..ops.health import DOWN
 from ..queue.client import Conveyor
 from ..tasks import Registry
 from . import docs_page, openapi
 from .auth import Authenticator, ClientOf, peer_address
 from .endpoints import GROUPS
+from .health import health
 from .inputs import DEFAULT_BODY_LIMIT
+from .metrics import metrics
 from .problems import METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND, Problem, render, unavailable, unexpected
 from .routing import Group, Served, path_routes
 
@@ -118,9 +122,32 @@ def create_app(
         url = request.scope.get("root_path", "") + PREFIX + "/openapi.json"
         return HTMLResponse(docs_page.render(document_for(request), openapi_url=url))
 
+    async def health_check(request: Request) -> Response:
+        try:
+            await holder.get()
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            reason = f"the database is unreachable ({type(exc).__name__})"
+            return JSONResponse(
+                {"status": DOWN, "reasons": [reason]}, status_code=503, headers={"Cache-Control": "no-store"}
+            )
+        return await health(request)
+
+    async def prometheus(request: Request) -> Response:
+        try:
+            await holder.get()
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            return render(unexpected(exc, method=request.method, path=request.url.path))
+        return await metrics(request)
+
     routes += [
         Route(PREFIX + "/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
         Route(PREFIX + "/docs", docs, methods=["GET"], include_in_schema=False),
+        Route("/health", health_check, methods=["GET"], include_in_schema=False),
+        Route("/metrics", prometheus, methods=["GET"], include_in_schema=False),
     ]
 
     @asynccontextmanager

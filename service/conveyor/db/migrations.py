@@ -81,6 +81,16 @@ def head() -> str | None:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
+def revisions() -> tuple[str, ...]:
+    """Every revision this Conveyor ships, oldest first (the last is the head)."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(alembic_dir()))
+    walked = ScriptDirectory.from_config(config).walk_revisions()
+    return tuple(reversed([script.revision for script in walked]))
+
+
 def apply_sql_file(conn: sqlalchemy.Connection, schema: str, filename: str) -> None:
     """Run one file of sql/migrations with search_path set to the schema alone."""
     text = (sql_dir() / "migrations" / filename).read_text()

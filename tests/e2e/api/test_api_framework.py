@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp
 
 from conveyor.api import create_app
@@ -249,3 +250,25 @@ async def test_a_database_out_of_reach_is_a_503_and_the_app_still_starts(
         problem(response, 503, "database-unavailable")
         assert response.headers["retry-after"] == "1"
         assert (await http.get("/api/v1/openapi.json")).status_code == 200
+        health = await http.get("/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == "down"
+        problem(await http.get("/metrics"), 503, "database-unavailable")
+
+
+async def test_health_and_metrics_are_served_beside_the_api(http: httpx.AsyncClient) -> None:
+    """Without a key, as orchestrators and Prometheus probe them (docs/operations.md)."""
+    assert (
+        await http.post("/api/v1/jobs", json={"task": "api_add", "args": {"a": 1, "b": 2}})
+    ).status_code == 201
+    health = await http.get("/health", headers={"Authorization": ""})
+    assert health.status_code == 200, health.text
+    assert health.json()["status"] in ("ok", "degraded")
+    scraped = await http.get("/metrics", headers={"Authorization": ""})
+    assert scraped.status_code == 200
+    families = {family.name: family for family in text_string_to_metric_families(scraped.text)}
+    depth = {
+        (sample.labels["queue"], sample.labels["state"]): sample.value
+        for sample in families["conveyor_queue_jobs"].samples
+    }
+    assert depth[("api", "available")] == 1

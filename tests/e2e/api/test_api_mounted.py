@@ -38,6 +38,8 @@ async def check_mounted(url: str, keys: Keys, db: DB) -> None:
         problem(await http.get("/jobs/api/v1/nothing"), 404, "no-such-endpoint")
         problem(await http.get("/jobs/api/v1/queues", headers={"Authorization": ""}), 401, "unauthenticated")
         assert (await http.get("/hello")).json() == {"hello": "host"}
+        assert (await http.get("/jobs/health")).json()["status"] in ("ok", "degraded")
+        assert (await http.get("/jobs/metrics")).status_code == 200
 
 
 async def hello(request: Request) -> Response:

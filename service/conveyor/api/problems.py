@@ -67,7 +67,6 @@ FORBIDDEN = Kind("forbidden", 403, "Forbidden")
 NOT_FOUND = Kind("not-found", 404, "Not found")
 ROUTE_NOT_FOUND = Kind("no-such-endpoint", 404, "No such endpoint")
 METHOD_NOT_ALLOWED = Kind("method-not-allowed", 405, "Method not allowed")
-NOT_ACCEPTABLE = Kind("not-acceptable", 406, "Not acceptable")
 CONFLICT = Kind("conflict", 409, "Conflict")
 JOB_STATE = Kind("job-state", 409, "Not allowed in the job's state")
 JOB_FAILED = Kind("job-failed", 409, "The job failed")
@@ -107,7 +106,6 @@ KINDS = (
     NOT_FOUND,
     ROUTE_NOT_FOUND,
     METHOD_NOT_ALLOWED,
-    NOT_ACCEPTABLE,
     CONFLICT,
     JOB_STATE,
     JOB_FAILED,

@@ -11,17 +11,23 @@ JSON pointer into the body) and ``detail``.
 is always a 4xx. Anything unexpected is a 500 whose body says only that it failed and gives
 an ``error_id``; the exception is logged once, as one record of the ``conveyor.api`` logger
 carrying that id, the method and the path. A database that cannot be reached is a 503.
+Every problem answered is counted by type (``COUNTS``, on ``/metrics``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 import psycopg_pool
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.responses import Response
 
 from .. import jsonb
@@ -165,7 +171,42 @@ def problem_for(exc: ConveyorError, *, missing: tuple[type[ConveyorError], ...] 
     return problem
 
 
+class ProblemCounts(Collector):
+    """How many problem documents this process answered, by type (and so by status): the
+    ``conveyor_api_problems_total`` counter of ``/metrics``. Process-wide, from the first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[Kind, int] = {}
+        self.since = time.time()
+
+    def add(self, kind: Kind) -> None:
+        with self._lock:
+            self._counts[kind] = self._counts.get(kind, 0) + 1
+
+    def count(self, kind: Kind) -> int:
+        with self._lock:
+            return self._counts.get(kind, 0)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "conveyor_api_problems",
+            "Problem documents the HTTP API answered in this process, by type and status.",
+            labels=["type", "status"],
+            created=self.since,
+        )
+        with self._lock:
+            counts = sorted(self._counts.items(), key=lambda item: item[0].slug)
+        for kind, count in counts:
+            family.add_metric([kind.slug, str(kind.status)], count, created=self.since)
+        yield family
+
+
+COUNTS = ProblemCounts()
+
+
 def render(problem: Problem, *, instance: str | None = None) -> Response:
+    COUNTS.add(problem.kind)
     body: dict[str, Any] = {
         "type": problem.kind.type,
         "title": problem.kind.title,

@@ -272,3 +272,19 @@ async def test_health_and_metrics_are_served_beside_the_api(http: httpx.AsyncCli
         for sample in families["conveyor_queue_jobs"].samples
     }
     assert depth[("api", "available")] == 1
+
+
+async def test_problems_are_counted_on_metrics(http: httpx.AsyncClient) -> None:
+    async def counted(kind: str) -> float:
+        text = (await http.get("/metrics")).text
+        for family in text_string_to_metric_families(text):
+            if family.name == "conveyor_api_problems":
+                for sample in family.samples:
+                    if sample.name.endswith("_total") and sample.labels["type"] == kind:
+                        return sample.value
+        return 0.0
+
+    before = await counted("validation")
+    for _ in range(3):
+        problem(await http.get("/api/v1/jobs", params={"limit": "x"}), 422, "validation")
+    assert await counted("validation") == before + 3

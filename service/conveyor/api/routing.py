@@ -36,6 +36,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import ConfigurationError, ConveyorError
 from ..ops.roles import Principal, Role, require
 from ..queue.client import Conveyor
+from .auth import Authenticator
 from .inputs import body_model, params_model, read_body
 from .problems import METHOD_NOT_ALLOWED, VALIDATION, FieldError, Problem, problem_for, render, unexpected
 
@@ -182,14 +183,14 @@ def _responses(annotation: Any, status: int) -> tuple[tuple[int, type[BaseModel]
     return tuple(found)
 
 
+@dataclass(frozen=True)
 class Served:
     """What an endpoint needs at run time: the client (opened on first use), the
     authenticator, and the body limit. Made by ``api.app.create_app``."""
 
-    def __init__(self, client: Callable[[], Awaitable[Conveyor]], auth: Any, body_limit: int) -> None:
-        self.client = client
-        self.auth = auth
-        self.body_limit = body_limit
+    client: Callable[[], Awaitable[Conveyor]]
+    auth: Authenticator
+    body_limit: int
 
 
 def path_routes(prefix: str, endpoints: Sequence[Endpoint], served: Served) -> list[BaseRoute]:

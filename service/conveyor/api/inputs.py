@@ -8,6 +8,8 @@ Contract:
 - A non-empty body must be JSON (``application/json`` or ``application/<x>+json``): 415
   otherwise. It must parse as strict JSON (no NaN or Infinity, valid UTF-8): 400 otherwise.
   An endpoint whose body is optional takes an empty body as ``{}``.
+- No string may hold a NUL character (PostgreSQL's text and jsonb cannot): 422, naming
+  the parameter or the body's field.
 - Bodies are validated in pydantic's strict mode (a number is not a string, ``true`` is not
   1); path and query parameters, which are text, in its lax mode. Unknown fields are
   refused by the models (``extra="forbid"``). Every failure lists its fields (422).
@@ -39,6 +41,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency on CPython
 
 M = TypeVar("M", bound=BaseModel)
 
+MAX_DEPTH = 200  # levels of nesting pydantic's JSON parser reads (its recursion limit)
 DEFAULT_BODY_LIMIT = API_BODY_LIMIT  # bytes: one job at its 1 MiB argument limit, with room
 
 
@@ -69,11 +72,24 @@ def is_json(content_type: str | None) -> bool:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: NaN, Infinity and invalid UTF-8 are malformed (Problem 400)."""
+    """Strict JSON: NaN, Infinity and invalid UTF-8 are malformed (Problem 400); nesting past
+    MAX_DEPTH levels is refused as too deep (422)."""
     try:
         return _loads(raw)
+    except RecursionError:  # the standard library's parser, past Python's recursion limit
+        raise _too_deep() from None
     except ValueError as exc:  # orjson's JSONDecodeError and UnicodeDecodeError are ValueErrors
+        if "depth limit" in str(exc):  # orjson's own limit (1024)
+            raise _too_deep() from None
         raise Problem(MALFORMED_JSON, f"the request body is not valid JSON: {exc}") from None
+
+
+def _too_deep() -> Problem:
+    return Problem(
+        VALIDATION,
+        f"the body is nested more deeply than the {MAX_DEPTH} levels the API reads",
+        [FieldError("body", "", "nested too deeply")],
+    )
 
 
 def _refuse_constant(name: str) -> float:
@@ -98,19 +114,56 @@ def body_model(model: type[M], raw: bytes, content_type: str | None, *, optional
             UNSUPPORTED_MEDIA_TYPE,
             f"send the body as application/json (got {content_type or 'no Content-Type'})",
         )
-    parse_json(raw)
+    parsed = parse_json(raw)
     try:
-        return model.model_validate_json(raw, strict=True)
+        body = model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            # Well-formed (parsed above), so what pydantic's parser refused is the depth.
+            raise _too_deep() from None
         raise invalid("body", exc) from None
+    # The escape of NUL, which no PostgreSQL text or jsonb can hold. (Walked after pydantic
+    # read the body, so its nesting is bounded.)
+    if b"\\u0000" in raw:
+        where = _nul_in(parsed, "")
+        if where is not None:
+            raise Problem(VALIDATION, "the body holds a NUL character", [FieldError("body", where, _NUL)])
+    return body
 
 
 def params_model(model: type[M], location: str, values: Mapping[str, str]) -> M:
     """Path or query parameters as ``model`` (lax: they are text); 422 unless valid."""
+    nul = [FieldError(location, name, _NUL) for name, value in values.items() if "\x00" in name + value]
+    if nul:
+        raise Problem(VALIDATION, f"a {location} parameter holds a NUL character", nul)
     try:
         return model.model_validate(dict(values))
     except ValidationError as exc:
         raise invalid(location, exc) from None
+
+
+_NUL = "must not contain NUL characters (\\u0000)"
+
+
+def _nul_in(value: object, pointer: str) -> str | None:
+    """The JSON pointer of the first string (or key) holding NUL in a parsed body, if any."""
+    if isinstance(value, str):
+        return pointer if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key)
+            here = pointer + "/" + name.replace("~", "~0").replace("/", "~1")
+            if "\x00" in name:
+                return here
+            found = _nul_in(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in(item, f"{pointer}/{index}")
+            if found is not None:
+                return found
+    return None
 
 
 def invalid(location: str, exc: ValidationError) -> Problem:

@@ -16,6 +16,7 @@ Every problem answered is counted by type (``COUNTS``, on ``/metrics``).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -30,7 +31,6 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.responses import Response
 
-from .. import jsonb
 from ..errors import (
     ArgumentsError,
     AuthenticationError,
@@ -219,7 +219,7 @@ def render(problem: Problem, *, instance: str | None = None) -> Response:
         body["errors"] = [error.as_dict() for error in problem.errors]
     body.update(problem.extra)
     return Response(
-        jsonb.dumps(body),
+        json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str),
         status_code=problem.kind.status,
         headers={**problem.headers, "Cache-Control": "no-store"},
         media_type=MEDIA_TYPE,

@@ -160,6 +160,36 @@ async def test_malformed_json_wrong_media_type_and_wrong_types(http: httpx.Async
     assert db.one("SELECT count(*) FROM {schema}.jobs") == 0
 
 
+async def test_no_string_may_hold_nul_wherever_it_comes(http: httpx.AsyncClient, db: DB) -> None:
+    """PostgreSQL's text and jsonb cannot hold NUL: refused with the field named, never a 500."""
+    body = problem(await http.get("/api/v1/jobs", params={"task": "a\x00b"}), 422, "validation")
+    assert body["errors"] == [{"location": "query", "field": "task", "detail": body["errors"][0]["detail"]}]
+    body = problem(await http.post("/api/v1/tasks/a%00b/pause"), 422, "validation")
+    assert body["errors"][0]["location"] == "path"
+    body = problem(await http.post("/api/v1/jobs", json={"task": "api_echo", "args": {"x/y": "\x00"}}), 422)
+    assert body["errors"][0]["field"] == "/args/x~1y"
+    # The text "\u0000" (an escaped backslash, then u0000) is no NUL.
+    response = await http.post("/api/v1/jobs", json={"task": "api_echo", "args": {"value": "\\u0000"}})
+    assert response.status_code == 201, response.text
+    assert db.one("SELECT args ->> 'value' FROM {schema}.jobs") == "\\u0000"
+    assert db.one("SELECT count(*) FROM {schema}.pauses") == 0
+
+
+async def test_deep_nesting_is_refused_whatever_its_depth(http: httpx.AsyncClient, db: DB) -> None:
+    json_type = {"Content-Type": "application/json"}
+
+    def nested(depth: int) -> bytes:
+        return b'{"task": "api_echo", "args": {"value": ' + b"[" * depth + b"]" * depth + b"}}"
+
+    assert (await http.post("/api/v1/jobs", content=nested(100), headers=json_type)).status_code == 201
+    for depth in (300, 1000, 1100, 100_000):
+        body = problem(
+            await http.post("/api/v1/jobs", content=nested(depth), headers=json_type), 422, "validation"
+        )
+        assert "nested" in body["detail"]
+    assert db.one("SELECT count(*) FROM {schema}.jobs") == 1
+
+
 async def test_query_and_path_parameters_are_checked(http: httpx.AsyncClient) -> None:
     body = problem(await http.get("/api/v1/jobs", params={"limit": "many"}), 422, "validation")
     assert body["errors"][0]["location"] == "query"

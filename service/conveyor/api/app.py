@@ -14,7 +14,8 @@ Contract:
   the app made is opened at start and closed at the end. A start that cannot reach the
   database is logged and the app still starts: requests answer 503 until it can.
 - ``app.state.conveyor`` is the client (for ``/health`` and ``/metrics``, and for host
-  endpoints that want to enqueue through the same pool).
+  endpoints that want to enqueue through the same pool); ``await app.state.open_conveyor()``
+  returns it opened (the first call opens a client the app made, if no request has yet).
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def create_app(
         exception_handlers={HTTPException: _http_exception, Exception: _server_error},
     )
     app.state.conveyor = client
-    app.state.conveyor_client = holder.get  # an opened client, for endpoints that need one
+    app.state.open_conveyor = holder.get  # `await app.state.open_conveyor()`: the client, opened
     return app
 
 

@@ -46,6 +46,22 @@ async def hello(request: Request) -> Response:
     return JSONResponse({"hello": "host"})
 
 
+async def test_a_host_endpoint_enqueues_through_the_apps_own_client(
+    database_url: str, schema: str, keys: Keys, db: DB, serve: Callable[[ASGIApp], Server]
+) -> None:
+    """Before any request to the API, the app's client is opened on a host endpoint's asking."""
+    api = create_app(database_url=database_url, schema=schema)
+
+    async def signup(request: Request) -> Response:
+        client: Conveyor = await api.state.open_conveyor()
+        return JSONResponse({"job": await client.enqueue("api_echo", {"value": "hi"})})
+
+    host = Starlette(routes=[Route("/signup", signup, methods=["POST"]), Mount("/jobs", app=api)])
+    async with httpx.AsyncClient(base_url=serve(host).url) as http:
+        job_id = (await http.post("/signup")).json()["job"]
+    assert db.one("SELECT args FROM {schema}.jobs WHERE id = %s", [job_id]) == {"value": "hi"}
+
+
 async def test_mounted_in_a_starlette_app(
     database_url: str, schema: str, keys: Keys, db: DB, serve: Callable[[ASGIApp], Server]
 ) -> None:

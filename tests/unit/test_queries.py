@@ -20,6 +20,7 @@ HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 def test_the_query_folder_is_the_checkout_one() -> None:
     assert QUERY_DIR.resolve() == (REPO / "sql" / "queries").resolve()
     assert [p.name for p in QUERY_FILES] == [
+        "browse.sql",
         "control.sql",
         "enqueue.sql",
         "execute.sql",
@@ -177,6 +178,9 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "allow_follow_ups_time",
         "listen_control",  # the control channel, "<schema>.control", composed per use
         "listen_done",
+        "retention_lock",  # the schema's retention lock: its key is the schema's name, a parameter
+        "no_jit",
+        "clock_minus",  # a cut-off time by the database's clock
     }
     for name in names:
         if "{control}" in load()[name]:

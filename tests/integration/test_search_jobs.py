@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import Conveyor, Registry
+from conveyor import Conveyor, Registry, SyncConveyor
 from conveyor.errors import InvalidOptionError, UnknownQueueError
 from conveyor.queue import pages
 from conveyor.queue.enqueue import JobRequest
@@ -233,3 +233,26 @@ async def test_bad_cursors_and_filters_are_clear_refusals(client: Conveyor, noop
     # A cursor someone wrote names a place in the order, no more: the jobs below that id.
     cursor = pages.encode(pages.JOBS, pages.Position(ids[2]))
     assert ids_of((await client.search_jobs(cursor=cursor)).items) == [ids[1], ids[0]]
+
+
+def test_the_sync_client_has_every_listing(
+    database_url: str, schema: str, registry: Registry, db: DB
+) -> None:
+    @registry.task
+    def add(a: int) -> int:
+        return a
+
+    with SyncConveyor(database_url, schema=schema, registry=registry) as sync_client:
+        ids = sync_client.enqueue_many([JobRequest("add", {"a": n}) for n in range(5)])
+        finish(db, ids[:2], datetime.now(UTC) - timedelta(days=2))
+        first = sync_client.search_jobs(limit=3)
+        assert ids_of(first.items) == ids[:1:-1]
+        assert ids_of(sync_client.search_jobs(limit=3, cursor=first.next_cursor).items) == ids[1::-1]
+        assert ids_of(sync_client.history().items) == ids[1::-1]
+        assert sync_client.dead_letters().items == []
+        assert sync_client.clean_history(timedelta(days=1)) == 2
+        assert sync_client.workers().workers == ()
+        [default] = sync_client.queue_overview("default")
+        assert default.waiting == 3
+        with pytest.raises(InvalidOptionError, match=r"the cursor is not valid"):
+            sync_client.history(cursor="nope")

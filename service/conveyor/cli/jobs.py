@@ -14,6 +14,7 @@ from ..queue import pages
 from ..queue.client import Conveyor
 from ..queue.filters import JOB_STATES
 from ..queue.pages import MAX_PAGE, Page
+from ..queue.timeline import timeline
 from .common import (
     ATTEMPTS,
     JOB_ID,
@@ -123,34 +124,6 @@ def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
     for at, event in events:
         click.echo(f"  {cell(at)}  {event}")
     echo_errors(job.get("errors") or [])
-
-
-def timeline(job: dict[str, Any]) -> list[tuple[datetime, str]]:
-    """What happened to a job, in time order, from its times and its errors."""
-    events: list[tuple[datetime, str]] = [(job["enqueued_at"], "enqueued")]
-    run_at = job.get("run_at")
-    if run_at is not None and run_at > job["enqueued_at"]:
-        events.append((run_at, "due" if job["state"] != "scheduled" else "due (waiting for its time)"))
-    for error in job.get("errors") or []:
-        at = _time(error.get("at"))
-        if at is not None:
-            events.append((at, f"attempt {error.get('attempt')} failed: {error.get('error')}"))
-    if job.get("started_at") is not None:
-        events.append((job["started_at"], f"attempt {job['attempt']} started"))
-    if job.get("lease_expires_at") is not None:
-        events.append((job["lease_expires_at"], "lease expires unless renewed"))
-    ended = job.get("finished_at") or job.get("died_at")
-    if ended is not None:
-        events.append((ended, job["state"]))
-    return sorted(events, key=lambda event: event[0])
-
-
-def _time(text: Any) -> datetime | None:
-    try:
-        at = datetime.fromisoformat(str(text))
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None  # a hand-written error without a zone: left out
 
 
 def filter_options(func: Callable[..., T]) -> Callable[..., T]:

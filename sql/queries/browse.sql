@@ -79,6 +79,8 @@ LIMIT %(limit)s;
 -- %(before_id)s), filtered. job_history is read queue by queue through
 -- job_history_queue_finished, newest first, so a page costs about (queues x page size) index
 -- entries whatever the history holds; dead_jobs through dead_jobs_died_at or dead_jobs_queue.
+-- Every job's queue has a queues row: enqueue refuses a queue without one, and queue rows
+-- are never deleted.
 SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at, started_at,
        finished_at, key, unique_key, worker_id, last_error
 FROM (

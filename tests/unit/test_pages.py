@@ -237,7 +237,10 @@ def test_older_than_is_a_timedelta_or_seconds(given_value: object, expected: tim
     assert check_older_than(given_value) == expected
 
 
-@pytest.mark.parametrize("bad", [timedelta(seconds=-1), -5, True, "1h", None, float("inf"), 1e300])
+@pytest.mark.parametrize(
+    "bad",
+    [timedelta(seconds=-1), -5, True, "1h", None, float("inf"), 1e300, timedelta.max, timedelta(days=36501)],
+)
 def test_older_than_out_of_range_is_refused(bad: object) -> None:
     with pytest.raises(InvalidOptionError, match=r"older_than"):
         check_older_than(bad)

@@ -883,7 +883,7 @@ class Conveyor:
         its heartbeat's age, whether it is alive and the jobs it holds; and the scheduler.
         ``lease``: the workers' lease (default WorkerConfig's), which decides alive (see
         ``queue.roster``)."""
-        span = DEFAULT_LEASE if lease is None else check_older_than(lease)
+        span = DEFAULT_LEASE if lease is None else check_older_than(lease, "lease")
         if span <= timedelta(0):
             raise InvalidOptionError("lease must be positive")
         return await read_workers(self.db, now=self.clock.now(), lease=span)

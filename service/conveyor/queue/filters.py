@@ -26,6 +26,7 @@ MAX_TEXT = 1000  # characters of a task, key or unique key filter
 MIN_ID = -(2**63)
 MAX_ID = 2**63 - 1
 MAX_ID_DIGITS = len(str(MAX_ID))
+MAX_SPAN = timedelta(days=36500)  # a hundred years
 
 
 @dataclass(frozen=True)
@@ -119,22 +120,24 @@ def check_states(state: object, allowed: tuple[str, ...]) -> tuple[str, ...] | N
     return tuple(checked)
 
 
-def check_older_than(older_than: object) -> timedelta:
+def check_older_than(older_than: object, what: str = "older_than") -> timedelta:
+    """A span of time back from now: a timedelta or seconds, from 0 to MAX_SPAN (further back
+    would take the database's clock out of its range)."""
     if isinstance(older_than, bool) or not isinstance(older_than, timedelta | int | float):
-        raise InvalidOptionError(
-            f"older_than must be a timedelta or seconds, got {type(older_than).__name__}"
-        )
-    grace = older_than if isinstance(older_than, timedelta) else _seconds(older_than)
+        raise InvalidOptionError(f"{what} must be a timedelta or seconds, got {type(older_than).__name__}")
+    grace = older_than if isinstance(older_than, timedelta) else _seconds(older_than, what)
     if grace < timedelta(0):
-        raise InvalidOptionError(f"older_than must not be negative, got {grace}")
+        raise InvalidOptionError(f"{what} must not be negative, got {grace}")
+    if grace > MAX_SPAN:
+        raise InvalidOptionError(f"{what} must be at most {MAX_SPAN.days} days, got {grace}")
     return grace
 
 
-def _seconds(value: float) -> timedelta:
+def _seconds(value: float, what: str) -> timedelta:
     try:
         return timedelta(seconds=value)
     except (OverflowError, ValueError):
-        raise InvalidOptionError(f"older_than is out of range: {value!r}") from None
+        raise InvalidOptionError(f"{what} is out of range: {value!r}") from None
 
 
 def id_ranges(search: object) -> list[tuple[int, int]]:

@@ -123,6 +123,20 @@ async def test_what_the_registry_cannot_check_is_left_to_the_worker_and_the_rest
             ),
             (lambda: client.enqueue("", {}), UnknownTaskError, "unknown task ''"),
             (lambda: client.enqueue("thumb\x00nail", {}), UnknownTaskError, "unknown task"),
+            # A lone surrogate (what a JSON "\\ud800" escape decodes to) cannot be sent to PostgreSQL.
+            (lambda: client.enqueue("thumb\ud800", {}), UnknownTaskError, "unknown task"),
+            (
+                lambda: client.enqueue("thumbnail", {}, unique_key="u\ud800"),
+                InvalidOptionError,
+                "lone surrogate",
+            ),
+            (lambda: client.enqueue("thumbnail", {}, key="k\ud800"), InvalidOptionError, "lone surrogate"),
+            (lambda: client.enqueue("thumbnail", {"a": "\ud800"}), ArgumentsError, "arguments are not JSON"),
+            (
+                lambda: client.enqueue("thumbnail", {}, meta={"m": "\ud800"}),
+                InvalidOptionError,
+                "meta is not JSON",
+            ),
             # A task imported here is checked against its signature.
             (lambda: client.enqueue("local", {"height": 1}), ArgumentsError, "unexpected argument 'height'"),
             (lambda: client.enqueue("local", {"width": "wide"}), ArgumentsError, "width"),

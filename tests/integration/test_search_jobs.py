@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+import random
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from conveyor import Conveyor, Registry, SyncConveyor
-from conveyor.errors import InvalidOptionError, UnknownQueueError
+from conveyor.errors import ConveyorError, InvalidOptionError, UnknownQueueError
 from conveyor.queue import pages
 from conveyor.queue.enqueue import JobRequest
+from conveyor.queue.pages import Page
 
 from ..helpers import DB, wait_until
 from .tables import bury, finish, ids_of
@@ -215,7 +217,7 @@ async def test_bad_cursors_and_filters_are_clear_refusals(client: Conveyor, noop
         ({"state": "lost"}, "unknown state 'lost'"),
         ({"state": []}, "name at least one"),
         ({"queue": "no such queue!"}, "queue name 'no such queue!' is not allowed"),
-        ({"task": "a\x00b"}, "must not contain NUL"),
+        ({"task": "a\x00b"}, "holds a NUL character"),
         ({"unique_key": 5}, "unique_key must be a string"),
         ({"id_prefix": "12a"}, "id must be 1 to 19 digits"),
         ({"enqueued_after": datetime(2026, 1, 1)}, "must carry a time zone"),
@@ -256,3 +258,51 @@ def test_the_sync_client_has_every_listing(
         assert default.waiting == 3
         with pytest.raises(InvalidOptionError, match=r"the cursor is not valid"):
             sync_client.history(cursor="nope")
+
+
+async def test_any_mix_of_filters_is_a_page_or_a_clear_refusal(client: Conveyor, noop: Any, db: DB) -> None:
+    """What an HTTP client may send, valid or not: every call ends in a Page or a ConveyorError."""
+    ids = await client.enqueue_many([JobRequest("noop", {"n": n}) for n in range(20)])
+    finish(db, ids[:5], datetime.now(UTC) - timedelta(hours=1))
+    bury(db, ids[5:8], datetime.now(UTC))
+    good_cursor = (await client.search_jobs(limit=2)).next_cursor
+    history_cursor = (await client.history(limit=2)).next_cursor
+    east = timezone(timedelta(hours=14))
+    values: dict[str, list[Any]] = {
+        "queue": [None, "default", "emails", "nowhere", "", "a b", "é", "q" * 200, 7, "de\x00fault"],
+        "task": [None, "noop", "x" * 2000, "", "🙂", "\x00", 3.5],
+        "state": [None, "dead", "available,completed", ["running", "dead"], "nope", [], [None], 5, "dead,"],
+        "key": [None, "tenant", "", "k\x00"],
+        "unique_key": [None, "u", "\ud800", b"bytes"],
+        "enqueued_after": [
+            None,
+            datetime.now(UTC),
+            datetime(1, 1, 1, tzinfo=east),
+            datetime(2026, 1, 1),
+            "2026",
+        ],
+        "enqueued_before": [None, datetime.max.replace(tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)],
+        "finished_after": [None, datetime.now(UTC) - timedelta(days=1), 0],
+        "finished_before": [None, datetime.now(UTC) + timedelta(days=1)],
+        "limit": [50, 1, 1000, 0, 1001, -1, "10", None, 2.0, True],
+        "cursor": [None, good_cursor, history_cursor, "", "=", "A" * 500, "W10", "WzEsImpvYnMiLDld", 12],
+    }
+    rng = random.Random(20261207)
+    outcomes = {"page": 0, "refused": 0}
+    for _ in range(400):
+        # Most filters left out in each call, so that valid calls come up too.
+        filters = {name: rng.choice(choices) for name, choices in values.items() if rng.random() < 0.25}
+        prefix = rng.choice([None, None, "1", "0", "99999999999999999999", "1 2", 3])
+        for call in (
+            lambda f=filters, p=prefix: client.search_jobs(id_prefix=p, **f),
+            lambda f=filters: client.history(**f),
+        ):
+            try:
+                page = await call()
+            except ConveyorError:
+                outcomes["refused"] += 1
+            else:
+                assert isinstance(page, Page)
+                outcomes["page"] += 1
+    assert outcomes["page"] > 20  # the mix also makes valid calls
+    assert outcomes["refused"] > 100

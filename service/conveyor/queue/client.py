@@ -650,11 +650,15 @@ class Conveyor:
         task. Pages by id: pass the last id of a page as ``before`` to get the next one."""
         if state is not None and state not in JOB_STATES:
             raise InvalidOptionError(f"unknown state {state!r}: use one of {', '.join(JOB_STATES)}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise InvalidOptionError(f"limit must be 1 to {MAX_PAGE}, got {limit!r}")
-        return await self.db.fetch_dicts(
-            "list_jobs", {"queue": queue, "state": state, "task": task, "limit": limit, "before": before}
-        )
+        filters = JobFilters.of(queue=queue, task=task)
+        params = {
+            "queue": filters.queue,
+            "state": state,
+            "task": filters.task,
+            "limit": check_limit(limit),
+            "before": None if before is None else control.check_job_id(before),
+        }
+        return await self.db.fetch_dicts("list_jobs", params)
 
     # -- one job's control (queue.control, docs/job-control.md) ---------------------------
 
@@ -700,7 +704,10 @@ class Conveyor:
     async def dead_jobs(
         self, *, queue: str | None = None, task: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
-        return await self.db.fetch_dicts("list_dead_jobs", {"queue": queue, "task": task, "limit": limit})
+        """Dead jobs, newest first (one page: :meth:`dead_letters` pages on with a cursor)."""
+        filters = JobFilters.of(queue=queue, task=task)
+        params = {"queue": filters.queue, "task": filters.task, "limit": check_limit(limit)}
+        return await self.db.fetch_dicts("list_dead_jobs", params)
 
     async def dead_job(self, job_id: int) -> dict[str, Any]:
         rows = await self.db.fetch_dicts("get_dead_job", {"id": job_id})
@@ -710,7 +717,7 @@ class Conveyor:
 
     async def retry_dead(self, job_id: int) -> int:
         """Put a dead job back with a fresh attempt budget."""
-        return int((await self._call("retry_dead_job", {"id": job_id}))[0][0])
+        return int((await self._call("retry_dead_job", {"id": control.check_job_id(job_id)}))[0][0])
 
     async def retry_dead_matching(
         self,
@@ -757,7 +764,7 @@ class Conveyor:
         if ids is not None:
             if filters.finish_bounded:
                 raise InvalidOptionError("purge dead jobs by ids or by death time, not both")
-            return await purge(ids)
+            return await purge([control.check_job_id(job_id) for job_id in ids])
         return await cleaning.purge_dead_matching(self.db, filters, purge, older_than=grace)
 
     # -- finding jobs, a page at a time (queue.search, queue.pages) ----------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import InvalidOptionError
 from ..tasks import check_queue_name
+from ..text import unstorable
 
 LIVE_STATES = ("available", "scheduled", "running", "blocked")  # the jobs table
 FINISHED_STATES = ("completed", "cancelled")  # job_history
@@ -173,8 +174,8 @@ def _text(what: str, value: object) -> str | None:
         raise InvalidOptionError(f"{what} must be a string, got {type(value).__name__}")
     if not value:
         raise InvalidOptionError(f"{what} must not be empty")
-    if "\x00" in value:
-        raise InvalidOptionError(f"{what} must not contain NUL characters")
+    if (why := unstorable(value)) is not None:
+        raise InvalidOptionError(f"{what} cannot be stored: {why}")
     if len(value) > MAX_TEXT:
         raise InvalidOptionError(f"{what} is longer than {MAX_TEXT} characters")
     return value

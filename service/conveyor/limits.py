@@ -7,8 +7,10 @@ and the CLI pass them around as :class:`QueueLimits`. Every field None means "no
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from .durations import parse_duration
 from .errors import InvalidOptionError
@@ -172,3 +174,21 @@ class LimitsInUse:
         if self.limits.key_rate is not None:
             parts.append(f"{self.keys_in_window} keys in window")
         return ", ".join(parts)
+
+
+def limits_in_use(row: Mapping[str, Any]) -> LimitsInUse:
+    """A row of the queue_limits query (sql/queries/limits.sql)."""
+    return LimitsInUse(
+        queue=row["name"],
+        limits=QueueLimits(
+            rate=None if row["rate_limit"] is None else Rate(row["rate_limit"], row["rate_period"]),
+            concurrency=row["concurrency"],
+            key_rate=None
+            if row["key_rate_limit"] is None
+            else Rate(row["key_rate_limit"], row["key_rate_period"]),
+            key_concurrency=row["key_concurrency"],
+        ),
+        running=row["running"],
+        window_starts=row["window_starts"],
+        keys_in_window=row["keys_in_window"],
+    )

@@ -1006,7 +1006,7 @@ def test_jobs_show_prints_a_job_wherever_it_is_with_its_timeline(
     expect_error(missing, "no job with id 999999")
 
 
-def test_jobs_list_filters_and_pages_by_id(env: dict[str, str], db: DB, tmp_path: Path) -> None:
+def test_jobs_list_filters_and_pages_by_cursor(env: dict[str, str], db: DB, tmp_path: Path) -> None:
     db.all("select {schema}.create_queue('emails')")
     live = [sql_enqueue(db, "add", {"a": n}) for n in range(3)]
     email = sql_enqueue(db, "send_email", {"to": "a@b.c"}, ", queue => 'emails'")
@@ -1050,16 +1050,22 @@ def test_jobs_list_filters_and_pages_by_id(env: dict[str, str], db: DB, tmp_path
     assert ids(adds) == list(reversed(live))
     assert ids(scheduled) == [later]
     assert ids(page_one) == [9100, 9001, later]
-    assert page_one.stdout.endswith(f"\nnext page: --before {later}\n")
+    cursor = page_one.stdout.rstrip("\n").rsplit("\nnext page: --cursor ", 1)[1]
     assert "next page" not in everything.stdout  # a short page is the last
 
     page = json.loads(ok(as_json))
     assert [job["id"] for job in page["jobs"]] == [9100, 9001, later]
-    assert page["next_before"] == later
-    page_two = json.loads(
-        ok(conveyor("jobs", "list", "--limit", "3", "--before", str(later), "--json", env=env, cwd=tmp_path))
+    assert page["next_cursor"] == cursor
+    page_two, from_id = conveyor_many(
+        [
+            ["jobs", "list", "--limit", "3", "--cursor", cursor, "--json"],
+            ["jobs", "list", "--limit", "3", "--before", str(later), "--json"],
+        ],
+        env=env,
+        cwd=tmp_path,
     )
-    assert [job["id"] for job in page_two["jobs"]] == [email, live[2], live[1]]
+    assert [job["id"] for job in json.loads(ok(page_two))["jobs"]] == [email, live[2], live[1]]
+    assert json.loads(ok(from_id)) == json.loads(page_two.stdout)
     assert bad.returncode == 2, str(bad)
     assert "'lost' is not one of" in bad.stderr, str(bad)
 
@@ -1084,7 +1090,8 @@ def test_every_read_command_prints_json_with_json(env: dict[str, str], db: DB, t
     assert queues == [
         {"queue": "default", "paused": False, "all_paused": False, "paused_tasks": [], "limits": None}
     ]
-    assert [(d["id"], d["last_error"]) for d in dead] == [(9100, "ValueError: nope")]
+    assert [(d["id"], d["last_error"]) for d in dead["dead_jobs"]] == [(9100, "ValueError: nope")]
+    assert dead["next_cursor"] is None
     assert (one_dead["id"], one_dead["args"], one_dead["errors"][0]["error"]) == (
         9100,
         {"a": 1},

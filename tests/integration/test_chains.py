@@ -328,9 +328,9 @@ async def test_after_refuses_ids_out_of_bigint_and_keys_holding_nul_clearly(
         await client.enqueue_many([JobRequest(plain)], after=2**63)
     with pytest.raises(InvalidOptionError, match="after must be an id"):
         await client.chain(JobRequest(plain), after=2**63)
-    with pytest.raises(InvalidOptionError, match="without NUL"):
+    with pytest.raises(InvalidOptionError, match="holds a NUL character"):
         await client.enqueue(plain, key="a\x00b")
-    with pytest.raises(InvalidOptionError, match="without NUL"):
+    with pytest.raises(InvalidOptionError, match="holds a NUL character"):
         await client.enqueue(plain, unique_key="a\x00b")
     with pytest.raises(UnknownTaskError):
         await client.enqueue("a\x00b")

@@ -20,6 +20,7 @@ HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 def test_the_query_folder_is_the_checkout_one() -> None:
     assert QUERY_DIR.resolve() == (REPO / "sql" / "queries").resolve()
     assert [p.name for p in QUERY_FILES] == [
+        "browse.sql",
         "control.sql",
         "enqueue.sql",
         "execute.sql",
@@ -181,6 +182,9 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "listen_done",
         "metrics_watermark",  # reads pg_stat_activity
         "read_limits",  # settings
+        "retention_lock",  # the schema's retention lock: its key is the schema's name, a parameter
+        "no_jit",
+        "clock_minus",  # a cut-off time by the database's clock
     }
     for name in names:
         if "{control}" in load()[name]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .api import api
 from .control import pause, resume, tasks
 from .dlq import dlq
+from .history import history
 from .jobs import enqueue, jobs
 from .keys import keys
 from .queues import queues
@@ -13,6 +14,7 @@ from .root import main
 from .run import dev, migrate, scheduler, worker
 from .schedules import schedules
 from .status import status
+from .workers import workers
 
 for _command in (
     migrate,
@@ -31,6 +33,8 @@ for _command in (
     schedules,
     retention,
     keys,
+    history,
+    workers,
 ):
     main.add_command(_command)
 

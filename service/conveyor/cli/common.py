@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -240,6 +240,39 @@ class Duration(_DurationBase):
         if duration.total_seconds() < self.minimum:
             self.fail(f"{value!r} is shorter than the least allowed, {self.minimum:g}s", param, ctx)
         return duration
+
+
+if TYPE_CHECKING:
+    _MomentBase = click.ParamType[datetime, Any]
+else:
+    _MomentBase = click.ParamType
+
+
+class Moment(_MomentBase):
+    """A time option: ISO 8601 with an offset (``2026-12-07T10:00:00+00:00``, or ``Z``), or a
+    duration meaning that long ago by this machine's clock (``30m``, ``2h``, ``7d``)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        try:
+            at = datetime.fromisoformat(text)
+        except ValueError:
+            try:
+                return datetime.now(UTC) - parse_duration(text)
+            except (ConveyorError, OverflowError):
+                self.fail(
+                    f"{value!r} is neither an ISO time with an offset (2026-12-07T10:00:00+00:00) "
+                    "nor a duration ago (30m, 2h, 7d)",
+                    param,
+                    ctx,
+                )
+        if at.tzinfo is None:
+            self.fail(f"{value!r} has no offset: add one, like +00:00 or Z", param, ctx)
+        return at
 
 
 def seconds(duration: timedelta | None) -> float | None:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import click
 
 from ..errors import ConveyorError, NotFoundError
 from ..queue.client import Conveyor
+from ..queue.pages import MAX_PAGE
 from .common import (
     JOB_ID,
     Context,
     Duration,
+    Moment,
     cell,
     echo_errors,
     echo_json,
@@ -34,14 +36,39 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--queue", "-q")
 @click.option("--task")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--died-after", type=Moment(), help="ISO time with offset, or a duration ago (2h).")
+@click.option("--died-before", type=Moment())
+@click.option("--limit", type=click.IntRange(min=1, max=MAX_PAGE), default=50, show_default=True)
+@click.option("--cursor", help="The next page: the cursor the page before printed.")
 @json_option
 @click.pass_obj
 @handle_errors
-def dlq_list(ctx: Context, queue: str | None, task: str | None, limit: int, as_json: bool) -> None:
-    rows = run_coroutine(with_client(ctx, lambda c: c.dead_jobs(queue=queue, task=task, limit=limit)))
+def dlq_list(
+    ctx: Context,
+    queue: str | None,
+    task: str | None,
+    died_after: datetime | None,
+    died_before: datetime | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """Dead jobs, the latest death first; a full page ends with the --cursor of the next one."""
+    page = run_coroutine(
+        with_client(
+            ctx,
+            lambda c: c.dead_letters(
+                queue=queue,
+                task=task,
+                died_after=died_after,
+                died_before=died_before,
+                limit=limit,
+                cursor=cursor,
+            ),
+        )
+    )
     if as_json:
-        echo_json(rows)
+        echo_json({"dead_jobs": page.items, "next_cursor": page.next_cursor})
         return
     headers = ["id", "queue", "task", "attempts", "died_at", "last_error"]
     click.echo(
@@ -55,11 +82,13 @@ def dlq_list(ctx: Context, queue: str | None, task: str | None, limit: int, as_j
                     r["died_at"],
                     r["last_error"],
                 ]
-                for r in rows
+                for r in page.items
             ],
             headers,
         )
     )
+    if page.next_cursor is not None:
+        click.echo(f"\nnext page: --cursor {page.next_cursor}")
 
 
 @dlq.command("show")
@@ -99,13 +128,23 @@ def _ids_or_all(ids: Sequence[int], all_: bool, what: str) -> None:
 
 @dlq.command("retry")
 @click.argument("job_ids", type=JOB_ID, nargs=-1)
-@click.option("--all", "all_", is_flag=True, help="Every dead job (matching --queue/--task).")
+@click.option("--all", "all_", is_flag=True, help="Every dead job (matching the filters).")
 @click.option("--queue", "-q")
 @click.option("--task")
+@click.option("--died-after", type=Moment(), help="With --all: died at or after this time.")
+@click.option("--died-before", type=Moment(), help="With --all: died before this time.")
+@click.option("--limit", type=click.IntRange(min=1), help="With --all: at most this many, oldest id first.")
 @click.pass_obj
 @handle_errors
 def dlq_retry(
-    ctx: Context, job_ids: tuple[int, ...], all_: bool, queue: str | None, task: str | None
+    ctx: Context,
+    job_ids: tuple[int, ...],
+    all_: bool,
+    queue: str | None,
+    task: str | None,
+    died_after: datetime | None,
+    died_before: datetime | None,
+    limit: int | None,
 ) -> None:
     """Put dead jobs back in their queue with a fresh attempt budget.
 
@@ -115,7 +154,9 @@ def dlq_retry(
 
     async def go(client: Conveyor) -> tuple[list[int], dict[int, str]]:
         if all_:
-            return await client.retry_dead_matching(queue=queue, task=task)
+            return await client.retry_dead_matching(
+                queue=queue, task=task, died_after=died_after, died_before=died_before, limit=limit
+            )
         retried: list[int] = []
         failed: dict[int, str] = {}
         for job_id in dict.fromkeys(job_ids):
@@ -153,6 +194,8 @@ async def _why_not_dead(client: Conveyor, job_id: int) -> str:
     type=Duration("h"),
     help="Only jobs dead for longer than this (7d, 12h, 30m; a bare number is in hours).",
 )
+@click.option("--died-after", type=Moment(), help="With --all: died at or after this time.")
+@click.option("--died-before", type=Moment(), help="With --all: died before this time.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation of --all.")
 @click.pass_obj
 @handle_errors
@@ -163,6 +206,8 @@ def dlq_purge(
     queue: str | None,
     task: str | None,
     older_than: timedelta | None,
+    died_after: datetime | None,
+    died_before: datetime | None,
     yes: bool,
 ) -> None:
     """Delete dead jobs for good (--all asks first, unless --yes)."""
@@ -171,6 +216,8 @@ def dlq_purge(
         matching = [f"{name} {value}" for name, value in (("in queue", queue), ("of task", task)) if value]
         if older_than is not None:
             matching.append(f"dead for longer than {older_than}")
+        if died_after is not None or died_before is not None:
+            matching.append(f"died in [{cell(died_after)}, {cell(died_before)})")
         scope = "every dead job" + (" " + ", ".join(matching) if matching else "")
         try:
             confirmed = click.confirm(f"Delete {scope} for good?", default=False)
@@ -181,7 +228,15 @@ def dlq_purge(
     age = older_than
     count = run_coroutine(
         with_client(
-            ctx, lambda c: c.purge_dead(ids=list(job_ids) or None, queue=queue, task=task, older_than=age)
+            ctx,
+            lambda c: c.purge_dead(
+                ids=list(job_ids) or None,
+                queue=queue,
+                task=task,
+                older_than=age,
+                died_after=died_after,
+                died_before=died_before,
+            ),
         )
     )
     click.echo(f"purged {count} dead job(s)")

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import click
 
-from ..ops.jobs import timeline
-from ..queue.client import JOB_STATES, MAX_PAGE, Conveyor
+from ..errors import ConveyorError
+from ..queue import pages
+from ..queue.client import Conveyor
+from ..queue.filters import JOB_STATES
+from ..queue.pages import MAX_PAGE, Page
+from ..queue.timeline import timeline
 from .common import (
     ATTEMPTS,
     JOB_ID,
     Context,
     Duration,
+    Moment,
     cell,
     echo_errors,
     echo_json,
@@ -25,6 +32,8 @@ from .common import (
     table,
     with_client,
 )
+
+T = TypeVar("T")
 
 
 @click.command()
@@ -117,52 +126,78 @@ def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
     echo_errors(job.get("errors") or [])
 
 
+def filter_options(func: Callable[..., T]) -> Callable[..., T]:
+    """The filters shared by `jobs list` and `history list` (their states differ)."""
+    for option in reversed(
+        [
+            click.option("--queue", "-q"),
+            click.option("--task"),
+            click.option("--key", help="The job's limit key."),
+            click.option("--unique-key"),
+            click.option(
+                "--enqueued-after", type=Moment(), help="ISO time with offset, or a duration ago (2h)."
+            ),
+            click.option("--enqueued-before", type=Moment()),
+            click.option("--finished-after", type=Moment(), help="Finished (or died) at or after this time."),
+            click.option("--finished-before", type=Moment()),
+            click.option("--limit", type=click.IntRange(min=1, max=MAX_PAGE), default=50, show_default=True),
+            click.option("--cursor", help="The next page: the cursor the page before printed."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @jobs.command("list")
-@click.option("--queue", "-q")
-@click.option("--state", type=click.Choice(JOB_STATES))
-@click.option("--task")
-@click.option("--limit", type=click.IntRange(min=1, max=MAX_PAGE), default=50, show_default=True)
-@click.option("--before", type=JOB_ID, metavar="ID", help="The next page: jobs with ids below this one.")
+@click.option(
+    "--state", "states", type=click.Choice(JOB_STATES), multiple=True, help="Repeat for several states."
+)
+@click.option("--id", "id_prefix", metavar="DIGITS", help="Jobs whose id starts with these digits.")
+@filter_options
+@click.option("--before", type=JOB_ID, metavar="ID", help="Start below this job id (instead of --cursor).")
 @json_option
 @click.pass_obj
 @handle_errors
 def jobs_list(
     ctx: Context,
-    queue: str | None,
-    state: str | None,
-    task: str | None,
-    limit: int,
+    states: tuple[str, ...],
+    id_prefix: str | None,
     before: int | None,
     as_json: bool,
+    **options: Any,
 ) -> None:
-    """Jobs, newest first; a full page ends with the --before that gets the next one."""
-    rows = run_coroutine(
-        with_client(
-            ctx, lambda c: c.list_jobs(queue=queue, state=state, task=task, limit=limit, before=before)
-        )
+    """Jobs wherever they are, newest (highest id) first; a full page ends with the --cursor of
+    the next one."""
+    if before is not None:
+        if options["cursor"] is not None:
+            raise ConveyorError("give --cursor or --before, not both")
+        options["cursor"] = pages.encode(pages.JOBS, pages.Position(before))
+    page = run_coroutine(
+        with_client(ctx, lambda c: c.search_jobs(state=states or None, id_prefix=id_prefix, **options))
     )
-    next_before = rows[-1]["id"] if len(rows) == limit else None
+    echo_page(page, "jobs", as_json)
+
+
+def echo_page(page: Page, what: str, as_json: bool) -> None:
+    """A page of jobs as a table (or JSON: the rows under ``what``, and ``next_cursor``), then
+    how to get the next page."""
     if as_json:
-        echo_json({"jobs": rows, "next_before": next_before})
+        echo_json({what: page.items, "next_cursor": page.next_cursor})
         return
     headers = ["id", "queue", "task", "state", "attempts", "enqueued_at", "finished_at", "last_error"]
-    click.echo(
-        table(
-            [
-                [
-                    r["id"],
-                    r["queue"],
-                    r["task"],
-                    r["state"],
-                    f"{r['attempt']}/{r['max_attempts']}",
-                    r["enqueued_at"],
-                    r["finished_at"],
-                    r["last_error"],
-                ]
-                for r in rows
-            ],
-            headers,
-        )
-    )
-    if next_before is not None:
-        click.echo(f"\nnext page: --before {next_before}")
+    rows = [
+        [
+            r["id"],
+            r["queue"],
+            r["task"],
+            r["state"],
+            f"{r['attempt']}/{r['max_attempts']}",
+            r["enqueued_at"],
+            r["finished_at"],
+            r["last_error"],
+        ]
+        for r in page.items
+    ]
+    click.echo(table(rows, headers))
+    if page.next_cursor is not None:
+        click.echo(f"\nnext page: --cursor {page.next_cursor}")

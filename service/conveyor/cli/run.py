@@ -17,7 +17,7 @@ import click
 from .. import event_loop
 from ..db import embedded
 from ..errors import ConfigurationError
-from ..queue.client import read_scheduler_status
+from ..queue.roster import read_scheduler_status
 from ..queue.scheduler import Scheduler, SchedulerConfig
 from ..queue.worker import Worker, WorkerConfig
 from ..tasks import default_registry

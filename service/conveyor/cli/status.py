@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from ..limits import LimitsInUse
-from ..queue.client import Conveyor, QueueStats, SchedulerStatus, seconds_ago
+from ..queue.client import Conveyor, QueueStats
+from ..queue.roster import SchedulerStatus, seconds_ago
 from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, warn, with_client
 from .queues import limits_cells, limits_json, paused_cell
 
@@ -72,14 +73,14 @@ def status(ctx: Context, as_json: bool) -> None:
         ]
         click.echo(table(rows, HEADERS))
         click.echo("")
-        click.echo(f"scheduler: {_describe(scheduler)}")
+        click.echo(f"scheduler: {describe_scheduler(scheduler)}")
     if stats and stats[0].all_paused:
         warn("everything is paused: no job starts until `conveyor resume --all`")
     if warning:
         warn(warning)
 
 
-def _describe(scheduler: SchedulerStatus) -> str:
+def describe_scheduler(scheduler: SchedulerStatus) -> str:
     schedules = f"{scheduler.active_schedules} schedule(s) active"
     if not scheduler.running or scheduler.elected_at is None or scheduler.expires_at is None:
         return f"none running; {schedules}"

@@ -107,8 +107,11 @@ class Transaction:
         self._cursor = cursor
         self._queries = queries
 
-    async def fetch(self, name: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        await self._cursor.execute(self._queries[name], params or {})
+    async def fetch(
+        self, name: str, params: dict[str, Any] | None = None, *, prepare: bool | None = None
+    ) -> list[tuple[Any, ...]]:
+        """``prepare=False``: planned for these values (see :meth:`Database.fetch_planned`)."""
+        await self._cursor.execute(self._queries[name], params or {}, prepare=prepare)
         return await self._cursor.fetchall() if self._cursor.description else []
 
 
@@ -283,6 +286,18 @@ class Database:
         async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(self.queries[name], params or {})
             return await cur.fetchall() if cur.description else []
+
+    async def fetch_planned(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """A read planned for its own values, each row a dict: never as a prepared statement
+        (whose generic plan, made once for all values, can neither drop the filters left
+        NULL nor prune the history days a time range excludes), and without JIT (the
+        planner's estimates for a large history pass jit_above_cost, and compiling took a
+        second where running takes milliseconds). For the listings (sql/queries/browse.sql).
+        Costs a transaction around the read: one round trip more than :meth:`fetch_dicts`."""
+        async with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(self.queries["no_jit"])
+            await cur.execute(self.queries[name], params, prepare=False)
+            return await cur.fetchall()
 
     # -- the hot path ------------------------------------------------------------------
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from ..errors import JobCancelled, JobFailed
 from ..queue.client import Conveyor
 from ..queue.enqueue import JobRequest
+from ..queue.timeline import timeline
 from .queues import check_queue
 from .roles import Principal, Role, require
 
@@ -46,34 +46,6 @@ async def get_job(client: Conveyor, principal: Principal, job_id: int) -> dict[s
     require(principal, Role.VIEWER, "reading a job")
     job = await client.get_job(job_id)
     return {**job, "timeline": timeline(job)}
-
-
-def timeline(job: dict[str, Any]) -> list[tuple[datetime, str]]:
-    """What happened to a job, in time order, from its times and its errors."""
-    events: list[tuple[datetime, str]] = [(job["enqueued_at"], "enqueued")]
-    run_at = job.get("run_at")
-    if run_at is not None and run_at > job["enqueued_at"]:
-        events.append((run_at, "due" if job["state"] != "scheduled" else "due (waiting for its time)"))
-    for error in job.get("errors") or []:
-        at = _time(error.get("at"))
-        if at is not None:
-            events.append((at, f"attempt {error.get('attempt')} failed: {error.get('error')}"))
-    if job.get("started_at") is not None:
-        events.append((job["started_at"], f"attempt {job['attempt']} started"))
-    if job.get("lease_expires_at") is not None:
-        events.append((job["lease_expires_at"], "lease expires unless renewed"))
-    ended = job.get("finished_at") or job.get("died_at")
-    if ended is not None:
-        events.append((ended, job["state"]))
-    return sorted(events, key=lambda event: event[0])
-
-
-def _time(text: Any) -> datetime | None:
-    try:
-        at = datetime.fromisoformat(str(text))
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None  # a hand-written error without a zone: left out
 
 
 async def enqueue(client: Conveyor, principal: Principal, request: JobRequest) -> int:

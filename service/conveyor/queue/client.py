@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
-from uuid import UUID
 
 import psycopg
 
@@ -28,12 +27,14 @@ from ..errors import (
     UnknownQueueError,
     UnknownTaskError,
 )
-from ..limits import LimitsInUse, QueueLimits, Rate, limits_of
+from ..limits import LimitsInUse, QueueLimits, Rate, limits_in_use, limits_of
 from ..settings import Settings
 from ..tasks import Registry, check_queue_name, default_registry, unknown_task_message
-from . import control
+from . import cleaning, control, search
 from .bulk import Batch, enqueue_many, prepare_many, stream
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
+from .filters import ENDED_STATES, JobFilters, check_older_than
+from .filters import JOB_STATES as JOB_STATES  # re-exported: the names importers used before
 from .flows import (
     LINK_ATTEMPTS,
     LINK_CONFLICTS,
@@ -46,9 +47,16 @@ from .flows import (
     linked,
     one,
 )
+from .overview import QueueOverview, read_overview
+from .pages import MAX_PAGE as MAX_PAGE
+from .pages import Page, check_limit
 from .registered import RegisteredTasks, unknown_names
 from .results import ResultWaiters
 from .retention import apply_retention
+from .roster import DEFAULT_LEASE, Workers, read_workers
+from .roster import SchedulerStatus as SchedulerStatus
+from .roster import read_scheduler_status as read_scheduler_status
+from .roster import seconds_ago as seconds_ago
 from .wake_ups import WakeUps
 
 
@@ -66,67 +74,7 @@ class QueueStats:
     paused_tasks: tuple[str, ...] = ()  # paused tasks with jobs waiting in this queue
 
 
-# Where a job can be: live (jobs), finished (job_history), dead (dead_jobs).
-JOB_STATES = ("available", "scheduled", "running", "blocked", "completed", "cancelled", "dead")
-MAX_PAGE = 1000
-
-
-@dataclass(frozen=True)
-class SchedulerStatus:
-    """The elected scheduler, as its lease row says. A leader renews its lease on every tick
-    and records when (``renewed_at``), so the row tells both who leads and when it last
-    ticked; all times are the database's."""
-
-    holder: UUID | None
-    hostname: str | None
-    pid: int | None
-    elected_at: datetime | None
-    expires_at: datetime | None
-    renewed_at: datetime | None  # the last tick; NULL from a scheduler older than schema 6
-    active_schedules: int  # schedules not paused
-    checked_at: datetime
-
-    @property
-    def running(self) -> bool:
-        """A scheduler ticked within its lease: its last renewal is no older than the lease
-        it took then. (A lease row written by an older scheduler has no renewal time; its
-        expiry is all there is to go by.)"""
-        if self.expires_at is None:
-            return False
-        if self.renewed_at is None:
-            return self.expires_at > self.checked_at
-        return self.checked_at - self.renewed_at < self.expires_at - self.renewed_at
-
-    @property
-    def last_tick_age(self) -> timedelta | None:
-        """How long ago the scheduler last ticked, if it recorded a tick."""
-        return None if self.renewed_at is None else self.checked_at - self.renewed_at
-
-    def warning(self) -> str | None:
-        """Why schedules will not fire now, if they will not."""
-        if self.running or not self.active_schedules:
-            return None
-        if self.renewed_at is not None:
-            since = f"the last tick was {seconds_ago(self.last_tick_age)} ago"
-        elif self.expires_at is not None:
-            since = f"the last lease ended at {self.expires_at:%Y-%m-%d %H:%M:%S%z}"
-        else:
-            since = "none has run on this schema"
-        return (
-            f"{self.active_schedules} schedule(s) will not fire: no scheduler has ticked within its lease "
-            f"({since}); start `conveyor scheduler` (or `conveyor dev`)"
-        )
-
-
-def seconds_ago(age: timedelta | None) -> str:
-    """An age as whole seconds, for a status line."""
-    return "?" if age is None else f"{max(age.total_seconds(), 0.0):.0f} s"
-
-
-async def read_scheduler_status(db: Database, *, now: datetime | None) -> SchedulerStatus:
-    """One read of the scheduler's lease row and the schedules (see SchedulerStatus)."""
-    rows = await db.fetch_dicts("scheduler_status", {"now": now})
-    return SchedulerStatus(**rows[0])
+MAX_RETRY = 100_000  # dead jobs retried by one retry_dead_matching with a limit
 
 
 class Conveyor:
@@ -707,11 +655,15 @@ class Conveyor:
         task. Pages by id: pass the last id of a page as ``before`` to get the next one."""
         if state is not None and state not in JOB_STATES:
             raise InvalidOptionError(f"unknown state {state!r}: use one of {', '.join(JOB_STATES)}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise InvalidOptionError(f"limit must be 1 to {MAX_PAGE}, got {limit!r}")
-        return await self.db.fetch_dicts(
-            "list_jobs", {"queue": queue, "state": state, "task": task, "limit": limit, "before": before}
-        )
+        filters = JobFilters.of(queue=queue, task=task)
+        params = {
+            "queue": filters.queue,
+            "state": state,
+            "task": filters.task,
+            "limit": check_limit(limit),
+            "before": None if before is None else control.check_job_id(before),
+        }
+        return await self.db.fetch_dicts("list_jobs", params)
 
     # -- one job's control (queue.control, docs/job-control.md) ---------------------------
 
@@ -757,7 +709,10 @@ class Conveyor:
     async def dead_jobs(
         self, *, queue: str | None = None, task: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
-        return await self.db.fetch_dicts("list_dead_jobs", {"queue": queue, "task": task, "limit": limit})
+        """Dead jobs, newest first (one page: :meth:`dead_letters` pages on with a cursor)."""
+        filters = JobFilters.of(queue=queue, task=task)
+        params = {"queue": filters.queue, "task": filters.task, "limit": check_limit(limit)}
+        return await self.db.fetch_dicts("list_dead_jobs", params)
 
     async def dead_job(self, job_id: int) -> dict[str, Any]:
         rows = await self.db.fetch_dicts("get_dead_job", {"id": job_id})
@@ -767,23 +722,26 @@ class Conveyor:
 
     async def retry_dead(self, job_id: int) -> int:
         """Put a dead job back with a fresh attempt budget."""
-        return int((await self._call("retry_dead_job", {"id": job_id}))[0][0])
+        return int((await self._call("retry_dead_job", {"id": control.check_job_id(job_id)}))[0][0])
 
     async def retry_dead_matching(
-        self, *, queue: str | None = None, task: str | None = None
+        self,
+        *,
+        queue: str | None = None,
+        task: str | None = None,
+        died_after: datetime | None = None,
+        died_before: datetime | None = None,
+        limit: int | None = None,
     ) -> tuple[list[int], dict[int, str]]:
-        """Put back every dead job matching the filters, one by one: returns the ids put back
-        and, for each that could not go back (its unique key is taken), why."""
-        retried: list[int] = []
-        refused: dict[int, str] = {}
-        for (job_id,) in await self.db.fetch("find_dead_jobs", {"queue": queue, "task": task}):
-            try:
-                retried.append(await self.retry_dead(job_id))
-            except NotFoundError:
-                continue  # someone else retried or purged it meanwhile
-            except ConveyorError as exc:
-                refused[job_id] = str(exc)
-        return retried, refused
+        """Put back every dead job matching the filters (at most ``limit``, lowest id first),
+        one by one: returns the ids put back and, for each that could not go back (its
+        unique key is taken), why. Deaths in ``[died_after, died_before)``."""
+        filters = JobFilters.of(
+            queue=queue, task=task, finished_after=died_after, finished_before=died_before, finished="died"
+        )
+        if limit is not None:
+            limit = check_limit(limit, MAX_RETRY)
+        return await cleaning.retry_dead_matching(self.db, filters, self.retry_dead, limit=limit)
 
     async def purge_dead(
         self,
@@ -792,11 +750,164 @@ class Conveyor:
         queue: str | None = None,
         task: str | None = None,
         older_than: timedelta | None = None,
+        died_after: datetime | None = None,
+        died_before: datetime | None = None,
     ) -> int:
-        rows = await self._call(
-            "purge_dead_jobs", {"ids": ids, "queue": queue, "task": task, "older_than": older_than}
+        """Delete the dead jobs matching every filter given (``ids``, queue, task, died more
+        than ``older_than`` ago, died in ``[died_after, died_before)``); returns how many.
+        Without ``ids``, a thousand at a time (lowest id first), so no statement holds many
+        rows locked for long."""
+        filters = JobFilters.of(
+            queue=queue, task=task, finished_after=died_after, finished_before=died_before, finished="died"
         )
-        return int(rows[0][0])
+        grace = None if older_than is None else check_older_than(older_than)
+
+        async def purge(chosen: list[int] | None) -> int:
+            params = {"ids": chosen, "queue": filters.queue, "task": filters.task, "older_than": grace}
+            return int((await self._call("purge_dead_jobs", params))[0][0])
+
+        if ids is not None:
+            if filters.finish_bounded:
+                raise InvalidOptionError("purge dead jobs by ids or by death time, not both")
+            return await purge([control.check_job_id(job_id) for job_id in ids])
+        return await cleaning.purge_dead_matching(self.db, filters, purge, older_than=grace)
+
+    # -- finding jobs, a page at a time (queue.search, queue.pages) ----------------------
+
+    async def search_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | Sequence[str] | None = None,
+        task: str | None = None,
+        key: str | None = None,
+        unique_key: str | None = None,
+        id_prefix: str | None = None,
+        enqueued_after: datetime | None = None,
+        enqueued_before: datetime | None = None,
+        finished_after: datetime | None = None,
+        finished_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Jobs wherever they are (waiting, running, finished, dead), highest id first: a
+        :class:`Page` of rows and the ``next_cursor`` to pass as ``cursor`` for the next page
+        (None after the last). Filters: queue, state (one or several), task, limit ``key``,
+        ``unique_key``, ``id_prefix`` (the digits a job's id starts with: "42" finds 42,
+        420-429, 4200-4299 ...), enqueued in ``[enqueued_after, enqueued_before)``, finished
+        (or died) in ``[finished_after, finished_before)`` (which leaves live jobs out).
+        Each row: id, queue, task, state, priority, attempt, max_attempts, run_at,
+        enqueued_at, started_at, finished_at (or when it died), key, unique_key, worker_id,
+        progress, last_error (not args or result: see :meth:`get_job`)."""
+        filters = JobFilters.of(
+            queue=queue,
+            task=task,
+            state=state,
+            key=key,
+            unique_key=unique_key,
+            enqueued_after=enqueued_after,
+            enqueued_before=enqueued_before,
+            finished_after=finished_after,
+            finished_before=finished_before,
+        )
+        return await search.search_jobs(self.db, filters, id_search=id_prefix, limit=limit, cursor=cursor)
+
+    async def history(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | Sequence[str] | None = None,
+        task: str | None = None,
+        key: str | None = None,
+        unique_key: str | None = None,
+        enqueued_after: datetime | None = None,
+        enqueued_before: datetime | None = None,
+        finished_after: datetime | None = None,
+        finished_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Finished jobs (states completed, cancelled, dead), most recently finished first,
+        filtered as :meth:`search_jobs`; a :class:`Page` with its ``next_cursor``. Each row:
+        id, queue, task, state, priority, attempt, max_attempts, run_at, enqueued_at,
+        started_at, finished_at (for a dead job, when it died), key, unique_key, worker_id,
+        last_error."""
+        filters = JobFilters.of(
+            queue=queue,
+            task=task,
+            state=state,
+            key=key,
+            unique_key=unique_key,
+            enqueued_after=enqueued_after,
+            enqueued_before=enqueued_before,
+            finished_after=finished_after,
+            finished_before=finished_before,
+            allowed_states=ENDED_STATES,
+        )
+        return await search.history(self.db, filters, limit=limit, cursor=cursor)
+
+    async def dead_letters(
+        self,
+        *,
+        queue: str | None = None,
+        task: str | None = None,
+        died_after: datetime | None = None,
+        died_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """The dead-letter table, most recent death first; a :class:`Page` with its
+        ``next_cursor``. Each row: id, queue, task, priority, attempt, max_attempts, run_at,
+        enqueued_at, started_at, died_at, key, unique_key, last_error."""
+        filters = JobFilters.of(
+            queue=queue, task=task, finished_after=died_after, finished_before=died_before, finished="died"
+        )
+        return await search.dead_letters(self.db, filters, limit=limit, cursor=cursor)
+
+    async def clean_history(
+        self,
+        older_than: timedelta | float,
+        *,
+        queue: str | None = None,
+        state: str | None = None,
+        budget: float = 60.0,
+    ) -> int:
+        """Move jobs that finished more than ``older_than`` (a timedelta, or seconds) ago to the
+        run log, as retention does, in bounded batches; returns how many moved. ``state``:
+        'completed' or 'cancelled' (None: both), or 'dead' for the dead-letter table; ``queue``:
+        one queue (None: all). Stops starting batches after ``budget`` seconds: call again
+        for the rest (0 when nothing is left)."""
+        grace = check_older_than(older_than)
+        if state is not None and state not in cleaning.CLEANABLE_STATES:
+            raise InvalidOptionError(
+                f"unknown state {state!r}: use one of {', '.join(cleaning.CLEANABLE_STATES)}"
+            )
+        if queue is not None and not await self._queue_exists(queue):
+            raise UnknownQueueError(f"no queue named {queue!r}")
+        return await cleaning.clean_history(
+            self.db, grace, queue=queue, state=state, now=self.clock.now(), budget=budget
+        )
+
+    # -- workers and queues at a glance (queue.roster, queue.overview) -------------------
+
+    async def workers(self, *, lease: timedelta | float | None = None) -> Workers:
+        """The workers (live, and those silent for less than an hour), oldest first, each with
+        its heartbeat's age, whether it is alive and the jobs it holds; and the scheduler.
+        ``lease``: the workers' lease (default WorkerConfig's), which decides alive (see
+        ``queue.roster``)."""
+        span = DEFAULT_LEASE if lease is None else check_older_than(lease, "lease")
+        if span <= timedelta(0):
+            raise InvalidOptionError("lease must be positive")
+        return await read_workers(self.db, now=self.clock.now(), lease=span)
+
+    async def queue_overview(self, name: str | None = None) -> list[QueueOverview]:
+        """Every queue (or one) at a glance: jobs by state, oldest waiting age, throughput,
+        paused and limits (see ``queue.overview``). An unknown name raises UnknownQueueError."""
+        queue = None if name is None else check_queue_name(name)
+        found = await read_overview(self.db, queue=queue, now=self.clock.now())
+        if queue is not None and not found:
+            raise UnknownQueueError(f"no queue named {name!r}")
+        return found
 
     async def _call(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run a query that calls a Conveyor SQL function; its refusals become ConveyorErrors."""
@@ -838,21 +949,3 @@ def sql_error_message(exc: Exception) -> str:
 
 
 _FUNCTION_PREFIX = re.compile(r"^conveyor\.\w+: ")
-
-
-def limits_in_use(row: Mapping[str, Any]) -> LimitsInUse:
-    """A row of the queue_limits query."""
-    return LimitsInUse(
-        queue=row["name"],
-        limits=QueueLimits(
-            rate=None if row["rate_limit"] is None else Rate(row["rate_limit"], row["rate_period"]),
-            concurrency=row["concurrency"],
-            key_rate=None
-            if row["key_rate_limit"] is None
-            else Rate(row["key_rate_limit"], row["key_rate_period"]),
-            key_concurrency=row["key_concurrency"],
-        ),
-        running=row["running"],
-        window_starts=row["window_starts"],
-        keys_in_window=row["keys_in_window"],
-    )

@@ -33,6 +33,7 @@ import psycopg
 
 from ..db.database import Database
 from ..errors import ConveyorError, InvalidOptionError, JobStateError, NotFoundError
+from ..text import unstorable
 
 
 @dataclass(frozen=True)
@@ -62,19 +63,19 @@ def check_task_name(name: str) -> str:
         raise InvalidOptionError("a task name is required")
     if len(name) > MAX_TASK_NAME:
         raise InvalidOptionError(f"a task name is at most {MAX_TASK_NAME} characters (got {len(name)})")
-    if "\x00" in name:
-        raise InvalidOptionError("a task name must not contain NUL characters")
+    if (why := unstorable(name)) is not None:
+        raise InvalidOptionError(f"a task name cannot be stored: {why}")
     return name
 
 
 def check_text(what: str, value: str | None) -> str | None:
-    """An optional text argument (reason, by): a str without NUL characters, or None."""
+    """An optional text argument (reason, by): a str PostgreSQL can store, or None."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidOptionError(f"{what} must be a string, got {type(value).__name__}")
-    if "\x00" in value:
-        raise InvalidOptionError(f"{what} must not contain NUL characters")
+    if (why := unstorable(value)) is not None:
+        raise InvalidOptionError(f"{what} cannot be stored: {why}")
     return value
 
 

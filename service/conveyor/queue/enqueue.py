@@ -25,6 +25,7 @@ from ..tasks import (
     parse_priority,
     unknown_task_message,
 )
+from ..text import unstorable
 
 MAX_UNIQUE_KEY = 512
 MAX_KEY = 512
@@ -105,11 +106,8 @@ def resolve(registry: Registry, ref: TaskRef) -> Task:
 def check_unique_key(task: Task, unique_key: str | None) -> str | None:
     if unique_key is not None and not (isinstance(unique_key, str) and 0 < len(unique_key) <= MAX_UNIQUE_KEY):
         raise InvalidOptionError(f"task {task.name!r}: unique_key must be 1 to {MAX_UNIQUE_KEY} characters")
-    if unique_key is not None and "\x00" in unique_key:
-        raise InvalidOptionError(
-            f"task {task.name!r}: unique_key holds a NUL character, which PostgreSQL cannot store "
-            "(it must be text without NUL)"
-        )
+    if unique_key is not None and (why := unstorable(unique_key)) is not None:
+        raise InvalidOptionError(f"task {task.name!r}: unique_key cannot be stored: {why}")
     return unique_key
 
 
@@ -127,11 +125,8 @@ def check_key_and_meta(task: Task, request: JobRequest) -> tuple[str | None, str
         raise InvalidOptionError(
             f"task {task.name!r}: key must be 1 to {MAX_KEY} characters, got {key!r:.80}"
         )
-    if key is not None and "\x00" in key:
-        raise InvalidOptionError(
-            f"task {task.name!r}: key holds a NUL character, which PostgreSQL cannot store "
-            f"(it must be text without NUL), got {key!r:.80}"
-        )
+    if key is not None and (why := unstorable(key)) is not None:
+        raise InvalidOptionError(f"task {task.name!r}: key cannot be stored: {why}, got {key!r:.80}")
     meta = request.meta
     if meta is None:
         return key, None

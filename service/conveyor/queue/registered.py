@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import UnknownTaskError
 from ..tasks import Registry, Task, build_task, unknown_task_message
+from ..text import unstorable
 from .enqueue import TaskRef
 
 # How long a producer trusts what it read of a task's defaults: a deploy that changes them
@@ -56,12 +57,12 @@ class RegisteredTasks:
     def missing(self, names: Iterable[str]) -> list[str]:
         """The names to read (again) from the database."""
         now = time.monotonic()
-        # A name holding NUL cannot be stored, so no worker recorded it (and PostgreSQL would
-        # refuse the query): it stays unknown.
+        # A name holding NUL or a lone surrogate cannot be stored, so no worker recorded it
+        # (and the query could not even be sent): it stays unknown.
         return [
             n
             for n in names
-            if "\x00" not in n and (n not in self._read or now - self._read[n][0] > TRUST_SECONDS)
+            if unstorable(n) is None and (n not in self._read or now - self._read[n][0] > TRUST_SECONDS)
         ]
 
     def learn(self, rows: Iterable[tuple[Any, ...]]) -> None:

@@ -467,6 +467,12 @@ class SyncConveyor:
     retry_dead = blocking(Conveyor.retry_dead)
     retry_dead_matching = blocking(Conveyor.retry_dead_matching)
     purge_dead = blocking(Conveyor.purge_dead)
+    search_jobs = blocking(Conveyor.search_jobs)
+    history = blocking(Conveyor.history)
+    dead_letters = blocking(Conveyor.dead_letters)
+    clean_history = blocking(Conveyor.clean_history)
+    workers = blocking(Conveyor.workers)
+    queue_overview = blocking(Conveyor.queue_overview)
     result = blocking(Conveyor.result)
     get_batch = blocking(Conveyor.get_batch)
 

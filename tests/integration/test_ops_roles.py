@@ -35,7 +35,9 @@ OPERATIONS: list[tuple[str, Role, Call]] = [
     ("pauses", VIEWER, lambda c, p: queues.pauses(c, p)),
     ("pause_all", OPERATOR, lambda c, p: queues.pause_all(c, p)),
     ("resume_all", OPERATOR, lambda c, p: queues.resume_all(c, p)),
-    ("list_jobs", VIEWER, lambda c, p: jobs.list_jobs(c, p)),
+    ("search_jobs", VIEWER, lambda c, p: jobs.search_jobs(c, p)),
+    ("history", VIEWER, lambda c, p: jobs.history(c, p)),
+    ("clean_history", ADMIN, lambda c, p: jobs.clean_history(c, p, timedelta(days=1), budget=1)),
     ("get_job", VIEWER, lambda c, p: jobs.get_job(c, p, 1)),
     ("enqueue", OPERATOR, lambda c, p: jobs.enqueue(c, p, JobRequest("work", queue="q"))),
     ("enqueue_many", OPERATOR, lambda c, p: jobs.enqueue_many(c, p, [JobRequest("work", queue="q")])),
@@ -45,7 +47,7 @@ OPERATIONS: list[tuple[str, Role, Call]] = [
     ("delete_job", ADMIN, lambda c, p: jobs.delete_job(c, p, 1)),
     ("retry_job", OPERATOR, lambda c, p: jobs.retry_job(c, p, 1)),
     ("await_result", VIEWER, lambda c, p: jobs.await_result(c, p, 1, 0)),
-    ("list_dead", VIEWER, lambda c, p: dead_jobs.list_dead(c, p)),
+    ("dead_letters", VIEWER, lambda c, p: dead_jobs.dead_letters(c, p)),
     ("get_dead", VIEWER, lambda c, p: dead_jobs.get_dead(c, p, 1)),
     ("retry_dead", OPERATOR, lambda c, p: dead_jobs.retry_dead(c, p, 1)),
     ("retry_many", OPERATOR, lambda c, p: dead_jobs.retry_many(c, p, queue="q")),
@@ -67,6 +69,7 @@ OPERATIONS: list[tuple[str, Role, Call]] = [
     ("set_retention", ADMIN, lambda c, p: retention.set_retention(c, p, "*", completed_max=5)),
     ("apply_retention", ADMIN, lambda c, p: retention.apply(c, p, budget=1)),
     ("scheduler_status", VIEWER, lambda c, p: status.scheduler_status(c, p)),
+    ("workers", VIEWER, lambda c, p: status.workers(c, p)),
 ]
 
 TABLES = ("jobs", "job_history", "dead_jobs", "queues", "schedules", "schedule_fires", "retention", "pauses")

@@ -4,23 +4,24 @@ Contract: each type validates what a client sends (with the bounds the database 
 nothing out of range reaches it) and states those bounds in the JSON Schema, so the OpenAPI
 document says what is accepted. Durations are read as seconds (a number) or as Conveyor's
 duration text (``90s``, ``15m``, ``2h``, ``7d``) and written as seconds. A page cursor is an
-opaque string the API gave out; anything else is refused with a 422 naming ``cursor``.
+opaque string Conveyor gave out (``conveyor.queue.pages``); anything else is refused with a
+422 naming ``cursor``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import AwareDatetime, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from ..durations import parse_duration
 from ..errors import InvalidOptionError
-from ..queue.client import JOB_STATES
+from ..queue import pages
+from ..queue.filters import JOB_STATES
+from ..queue.pages import MAX_CURSOR
 
 MAX_ID = 2**63 - 1  # bigint
 MAX_INT = 2**31 - 1  # integer
@@ -46,8 +47,6 @@ ScheduleName = Annotated[
     str, Field(min_length=1, max_length=127, pattern=NAME_PATTERN, description="A schedule's name.")
 ]
 TaskName = Annotated[str, Field(min_length=1, max_length=200, description="A task's name.")]
-JobState = Literal["available", "scheduled", "running", "blocked", "completed", "cancelled", "dead"]
-assert set(JobState.__args__) == set(JOB_STATES)  # type: ignore[attr-defined]
 Priority = (
     Annotated[Int, Field(ge=0, le=3)] | Literal["critical", "high", "normal", "low"]
 )  # 0 is critical, 3 low
@@ -98,29 +97,58 @@ Seconds = Annotated[
     WithJsonSchema({"type": "number", "description": "Seconds."}, mode="serialization"),
 ]
 
-# -- page cursors ---------------------------------------------------------------------------
 
-_CURSOR = re.compile(r"j([1-9][0-9]{0,18})")
+def _rfc3339(value: Any) -> Any:
+    """A time is RFC 3339 text with an offset, never a number or digits (which pydantic would
+    read as seconds since 1970); read here, so that a body's strict mode takes it."""
+    if isinstance(value, str):
+        if not _RFC3339.match(value):
+            raise ValueError("a time is RFC 3339 with an offset, like 2030-01-01T09:00:00Z")
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("a time is RFC 3339 with an offset, like 2030-01-01T09:00:00Z") from None
+    return value
 
 
-def encode_cursor(before: int) -> str:
-    """The cursor of the page that follows the job ``before`` (ids below it)."""
-    return base64.urlsafe_b64encode(f"j{before}".encode()).decode().rstrip("=")
+_RFC3339 = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+
+# -- states and page cursors -----------------------------------------------------------------
+
+_STATE = "(" + "|".join(JOB_STATES) + ")"
+_ENDED = "(completed|cancelled|dead)"
+States = Annotated[
+    str,
+    Field(
+        pattern=f"^{_STATE}(,{_STATE})*$", max_length=200, description="A state, or several comma-separated."
+    ),
+]
+EndedStates = Annotated[
+    str,
+    Field(
+        pattern=f"^{_ENDED}(,{_ENDED})*$",
+        max_length=100,
+        description="completed, cancelled or dead, or several comma-separated.",
+    ),
+]
 
 
-def decode_cursor(cursor: str) -> int:
-    """The id a cursor continues below; ValueError for anything the API did not give out."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
-    found = _CURSOR.fullmatch(text)
-    if found is None or int(found[1]) > MAX_ID:
-        raise ValueError("not a cursor this API gave out: pass next_cursor from the previous page")
-    return int(found[1])
+def split_states(value: str | None) -> list[str] | None:
+    return None if value is None else value.split(",")
 
 
 Cursor = Annotated[
-    str,
-    Field(max_length=64, description="next_cursor of the previous page."),
+    str, Field(min_length=1, max_length=MAX_CURSOR, description="next_cursor of the previous page.")
 ]
+
+
+def check_cursor(listing: str, cursor: str | None) -> str | None:
+    """A page cursor of ``listing``, as Conveyor gave it out; ValueError (a 422 naming the
+    parameter) for anything else."""
+    if cursor is not None:
+        try:
+            pages.decode(listing, cursor)
+        except InvalidOptionError as exc:
+            raise ValueError(str(exc)) from None
+    return cursor

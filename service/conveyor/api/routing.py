@@ -145,6 +145,8 @@ def _endpoint(handler: Handler, *, method: str, status: int, **options: Any) -> 
         model = hints.get(name) if name in parameters else None
         if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise TypeError(f"{handler.__name__}: {name} must be annotated with a pydantic model")
+        if model is not None:
+            model.model_rebuild(raise_errors=True)  # a model that cannot be built fails here, not per request
         models[name] = model
     path_names = set(_path_names(options["path"]))
     declared = set(models["path"].model_fields) if models["path"] else set()
@@ -178,6 +180,7 @@ def _responses(annotation: Any, status: int) -> tuple[tuple[int, type[BaseModel]
     for member in members:
         if not (isinstance(member, type) and issubclass(member, BaseModel)):
             raise TypeError(f"a handler returns pydantic models, not {member!r}")
+        member.model_rebuild(raise_errors=True)
         own = getattr(member, "status_code", None)
         found.append((own if isinstance(own, int) else status, member))
     return tuple(found)

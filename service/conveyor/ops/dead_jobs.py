@@ -11,28 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import ConveyorError, InvalidOptionError
 from ..queue.client import Conveyor
+from ..queue.pages import Page
 from .queues import check_queue
 from .roles import Principal, Role, require
 
 
-async def list_dead(
-    client: Conveyor,
-    principal: Principal,
-    *,
-    queue: str | None = None,
-    task: str | None = None,
-    limit: int = 50,
-) -> list[dict[str, Any]]:
-    """Dead jobs, newest first."""
+async def dead_letters(client: Conveyor, principal: Principal, **filters: Any) -> Page:
+    """Dead jobs, most recent death first, a page at a time (``Conveyor.dead_letters``)."""
     require(principal, Role.VIEWER, "listing dead jobs")
-    if queue is not None:
-        await check_queue(client, queue)
-    return await client.dead_jobs(queue=queue, task=task, limit=limit)
+    if filters.get("queue") is not None:
+        await check_queue(client, filters["queue"])
+    return await client.dead_letters(**filters)
 
 
 async def get_dead(client: Conveyor, principal: Principal, job_id: int) -> dict[str, Any]:
@@ -62,13 +56,19 @@ async def retry_many(
     ids: Sequence[int] | None = None,
     queue: str | None = None,
     task: str | None = None,
+    died_after: datetime | None = None,
+    died_before: datetime | None = None,
+    limit: int | None = None,
 ) -> Retried:
-    """Retry the dead jobs named by ``ids``, or else every one matching ``queue``/``task``
-    (neither: every dead job). Ids that are not dead jobs are refused, not an error."""
+    """Retry the dead jobs named by ``ids``, or else every one matching the filters (queue,
+    task, died in ``[died_after, died_before)``; none: every dead job), at most ``limit``.
+    Ids that are not dead jobs are refused, not an error."""
     require(principal, Role.OPERATOR, "retrying dead jobs")
     if ids is not None:
-        if queue is not None or task is not None:
-            raise InvalidOptionError("give ids, or a queue and/or a task to match, not both")
+        if any(v is not None for v in (queue, task, died_after, died_before, limit)):
+            raise InvalidOptionError(
+                "give ids, or filters to match (queue, task, death time, limit), not both"
+            )
         retried: list[int] = []
         refused: dict[int, str] = {}
         for job_id in dict.fromkeys(ids):  # each once, in the order given
@@ -79,7 +79,9 @@ async def retry_many(
         return Retried(retried, refused)
     if queue is not None:
         await check_queue(client, queue)
-    done, refused = await client.retry_dead_matching(queue=queue, task=task)
+    done, refused = await client.retry_dead_matching(
+        queue=queue, task=task, died_after=died_after, died_before=died_before, limit=limit
+    )
     return Retried(done, refused)
 
 
@@ -91,22 +93,29 @@ async def purge(
     queue: str | None = None,
     task: str | None = None,
     older_than: timedelta | None = None,
+    died_after: datetime | None = None,
+    died_before: datetime | None = None,
     everything: bool = False,
 ) -> int:
     """Delete the dead jobs matching every filter given; how many. No filter at all is
     refused unless ``everything`` (and ``everything`` with a filter is refused too)."""
     require(principal, Role.ADMIN, "purging dead jobs")
-    filtered = any(value is not None for value in (ids, queue, task, older_than))
+    filtered = any(value is not None for value in (ids, queue, task, older_than, died_after, died_before))
     if filtered == everything:
         raise InvalidOptionError(
-            "name what to purge (ids, queue, task, older_than) or say everything=true, not both"
+            "name what to purge (ids, queue, task, older_than, died_after, died_before) or say everything=true, not both"
             if everything
-            else "name what to purge (ids, queue, task, older_than), or say everything=true"
+            else "name what to purge (ids, queue, task, older_than, died_after, died_before), or say everything=true"
         )
     if older_than is not None and older_than < timedelta(0):
         raise InvalidOptionError("older_than must not be negative")
     if queue is not None:
         await check_queue(client, queue)
     return await client.purge_dead(
-        ids=None if ids is None else list(ids), queue=queue, task=task, older_than=older_than
+        ids=None if ids is None else list(ids),
+        queue=queue,
+        task=task,
+        older_than=older_than,
+        died_after=died_after,
+        died_before=died_before,
     )

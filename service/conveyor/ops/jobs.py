@@ -1,8 +1,9 @@
 """Operations on jobs, with the role each needs: read, enqueue, control one job, await it.
 
 Contract: every function checks the role first (before any read), then delegates to the
-client. Reads (list, detail, result) need a viewer; enqueueing, cancelling, aborting,
-running now and retrying a dead job need an operator; deleting a job needs an admin.
+client. Reads (search, history, detail, result) need a viewer; enqueueing, cancelling,
+aborting, running now and retrying a dead job need an operator; deleting a job and
+cleaning the history need an admin.
 Cancels and aborts record who asked (the principal's name) in the job's errors.
 """
 
@@ -10,35 +11,55 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from ..errors import JobCancelled, JobFailed
+from ..errors import InvalidOptionError, JobCancelled, JobFailed
 from ..queue.client import Conveyor
 from ..queue.enqueue import JobRequest
+from ..queue.pages import Page
 from ..queue.timeline import timeline
 from .queues import check_queue
 from .roles import Principal, Role, require
 
 # The longest a result may be awaited in one call (seconds): a long-poll, not a hold.
 MAX_RESULT_WAIT = 30.0
+MAX_CLEAN_BUDGET = 30.0  # seconds one clean_history call may spend
 
 
-async def list_jobs(
+async def search_jobs(client: Conveyor, principal: Principal, **filters: Any) -> Page:
+    """Jobs wherever they are, highest id first, a page at a time (``Conveyor.search_jobs``:
+    its filters and cursor). A queue named as a filter must exist (UnknownQueueError), so a
+    typo is not an empty page."""
+    require(principal, Role.VIEWER, "listing jobs")
+    if filters.get("queue") is not None:
+        await check_queue(client, filters["queue"])
+    return await client.search_jobs(**filters)
+
+
+async def history(client: Conveyor, principal: Principal, **filters: Any) -> Page:
+    """Finished jobs, most recently finished first, a page at a time (``Conveyor.history``)."""
+    require(principal, Role.VIEWER, "reading the history")
+    if filters.get("queue") is not None:
+        await check_queue(client, filters["queue"])
+    return await client.history(**filters)
+
+
+async def clean_history(
     client: Conveyor,
     principal: Principal,
+    older_than: timedelta,
     *,
     queue: str | None = None,
     state: str | None = None,
-    task: str | None = None,
-    limit: int = 50,
-    before: int | None = None,
-) -> list[dict[str, Any]]:
-    """Jobs wherever they are, newest first; keyset pages by id (``before``). A queue named
-    as a filter must exist (UnknownQueueError), so a typo is not an empty page."""
-    require(principal, Role.VIEWER, "listing jobs")
-    if queue is not None:
-        await check_queue(client, queue)
-    return await client.list_jobs(queue=queue, state=state, task=task, limit=limit, before=before)
+    budget: float = 10.0,
+) -> int:
+    """Move jobs finished more than ``older_than`` ago to the run log now, within ``budget``
+    seconds (at most MAX_CLEAN_BUDGET); how many moved (call again for the rest)."""
+    require(principal, Role.ADMIN, "cleaning the history")
+    if not 0 < budget <= MAX_CLEAN_BUDGET:
+        raise InvalidOptionError(f"budget must be more than 0 and at most {MAX_CLEAN_BUDGET:g} seconds")
+    return await client.clean_history(older_than, queue=queue, state=state, budget=budget)
 
 
 async def get_job(client: Conveyor, principal: Principal, job_id: int) -> dict[str, Any]:

@@ -10,39 +10,27 @@ the client's method does, so a typo cannot make one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UnknownQueueError
 from ..limits import LimitsInUse, QueueLimits
-from ..queue.client import Conveyor, QueueStats
+from ..queue.client import Conveyor
 from ..queue.control import Pauses
+from ..queue.overview import QueueOverview
 from ..tasks import check_queue_name
 from .roles import Principal, Role, require
 
 
-@dataclass(frozen=True)
-class QueueOverview:
-    """A queue's counts by state, its pauses, and its limits with their use now (None: none)."""
-
-    stats: QueueStats
-    limits: LimitsInUse | None
-
-
 async def list_queues(client: Conveyor, principal: Principal) -> list[QueueOverview]:
+    """Every queue at a glance: jobs by state, oldest waiting age, throughput, pauses, limits."""
     require(principal, Role.VIEWER, "listing queues")
-    limits = {use.queue: use for use in await client.queue_limits()}
-    return [QueueOverview(stats, limits.get(stats.queue)) for stats in await client.queue_stats()]
+    return await client.queue_overview()
 
 
 async def get_queue(client: Conveyor, principal: Principal, name: str) -> QueueOverview:
+    """One queue at a glance; UnknownQueueError if there is none of that name."""
     require(principal, Role.VIEWER, "reading a queue")
-    check_queue_name(name)
-    for stats in await client.queue_stats():
-        if stats.queue == name:
-            limits = await client.queue_limits(name)
-            return QueueOverview(stats, limits[0] if limits else None)
-    raise UnknownQueueError(f"no queue named {name!r}")
+    return (await client.queue_overview(name))[0]
 
 
 async def check_queue(client: Conveyor, name: str) -> str:

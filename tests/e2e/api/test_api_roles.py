@@ -65,6 +65,9 @@ SAMPLES: dict[str, tuple[dict[str, Any], Any]] = {
     "set_retention": ({"queue": "*"}, {"completed_max": 5}),
     "apply_retention": ({}, {"budget": 1}),
     "scheduler_status": ({}, None),
+    "list_workers": ({}, None),
+    "list_history": ({}, None),
+    "clean_history": ({}, {"older_than": "30d", "budget": 1}),
 }
 
 WRONG_KEYS = {

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ...ops import dead_jobs as ops
 from ...ops.roles import Role
-from ...queue.client import MAX_PAGE
-from ..fields import DurationIn, JobId, QueueName, TaskName
+from ...queue import pages
+from ...queue.client import MAX_RETRY
+from ...queue.pages import MAX_PAGE
+from ..fields import Cursor, DurationIn, Int, JobId, QueueName, TaskName, Time, check_cursor
 from ..routing import Call, Group, Input, Output, Params
 from .jobs import JobPath, JobStateOut
 
@@ -23,30 +25,46 @@ class DeadSummary(Output):
     id: int
     queue: str
     task: str
+    priority: int
     attempt: int
     max_attempts: int
+    run_at: datetime | None
+    enqueued_at: datetime
+    started_at: datetime | None
     died_at: datetime
+    key: str | None
+    unique_key: str | None
     last_error: str | None
 
 
 class DeadList(Output):
-    """Dead jobs, newest first."""
+    """Dead jobs, most recent death first."""
 
     dead_jobs: list[DeadSummary]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
 
 
 class DeadQuery(Params):
     queue: QueueName | None = None
     task: TaskName | None = None
+    died_after: Time | None = Field(default=None, description="Died at or after (RFC 3339).")
+    died_before: Time | None = Field(default=None, description="Died before.")
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+    cursor: Cursor | None = None
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, value: str | None) -> str | None:
+        return check_cursor(pages.DEAD, value)
 
 
 @group.route("GET", "/dead-jobs", role=Role.VIEWER, summary="List dead jobs")
 async def list_dead_jobs(call: Call, query: DeadQuery) -> DeadList:
-    rows = await ops.list_dead(
-        call.client, call.principal, queue=query.queue, task=query.task, limit=query.limit
+    """Most recent death first, filtered by queue, task and death time; pages by keyset."""
+    page = await ops.dead_letters(call.client, call.principal, **query.model_dump(exclude_none=True))
+    return DeadList(
+        dead_jobs=[DeadSummary.model_validate(row) for row in page.items], next_cursor=page.next_cursor
     )
-    return DeadList(dead_jobs=[DeadSummary.model_validate(row) for row in rows])
 
 
 class DeadDetail(Output):
@@ -83,12 +101,15 @@ async def retry_dead_job(call: Call, path: JobPath) -> JobStateOut:
 
 
 class RetryIn(Input):
-    """Which dead jobs to retry: ``ids``, or those matching ``queue`` and/or ``task`` (an empty
-    body: every dead job)."""
+    """Which dead jobs to retry: ``ids``, or those matching every filter given (queue, task,
+    death time; an empty body: every dead job), at most ``limit``."""
 
     ids: list[JobId] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
     queue: QueueName | None = None
     task: TaskName | None = None
+    died_after: Time | None = None
+    died_before: Time | None = None
+    limit: Int | None = Field(default=None, ge=1, le=MAX_RETRY)
 
 
 class RetriedOut(Output):
@@ -102,7 +123,7 @@ class RetriedOut(Output):
 async def retry_dead_jobs(call: Call, body: RetryIn) -> RetriedOut:
     """Job by job: one that cannot go back (its unique key is taken, or it is not dead) is
     listed in ``refused`` and the others go back."""
-    done = await ops.retry_many(call.client, call.principal, ids=body.ids, queue=body.queue, task=body.task)
+    done = await ops.retry_many(call.client, call.principal, **body.model_dump(exclude_none=True))
     return RetriedOut(retried=done.retried, refused={str(k): v for k, v in done.refused.items()})
 
 
@@ -113,6 +134,8 @@ class PurgeIn(Input):
     queue: QueueName | None = None
     task: TaskName | None = None
     older_than: DurationIn | None = Field(default=None, description="Died longer ago than this.")
+    died_after: Time | None = None
+    died_before: Time | None = None
     everything: bool = Field(default=False, description="Purge every dead job (and give no filter).")
 
 
@@ -124,13 +147,5 @@ class Purged(Output):
 async def purge_dead_jobs(call: Call, body: PurgeIn) -> Purged:
     """Deletes the dead jobs matching every filter given. No filter is refused unless
     ``everything`` is true, so an empty request purges nothing."""
-    count = await ops.purge(
-        call.client,
-        call.principal,
-        ids=body.ids,
-        queue=body.queue,
-        task=body.task,
-        older_than=body.older_than,
-        everything=body.everything,
-    )
+    count = await ops.purge(call.client, call.principal, **body.model_dump(exclude_none=True))
     return Purged(purged=count)

@@ -4,26 +4,30 @@ and await its result with a bounded long-poll."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
+from uuid import UUID
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import Field, field_validator
 
 from ...ops import jobs as ops
 from ...ops.roles import Role
-from ...queue.client import MAX_PAGE
+from ...queue import pages
 from ...queue.enqueue import MAX_KEY, MAX_UNIQUE_KEY, JobRequest
+from ...queue.pages import MAX_PAGE
 from ..fields import (
     Cursor,
     DurationIn,
+    EndedStates,
     JobId,
-    JobState,
     MaxAttempts,
     Priority,
     QueueName,
+    States,
     TaskName,
     Text,
-    decode_cursor,
-    encode_cursor,
+    Time,
+    check_cursor,
+    split_states,
 )
 from ..routing import Call, Group, Input, Output, Params
 
@@ -42,47 +46,118 @@ class JobSummary(Output):
     max_attempts: int
     run_at: datetime | None
     enqueued_at: datetime
+    started_at: datetime | None
     finished_at: datetime | None = Field(description="When it completed, was cancelled, or died.")
+    key: str | None
+    unique_key: str | None
+    worker_id: UUID | None
+    progress: int | None = None
     last_error: str | None
 
 
 class JobPage(Output):
-    """A page of jobs, newest first."""
+    """A page of jobs."""
 
     jobs: list[JobSummary]
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
 
 
-class JobQuery(Params):
+class Filters(Params):
+    """What the job listings filter by (every filter given must hold)."""
+
     queue: QueueName | None = None
-    state: JobState | None = None
     task: TaskName | None = None
+    key: Annotated[str, Field(min_length=1, max_length=MAX_KEY, description="The limit key.")] | None = None
+    unique_key: Annotated[str, Field(min_length=1, max_length=MAX_UNIQUE_KEY)] | None = None
+    enqueued_after: Time | None = Field(default=None, description="Enqueued at or after (RFC 3339).")
+    enqueued_before: Time | None = Field(default=None, description="Enqueued before.")
+    finished_after: Time | None = Field(default=None, description="Finished (or died) at or after.")
+    finished_before: Time | None = Field(default=None, description="Finished (or died) before.")
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+
+    def filters(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"cursor", "state", "id"}, exclude_none=True)
+
+
+class JobQuery(Filters):
+    state: States | None = None
+    id: (
+        Annotated[str, Field(pattern=r"^[0-9]{1,19}$", description="The digits a job's id starts with.")]
+        | None
+    ) = None
     cursor: Cursor | None = None
 
     @field_validator("cursor")
     @classmethod
     def _cursor(cls, value: str | None) -> str | None:
-        if value is not None:
-            decode_cursor(value)
-        return value
+        return check_cursor(pages.JOBS, value)
 
 
-@group.route("GET", "/jobs", role=Role.VIEWER, summary="List jobs")
+@group.route("GET", "/jobs", role=Role.VIEWER, summary="Search jobs")
 async def list_jobs(call: Call, query: JobQuery) -> JobPage:
-    """Jobs wherever they are (waiting, running, finished, dead), newest first, filtered by
-    queue, state and task; pages by keyset (``next_cursor``), never by offset."""
-    rows = await ops.list_jobs(
+    """Jobs wherever they are (waiting, running, finished, dead), highest id first, filtered
+    by queue, state(s) (comma-separated), task, limit key, unique key, the digits an id starts
+    with, and enqueue and finish time ranges; pages by keyset (``next_cursor``), never by
+    offset."""
+    page = await ops.search_jobs(
         call.client,
         call.principal,
-        queue=query.queue,
-        state=query.state,
-        task=query.task,
-        limit=query.limit,
-        before=None if query.cursor is None else decode_cursor(query.cursor),
+        **query.filters(),
+        state=split_states(query.state),
+        id_prefix=query.id,
+        cursor=query.cursor,
     )
-    following = encode_cursor(rows[-1]["id"]) if len(rows) == query.limit else None
-    return JobPage(jobs=[JobSummary.model_validate(row) for row in rows], next_cursor=following)
+    return JobPage(jobs=[JobSummary.model_validate(row) for row in page.items], next_cursor=page.next_cursor)
+
+
+class HistoryQuery(Filters):
+    state: EndedStates | None = None
+    cursor: Cursor | None = None
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, value: str | None) -> str | None:
+        return check_cursor(pages.HISTORY, value)
+
+
+@group.route("GET", "/history", role=Role.VIEWER, summary="List finished jobs")
+async def list_history(call: Call, query: HistoryQuery) -> JobPage:
+    """Finished jobs (completed, cancelled, dead), most recently finished first, with the
+    filters of ``GET /jobs``; pages by keyset."""
+    page = await ops.history(
+        call.client, call.principal, **query.filters(), state=split_states(query.state), cursor=query.cursor
+    )
+    return JobPage(jobs=[JobSummary.model_validate(row) for row in page.items], next_cursor=page.next_cursor)
+
+
+class CleanIn(Input):
+    """Which finished jobs to move to the run log now."""
+
+    older_than: DurationIn = Field(description="Finished longer ago than this.")
+    queue: QueueName | None = None
+    state: Literal["completed", "cancelled", "dead"] | None = Field(
+        default=None, description="completed or cancelled (null: both), or dead for the dead-letter table."
+    )
+    budget: float = Field(
+        default=10.0, gt=0, le=ops.MAX_CLEAN_BUDGET, description="Seconds to spend at most."
+    )
+
+
+class Cleaned(Output):
+    """How many jobs moved; a call that ran out of budget leaves the rest for the next."""
+
+    moved: int
+
+
+@group.route("POST", "/history/clean", role=Role.ADMIN, summary="Clean finished jobs")
+async def clean_history(call: Call, body: CleanIn) -> Cleaned:
+    """Moves jobs that finished more than ``older_than`` ago to the run log, as retention
+    does, in bounded batches within ``budget`` seconds: call again for the rest (0 when
+    nothing is left)."""
+    moved = await ops.clean_history(
+        call.client, call.principal, body.older_than, queue=body.queue, state=body.state, budget=body.budget
+    )
+    return Cleaned(moved=moved)
 
 
 class JobPath(Params):
@@ -150,9 +225,7 @@ class EnqueueIn(Input):
     queue: QueueName | None = Field(default=None, description="Default: the task's queue.")
     priority: Priority | None = Field(default=None, description="0 (critical) to 3 (low), or its name.")
     delay: DurationIn | None = Field(default=None, description="Run no sooner than this from now.")
-    run_at: AwareDatetime | None = Field(
-        default=None, description="Run no sooner than this (with an offset)."
-    )
+    run_at: Time | None = Field(default=None, description="Run no sooner than this (with an offset).")
     unique_key: str | None = Field(
         default=None, min_length=1, max_length=MAX_UNIQUE_KEY, description="At most one live job holds it."
     )

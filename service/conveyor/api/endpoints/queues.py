@@ -10,8 +10,8 @@ from pydantic import Field
 from ...errors import UnknownQueueError
 from ...limits import MAX_CONCURRENCY, MAX_PERIOD, MAX_RATE, MIN_PERIOD, LimitsInUse, QueueLimits, Rate
 from ...ops import queues as ops
-from ...ops.queues import QueueOverview
 from ...ops.roles import Role
+from ...queue.overview import QueueOverview
 from ..fields import Int, QueueName, Seconds, TaskName, duration_schema, read_duration
 from ..routing import Call, Group, Input, Output, Params
 
@@ -55,35 +55,42 @@ def _rate(rate: Rate | None) -> RateOut | None:
 
 
 class QueueOut(Output):
-    """A queue: counts by state, pauses, limits."""
+    """A queue at a glance: jobs by state, throughput, pauses, limits."""
 
     queue: str
     paused: bool
     all_paused: bool = Field(description="Everything is paused (no job of any queue starts).")
     paused_tasks: list[str] = Field(description="Paused tasks with jobs waiting in this queue.")
-    waiting: int
-    scheduled: int
+    waiting: int = Field(description="Due now, not yet started.")
+    scheduled: int = Field(description="Due later (delayed, or a retry waiting out its backoff).")
     running: int
-    completed_24h: int = Field(description="Jobs completed within the last 24 hours.")
-    dead: int
+    blocked: int = Field(description="Waiting for the job they were chained after.")
+    completed_24h: int = Field(description="Jobs completed within the last 24 hours (to 5 minutes).")
+    completed_last_minute: int
+    completed_last_hour: int
+    dead: int = Field(description="In the dead-letter table now.")
+    dead_last_hour: int = Field(description="Jobs that died within the last hour (and are still dead).")
     oldest_waiting_age: Seconds | None
     limits: LimitsOut | None
 
     @classmethod
-    def of(cls, overview: QueueOverview) -> QueueOut:
-        s = overview.stats
+    def of(cls, q: QueueOverview) -> QueueOut:
         return cls(
-            queue=s.queue,
-            paused=s.paused,
-            all_paused=s.all_paused,
-            paused_tasks=list(s.paused_tasks),
-            waiting=s.waiting,
-            scheduled=s.scheduled,
-            running=s.running,
-            completed_24h=s.completed_24h,
-            dead=s.dead,
-            oldest_waiting_age=s.oldest_waiting_age,
-            limits=LimitsOut.of(overview.limits),
+            queue=q.queue,
+            paused=q.paused,
+            all_paused=q.all_paused,
+            paused_tasks=list(q.paused_tasks),
+            waiting=q.waiting,
+            scheduled=q.scheduled,
+            running=q.running,
+            blocked=q.blocked,
+            completed_24h=q.completed_24h,
+            completed_last_minute=q.completed_last_minute,
+            completed_last_hour=q.completed_last_hour,
+            dead=q.dead,
+            dead_last_hour=q.dead_last_hour,
+            oldest_waiting_age=q.oldest_waiting_age,
+            limits=LimitsOut.of(q.limits),
         )
 
 
@@ -99,8 +106,9 @@ class QueuePath(Params):
 
 @group.route("GET", "/queues", role=Role.VIEWER, summary="List queues")
 async def list_queues(call: Call) -> QueueList:
-    """Every queue with its counts by state, oldest waiting age, completions within 24
-    hours, pauses, and its limits with their use now."""
+    """Every queue with its jobs by state, oldest waiting age, throughput (completed in the
+    last minute, hour and 24 hours; died in the last hour), pauses, and its limits with their
+    use now."""
     return QueueList(queues=[QueueOut.of(q) for q in await ops.list_queues(call.client, call.principal)])
 
 

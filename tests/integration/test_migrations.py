@@ -262,7 +262,10 @@ def test_upgrade_downgrade_upgrade_gives_the_same_catalog(
         ("f", f"search_path={name}"),
         ("f", f"search_path={name},jit=off"),
         # The metrics' counting step: planned for the values of each call, without JIT or parallel workers.
-        ("f", f"search_path={name},jit=off,max_parallel_workers_per_gather=0,plan_cache_mode=force_custom_plan"),
+        (
+            "f",
+            f"search_path={name},jit=off,max_parallel_workers_per_gather=0,plan_cache_mode=force_custom_plan",
+        ),
         ("f", f"search_path={name},lock_timeout=500ms"),
         ("f", None),  # the wrappers over a version and the pure decisions: inlined, so no SET
         ("p", None),

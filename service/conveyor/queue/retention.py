@@ -6,10 +6,12 @@ run resumes where it stopped (the row steps start from the oldest rows again; a 
 copied to the run log resumes from its mark). A run always makes at least one call of each
 step, so a short budget slows retention down but never stops it.
 
-In order: the rollup behind ``queue_stats`` (``count_finished_v1``), then each expired day
+In order: the metrics' counting step (``count_metrics_v1``, see ``counting``: retention takes
+from ``job_history`` and ``dead_jobs`` only what it has counted, so no counter loses a job),
+the rollup behind ``queue_stats`` (``count_finished_v1``), then each expired day
 (copied to the run log in batches, then dropped: the drop locks its parent table for an
 instant, waiting at most 500 ms, else the day goes next time), then the row steps
-(``retention_batch_v1``). None of them touches the jobs table, so claims and acks never
+(``retention_batch_v2``). None of them touches the jobs table, so claims and acks never
 wait on retention. Concurrent runs take turns one batch at a time (an advisory lock in
 the database); a day another run dropped meanwhile is skipped.
 """
@@ -23,6 +25,7 @@ from datetime import datetime
 import psycopg
 
 from ..db.database import Database
+from .counting import count_metrics
 
 log = logging.getLogger("conveyor.retention")
 
@@ -49,6 +52,7 @@ async def apply_retention(
         return time.monotonic() > deadline
 
     done = {HISTORY_DROPPED: 0, **dict.fromkeys(ROW_STEPS, 0), RUNS_DROPPED: 0}
+    await count_metrics(db, budget=max(deadline - time.monotonic(), 0.0))
     while (await db.fetch("count_finished", {"now": now, "spans": SPANS}))[0][0] >= SPANS and not spent():
         pass
 

@@ -42,6 +42,16 @@ ROW_STEPS = (
 )
 
 
+async def count_before_removing(db: Database, *, now: datetime | None, deadline: float) -> None:
+    """What must run before finished rows leave ``job_history`` or ``dead_jobs``: the metrics'
+    counting step (the SQL lets only counted rows go) and the ``queue_stats`` rollup's count
+    of what finished (rows moved to the run log uncounted would drop out of it)."""
+    await count_metrics(db, budget=max(deadline - time.monotonic(), 0.0))
+    while (await db.fetch("count_finished", {"now": now, "spans": SPANS}))[0][0] >= SPANS:
+        if time.monotonic() > deadline:
+            break
+
+
 async def apply_retention(
     db: Database, *, now: datetime | None, budget: float = 60.0, batch: int = BATCH
 ) -> dict[str, int]:
@@ -52,9 +62,7 @@ async def apply_retention(
         return time.monotonic() > deadline
 
     done = {HISTORY_DROPPED: 0, **dict.fromkeys(ROW_STEPS, 0), RUNS_DROPPED: 0}
-    await count_metrics(db, budget=max(deadline - time.monotonic(), 0.0))
-    while (await db.fetch("count_finished", {"now": now, "spans": SPANS}))[0][0] >= SPANS and not spent():
-        pass
+    await count_before_removing(db, now=now, deadline=deadline)
 
     copied = 0
     partitions = [partition for (partition,) in await db.fetch("expired_partitions", {"now": now})]

@@ -3,11 +3,21 @@
 Fills a schema of its own as ``queue_stats_cost.py`` does (``--rows`` finished jobs spread
 over the last 24 hours, ``--dead`` dead jobs, ``--live`` unfinished ones, ``--queues``
 queues), plus ``--burst`` jobs finished over the last ``--burst-seconds`` (a busy stretch: the rows
-a read must count; the reads run within it), then counts the rollup behind ``queue_stats`` (as a
-scheduler's retention does) and times whole metrics reads through a real client
-(``MetricsReader.read``: every statement, in one snapshot, as ``/metrics`` makes it) with
-the reader's watermark set back by each of ``--intervals`` seconds: a scrape that many
-seconds after the previous one. Wall time of the read, median (min-max) of ``--calls``.
+a count must read; the reads run within it), then counts the rollup behind ``queue_stats`` (as a
+scheduler's retention does) and times:
+
+- whole metrics reads through a real client (``MetricsReader.read``: the counting step, then
+  every statement in one snapshot, as ``/metrics`` makes it) with the counting mark set each of
+  ``--intervals`` seconds before the busy stretch's end: a scrape that many seconds of busy
+  history after the previous count (with the reader's default span of 60 s, so a read counts
+  at most a minute of it);
+- the counting step alone over the whole interval (``count_metrics_v1`` with an unbounded
+  span: what the scheduler's catch-up pays for that stretch);
+- the ``queue_stats`` view alone (the gauges' main share of a read, not the metrics');
+- a read right after another process counted (the mark at the watermark: what every scrape
+  of a second API process, or the next scrape after the scheduler's count, costs).
+
+Wall time, median (min-max) of ``--calls``.
 
     python bench/metrics_cost.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
@@ -21,7 +31,7 @@ import asyncio
 import statistics
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -36,9 +46,11 @@ from conveyor.ops.metrics import MetricsReader
 from queue_stats_cost import fill
 
 
-def burst(conn: psycopg.Connection[tuple[object, ...]], rows: int, seconds: float, queues: int) -> None:
+def burst(conn: psycopg.Connection[tuple[object, ...]], rows: int, seconds: float, queues: int) -> datetime:
     """``rows`` completed jobs finished evenly over the last ``seconds``: a busy stretch, at
-    the same density for every read made within it."""
+    the same density for every read made within it. Returns when it ends."""
+    (end,) = conn.execute("SELECT now()").fetchone() or (None,)
+    assert isinstance(end, datetime)
     conn.execute(
         "INSERT INTO job_history (id, run_at, enqueued_at, started_at, finished_at, worker_id, attempt,"
         " max_attempts, priority, state, queue, task, args, result, errors)"
@@ -52,18 +64,55 @@ def burst(conn: psycopg.Connection[tuple[object, ...]], rows: int, seconds: floa
     conn.autocommit = True
     conn.execute("VACUUM ANALYZE job_history")
     conn.autocommit = False
+    return end
 
 
-async def timed_reads(url: str, schema: str, interval: float, calls: int) -> list[float]:
+def set_mark(url: str, schema: str, at: datetime | None) -> None:
+    """As if the last count had reached ``at`` (None: now, as a count by another process just
+    did). The bench's totals count the same rows again; its schema is dropped at the end."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("UPDATE {}.metric_mark SET counted_to = coalesce(%s, now())").format(
+                sql.Identifier(schema)
+            ),
+            [at],
+        )
+
+
+async def timed_reads(url: str, schema: str, mark: datetime | None, calls: int) -> list[float]:
     spent = []
     async with Conveyor(url, schema=schema) as client:
-        reader = MetricsReader(reuse=0.0, settle=0.0, max_gap=10**9)
-        await reader.read(client)  # the first read: the totals start
+        reader = MetricsReader(reuse=0.0, settle=0.0)
+        await reader.read(client)  # connections made, plans warm
         for _ in range(calls):
-            assert reader._totals is not None
-            reader._totals.since -= timedelta(seconds=interval)  # as if the last read were that long ago
+            set_mark(url, schema, mark)
             started = time.perf_counter()
             await reader.read(client)
+            spent.append((time.perf_counter() - started) * 1000)
+    return spent
+
+
+def timed_queue_stats(url: str, schema: str, calls: int) -> list[float]:
+    """The ``queue_stats`` view alone: the gauges' share of a read, whose cost follows the jobs
+    finished since its rollup was counted (up to 6 minutes of them), not the metrics."""
+    spent = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        read = sql.SQL("SELECT * FROM {}.queue_stats").format(sql.Identifier(schema))
+        for _ in range(calls):
+            started = time.perf_counter()
+            conn.execute(read).fetchall()
+            spent.append((time.perf_counter() - started) * 1000)
+    return spent
+
+
+def timed_counts(url: str, schema: str, mark: datetime | None, calls: int) -> list[float]:
+    spent = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        count = sql.SQL("SELECT * FROM {}.count_metrics_v1('0 s', '1 day')").format(sql.Identifier(schema))
+        for _ in range(calls):
+            set_mark(url, schema, mark)
+            started = time.perf_counter()
+            conn.execute(count)
             spent.append((time.perf_counter() - started) * 1000)
     return spent
 
@@ -96,7 +145,7 @@ def main() -> None:
             print(f"filling {args.rows:,} history rows, {args.dead:,} dead, {args.live:,} live", flush=True)
             fill(conn, args.rows, args.queues, args.dead, args.live)
             print(f"and {args.burst:,} finished over the last {args.burst_seconds:g} s", flush=True)
-            burst(conn, args.burst, args.burst_seconds, args.queues)
+            burst_end = burst(conn, args.burst, args.burst_seconds, args.queues)
             while (conn.execute("SELECT count_finished_v1(now(), 12)").fetchone() or (0,))[0] >= 12:
                 conn.commit()
             conn.commit()
@@ -105,10 +154,14 @@ def main() -> None:
                 " WHERE inhparent = 'job_history'::regclass"
             ).fetchone()
         per_second = args.burst / args.burst_seconds
-        for interval in (float(x) for x in args.intervals.split(",")):
-            spent = asyncio.run(timed_reads(args.database_url, args.schema, interval, args.calls))
+        for interval in (float(x) for x in ["0", *args.intervals.split(",")]):
+            # The mark that long before the busy stretch's end: the count reads that much of it.
+            mark = burst_end - timedelta(seconds=interval) if interval else None
+            reads = asyncio.run(timed_reads(args.database_url, args.schema, mark, args.calls))
+            counts = timed_counts(args.database_url, args.schema, mark, args.calls)
             rows = min(interval, args.burst_seconds) * per_second
-            results[interval] = (statistics.median(spent), min(spent), max(spent), rows)
+            stats = timed_queue_stats(args.database_url, args.schema, args.calls)
+            results[interval] = (_summary(reads), _summary(stats), _summary(counts), rows)
     finally:
         if not args.keep:
             with psycopg.connect(args.database_url, autocommit=True) as conn:
@@ -119,10 +172,16 @@ def main() -> None:
         f"\njob_history: {total:,} rows ({size[0] if size else '?'}), {args.dead:,} dead, {args.live:,} live"
     )
     print(
-        "\n| scrape interval | jobs finished in it | read of /metrics, ms: median (min-max) |\n|---|---|---|"
+        "\n| since the last count | jobs finished in it | read of /metrics, ms | of which queue_stats, ms |"
+        " counting step alone, whole interval, ms |\n|---|---|---|---|---|"
     )
-    for interval, (median, low, high, rows) in results.items():
-        print(f"| {interval:g} s | about {rows:,.0f} | {median:.1f} ({low:.1f}-{high:.1f}) |")
+    for interval, (reads, stats, counts, rows) in results.items():
+        print(f"| {interval:g} s | about {rows:,.0f} | {reads} | {stats} | {counts} |")
+
+
+def _summary(spent: list[float]) -> str:
+    """median (min-max)"""
+    return f"{statistics.median(spent):.1f} ({min(spent):.1f}-{max(spent):.1f})"
 
 
 if __name__ == "__main__":

@@ -182,9 +182,10 @@ SELECT count(*) FROM moved;
 
 -- name: clean_dead_step
 -- Move at most about %(batch)s of the oldest dead jobs (of one queue, if given) that died
--- before %(before)s to the run log: retention's own step (retention_take_v1). Run after
--- retention_lock in the same transaction. Returns the rows moved.
-SELECT {schema}.retention_take_v1('dead_jobs', %(queue)s::text, %(before)s::timestamptz, %(batch)s::integer);
+-- before %(before)s to the run log: retention's own step (retention_take_v2: only dead jobs
+-- the metrics have counted). Run after retention_lock in the same transaction. Returns the
+-- rows moved.
+SELECT {schema}.retention_take_v2('dead_jobs', %(queue)s::text, %(before)s::timestamptz, %(batch)s::integer);
 
 -- name: queue_names
 -- Every queue's name, in order.

@@ -245,25 +245,35 @@ SELECT id FROM moved WHERE (SELECT count(*) FROM settled) >= 0;
 -- Put failed jobs back to run again after their backoff; records each error. A job whose
 -- abort was asked for is not retried (its row is left to record_aborted, which the caller
 -- runs for the ids missing here: see Database.record_outcomes).
+-- Each retried attempt leaves a row in attempt_ends (its start, failed) for the metrics'
+-- counting step (count_metrics_v1): the 'failed' counter, and the start the job's row will
+-- no longer show once it runs again. (The retry path only: claims and acks write nothing
+-- for the metrics.)
 -- %(jobs)s: {"<id>": [claims, delay in seconds, error]}.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
+), retried AS (
+    UPDATE {schema}.jobs j
+    SET state = CASE WHEN (%(jobs)s::jsonb -> j.id::text ->> 1)::double precision <= 0
+                     THEN 'available' ELSE 'scheduled' END,
+        run_at = clock.now + make_interval(secs => (%(jobs)s::jsonb -> j.id::text ->> 1)::double precision),
+        worker_id = NULL,
+        lease_expires_at = NULL,
+        progress = NULL,
+        progress_message = NULL,
+        errors = {schema}.append_error_v1(j.errors, %(jobs)s::jsonb -> j.id::text -> 2)
+    FROM clock
+    WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
+      AND j.worker_id = %(worker_id)s
+      AND j.claims = (%(jobs)s::jsonb -> j.id::text ->> 0)::integer
+      AND j.abort_requested_at IS NULL
+    RETURNING j.id, j.queue, j.task, j.started_at,
+              (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified
+), ended AS (
+    INSERT INTO {schema}.attempt_ends (queue, task, started_at, failed)
+    SELECT queue, task, started_at, true FROM retried
 )
-UPDATE {schema}.jobs j
-SET state = CASE WHEN (%(jobs)s::jsonb -> j.id::text ->> 1)::double precision <= 0
-                 THEN 'available' ELSE 'scheduled' END,
-    run_at = clock.now + make_interval(secs => (%(jobs)s::jsonb -> j.id::text ->> 1)::double precision),
-    worker_id = NULL,
-    lease_expires_at = NULL,
-    progress = NULL,
-    progress_message = NULL,
-    errors = {schema}.append_error_v1(j.errors, %(jobs)s::jsonb -> j.id::text -> 2)
-FROM clock
-WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
-  AND j.worker_id = %(worker_id)s
-  AND j.claims = (%(jobs)s::jsonb -> j.id::text ->> 0)::integer
-  AND j.abort_requested_at IS NULL
-RETURNING j.id, (CASE WHEN j.state = 'available' THEN pg_notify(%(channel)s, j.queue) END) IS NOT NULL AS notified;
+SELECT id, notified FROM retried;
 
 -- name: bury_jobs
 -- Move jobs that may not run again to the dead-letter table with their last error; settles
@@ -327,7 +337,11 @@ WITH clock AS (
       AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
       AND (j.handbacks < 5 OR j.attempt < j.max_attempts)
       AND j.abort_requested_at IS NULL
-    RETURNING j.id, j.queue
+    RETURNING j.id, j.queue, j.task, j.started_at
+), handed_back AS (
+    -- For the metrics' count of starts (see retry_jobs): an attempt handed back is no failure.
+    INSERT INTO {schema}.attempt_ends (queue, task, started_at, failed)
+    SELECT queue, task, started_at, false FROM released
 ), gone AS (
     DELETE FROM {schema}.jobs j
     WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))

@@ -42,8 +42,9 @@ SELECT id, queue, task, priority, attempt, max_attempts, enqueued_at, started_at
 FROM {schema}.dead_jobs WHERE id = %(id)s;
 
 -- name: retry_dead_job
--- Put one dead job back with a fresh attempt budget.
-SELECT {schema}.retry_dead_v2(%(id)s);
+-- Put one dead job back with a fresh attempt budget (its death and last start are added to
+-- the metric totals if no count has reached them yet).
+SELECT {schema}.retry_dead_v3(%(id)s);
 
 -- name: find_dead_jobs
 -- The ids of the dead jobs matching the filters, oldest first.
@@ -53,8 +54,9 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
 ORDER BY id;
 
 -- name: purge_dead_jobs
--- Delete dead jobs matching every filter given; returns how many.
-SELECT {schema}.purge_dead_v1(%(ids)s::bigint[], %(queue)s::text, %(task)s::text, %(older_than)s::interval);
+-- Delete dead jobs matching every filter given; returns how many (their deaths and last starts
+-- are added to the metric totals if no count has reached them yet).
+SELECT {schema}.purge_dead_v2(%(ids)s::bigint[], %(queue)s::text, %(task)s::text, %(older_than)s::interval);
 
 -- name: pause_queue
 -- Stop workers claiming from a queue (creates it paused if it does not exist).

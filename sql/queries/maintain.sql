@@ -52,7 +52,11 @@ WITH clock AS (
     FROM expired, clock
     WHERE j.id = expired.id AND j.attempt < j.max_attempts
     RETURNING j.id, j.claims, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.priority, j.enqueued_at,
-              j.run_at
+              j.run_at, j.started_at
+), ended AS (
+    -- A lost lease is a failed attempt: for the metrics' counting step (see retry_jobs).
+    INSERT INTO {schema}.attempt_ends (queue, task, started_at, failed)
+    SELECT queue, task, started_at, true FROM retried
 ), gone AS (
     DELETE FROM {schema}.jobs j
     USING expired
@@ -81,7 +85,9 @@ WITH clock AS (
     ) AS f, clock
     WHERE f.followed IS NOT NULL OR f.batch_ids IS NOT NULL OR f.awaited IS NOT NULL
 )
-SELECT 'retried' AS outcome, r.*, pg_notify(%(channel)s, queue) IS NOT NULL AS notified FROM retried r
+SELECT 'retried' AS outcome, r.id, r.claims, r.queue, r.task, r.args, r.attempt, r.max_attempts, r.priority,
+       r.enqueued_at, r.run_at, pg_notify(%(channel)s, r.queue) IS NOT NULL AS notified
+FROM retried r
 UNION ALL
 SELECT 'dead', b.*, true FROM buried b WHERE (SELECT count(*) FROM settled) >= 0;
 

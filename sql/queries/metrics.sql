@@ -1,22 +1,18 @@
 -- What /metrics reads (conveyor.ops.metrics; the contract of each number is written there).
 --
--- Cost: nothing here reads the history as a whole. Finished work is read per queue through
--- the (queue, finish time) indexes of job_history, job_runs and dead_jobs from the last read's
--- watermark on, so a read costs what finished since the previous one; the live jobs table
+-- Cost: nothing here reads the history as a whole. The counters and histograms are running
+-- totals kept in the database (metric_totals, metric_buckets: a row per queue, task and
+-- event, and per queue, kind and bucket), advanced by count_metrics_v1, which reads what
+-- finished since the previous count through the (queue, time) indexes; the live jobs table
 -- (the backlog) is read in one pass, as queue_stats reads it; the rest are small tables.
 
--- name: metrics_watermark
--- The time before which every write to the job tables has committed, as far as the database
--- can tell: %(settle)s before now, or the start of the oldest open transaction of another
--- client session, whichever is earlier. Conveyor stamps started_at, finished_at and died_at
--- with a time no earlier than its transaction's start, so a row still invisible to a
--- snapshot taken after this statement carries a time at or after the watermark. Read on
--- its own, before that snapshot. (Sessions of other roles are seen only with
--- pg_read_all_stats; without it, %(settle)s alone covers their writes.)
-SELECT least(now() - %(settle)s::interval,
-             (SELECT min(a.xact_start) FROM pg_stat_activity a
-              WHERE a.datname = current_database() AND a.backend_type = 'client backend'
-                AND a.pid <> pg_backend_pid())) AS watermark;
+-- name: count_metrics
+-- The counting step (sql/migrations/0012_metric_totals.up.sql): counts what happened since
+-- the mark, up to the watermark (%(settle)s before now, or the start of the oldest open
+-- transaction) and at most %(span)s of it, into the totals, under the mark's row lock; a call
+-- that finds another count under way returns at once. Run on its own (autocommit), in READ
+-- COMMITTED: (counted_to, counted, caught_up).
+SELECT counted_to, counted, caught_up FROM {schema}.count_metrics_v1(%(settle)s::interval, %(span)s::interval);
 
 -- name: read_limits
 -- Inside a read's transaction: its statement timeout (milliseconds, as text), no JIT (the
@@ -27,60 +23,30 @@ SELECT set_config('statement_timeout', %(statement_timeout)s, true), set_config(
        set_config('max_parallel_workers_per_gather', '0', true);
 
 -- name: metrics_live
--- One pass over the unfinished jobs, per queue and task: jobs blocked behind another,
--- jobs waiting to run again after an attempt, and jobs whose last start lies in
--- [since, until).
-SELECT queue, task,
+-- One pass over the unfinished jobs, per queue: jobs blocked behind another, and jobs
+-- waiting to run again after an attempt.
+SELECT queue,
        count(*) FILTER (WHERE state = 'blocked') AS blocked,
-       count(*) FILTER (WHERE state IN ('available', 'scheduled') AND attempt > 0) AS retrying,
-       count(*) FILTER (WHERE started_at >= %(since)s AND started_at < %(until)s) AS started
+       count(*) FILTER (WHERE state IN ('available', 'scheduled') AND attempt > 0) AS retrying
 FROM {schema}.jobs
-GROUP BY queue, task;
+GROUP BY queue;
 
--- name: metrics_finished
--- Per queue (of %(queues)s), task and outcome (completed, cancelled, dead): the jobs that
--- finished in [since, until), and the jobs finished since `since` whose last start lies in
--- [since, until); read wherever the rows are now: job_history, the run log (retention
--- moves rows there with their times) and dead_jobs.
-SELECT f.queue, f.task, f.outcome,
-       count(*) FILTER (WHERE f.finished_at < %(until)s) AS finished,
-       count(*) FILTER (WHERE f.started_at >= %(since)s AND f.started_at < %(until)s) AS started
-FROM unnest(%(queues)s::text[]) AS n (name)
-CROSS JOIN LATERAL (
-    SELECT h.queue, h.task, h.state AS outcome, h.finished_at, h.started_at
-    FROM {schema}.job_history h WHERE h.queue = n.name AND h.finished_at >= %(since)s
-    UNION ALL
-    SELECT r.queue, r.task, r.state, r.finished_at, r.started_at
-    FROM {schema}.job_runs r WHERE r.queue = n.name AND r.finished_at >= %(since)s
-    UNION ALL
-    SELECT d.queue, d.task, 'dead', d.died_at, d.started_at
-    FROM {schema}.dead_jobs d WHERE d.queue = n.name AND d.died_at >= %(since)s
-) AS f
-GROUP BY f.queue, f.task, f.outcome;
+-- name: metric_totals
+-- The running totals per event (started, completed, cancelled, dead, failed), queue and task.
+SELECT event, queue, task, total FROM {schema}.metric_totals;
 
--- name: metrics_durations
--- The jobs completed in [since, until) per queue (of %(queues)s), read from job_history as
--- metrics_finished reads it, counted per bucket of their wait (from due to the start of the
--- last attempt) and bucket of their run time (from that start to the outcome written), with
--- the sums of both. Bounds come negated and in reverse order (%(wait_bounds)s,
--- %(run_bounds)s: -b_n, ..., -b_1), so that width_bucket counts the bounds at or above a
--- value: bucket k (0-based) then holds the values in (b_k, b_k+1], Prometheus' "le", and
--- bucket n the values above every bound. (OFFSET 0 keeps the read per queue, through the
--- index: flattened into a join, a day's partition was read whole.)
-SELECT n.name AS queue,
-       cardinality(%(wait_bounds)s::float8[]) - width_bucket(-h.wait, %(wait_bounds)s::float8[]) AS wait_bucket,
-       cardinality(%(run_bounds)s::float8[]) - width_bucket(-h.run, %(run_bounds)s::float8[]) AS run_bucket,
-       count(*) AS jobs, sum(h.wait) AS wait, sum(h.run) AS run
-FROM unnest(%(queues)s::text[]) AS n (name)
-CROSS JOIN LATERAL (
-    SELECT greatest(date_part('epoch', h.started_at - h.run_at), 0) AS wait,
-           greatest(date_part('epoch', h.finished_at - h.started_at), 0) AS run
-    FROM {schema}.job_history h
-    WHERE h.queue = n.name AND h.finished_at >= %(since)s AND h.finished_at < %(until)s
-      AND h.state = 'completed' AND h.started_at IS NOT NULL
-    OFFSET 0
-) AS h
-GROUP BY 1, 2, 3;
+-- name: metric_buckets
+-- The histograms' running totals: per queue, kind (wait, run) and bucket (le, its upper
+-- bound; Infinity for the last), the jobs and the sum of their seconds.
+SELECT queue, kind, le, jobs, seconds FROM {schema}.metric_buckets;
+
+-- name: metric_mark
+-- How far the totals have counted, and since when they count.
+SELECT counted_to, counting_since FROM {schema}.metric_mark;
+
+-- name: metric_bounds
+-- The histograms' bucket bounds per kind, in seconds, increasing.
+SELECT kind, bounds FROM {schema}.metric_bounds_v1();
 
 -- name: known_tasks
 -- The tasks workers declared and their queues: their counters are shown (at 0) from the

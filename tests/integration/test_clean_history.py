@@ -148,8 +148,19 @@ async def test_a_clean_beside_a_working_worker_loses_and_repeats_nothing(
     cleaned = []
     async with start_worker(concurrency=10):
         while db.one("select count(*) from {schema}.jobs") > 0:
-            for _ in range(150):
+            for _ in range(300):
                 gate.release()
+            # Wait until some of them are old enough for the counting step (it stays a
+            # second behind now), so the clean below has counted rows to take.
+            await wait_until(
+                lambda: (
+                    db.one(
+                        "select count(*) from {schema}.job_history where finished_at < now() - interval '1.2 s'"
+                    )
+                    > 0
+                ),
+                within=20,
+            )
             # Cleans while the worker acks: small batches, each under the retention lock.
             cleaned.append(
                 await cleaning.clean_history(
@@ -157,11 +168,47 @@ async def test_a_clean_beside_a_working_worker_loses_and_repeats_nothing(
                 )
             )
         await wait_until(lambda: db.one("select count(*) from {schema}.jobs") == 0)
-    cleaned.append(await client.clean_history(0))
+    among_acks = list(cleaned)
+
+    async def cleaned_all() -> bool:
+        # Only jobs the metrics have counted go: the last ones wait for a count (the
+        # counting step stays a second behind now), which each clean runs first.
+        cleaned.append(await client.clean_history(0))
+        return sum(cleaned) >= 1500
+
+    await wait_until(cleaned_all, interval=0.2)
     assert sum(cleaned) == 1500
-    assert sum(1 for n in cleaned if n) >= 5  # the cleans really ran among the acks
+    # Every job cleaned was counted first, once.
+    assert (
+        db.one("select total from {schema}.metric_totals where event = 'completed' and task = 'step'") == 1500
+    )
+    assert sum(1 for n in among_acks if n) >= 3  # the cleans really ran among the acks
     assert db.one("select count(*) from {schema}.job_history") == 0
     assert db.all("select count(*), count(distinct id), min(state), max(state) from {schema}.job_runs") == [
         (1500, 1500, "completed", "completed")
     ]
     assert sorted(row[0] for row in db.all("select id from {schema}.job_runs")) == ids
+
+
+async def test_a_clean_right_after_jobs_finish_takes_only_counted_ones_and_every_one_is_counted(
+    client: Conveyor, tasks: None, db: DB, start_worker: Any
+) -> None:
+    ids = await client.enqueue_many([JobRequest("noop", {"n": n}) for n in range(50)])
+    async with start_worker(concurrency=10):
+        await wait_until(lambda: db.one("select count(*) from {schema}.job_history") == 50)
+    # At once: the jobs finished within the counting step's settle, so none may go yet
+    # (before, they went to the run log uncounted and /metrics never counted them).
+    await client.clean_history(0)
+    mark = db.one("select counted_to from {schema}.metric_mark")
+    assert db.one("select count(*) from {schema}.job_runs where finished_at >= %s", [mark]) == 0
+    moved = [0]
+
+    async def cleaned_all() -> bool:
+        moved[0] += await client.clean_history(0)
+        return db.one("select count(*) from {schema}.job_history") == 0
+
+    await wait_until(cleaned_all, interval=0.2)
+    assert sorted(row[0] for row in db.all("select id from {schema}.job_runs")) == ids
+    assert (
+        db.one("select total from {schema}.metric_totals where event = 'completed' and task = 'noop'") == 50
+    )

@@ -19,11 +19,12 @@ from conveyor.db import migrations
 
 from ..helpers import DB, subprocess_env, wait_until_sync
 
-HEAD = "0011_api_keys"
+HEAD = "0012_metric_totals"
 
 TABLES = {
     "alembic_version",
     "api_keys",
+    "attempt_ends",
     "batches",
     "dead_jobs",
     "finished_counts",
@@ -34,6 +35,9 @@ TABLES = {
     "job_runs_default",
     "jobs",
     "leaders",
+    "metric_buckets",
+    "metric_mark",
+    "metric_totals",
     "partition_copies",
     "pauses",
     "queues",
@@ -66,6 +70,7 @@ FUNCTIONS = {
     "claim_limited_v1",
     "compact_json_octets_v1",
     "count_finished_v1",
+    "count_metrics_v1",
     "create_queue",
     "create_schedule",
     "create_schedule_v1",
@@ -74,6 +79,7 @@ FUNCTIONS = {
     "delete_job_v1",
     "drop_partition",
     "drop_partition_v1",
+    "drop_partition_v2",
     "enqueue",
     "enqueue_v1",
     "enqueue_v2",
@@ -82,6 +88,7 @@ FUNCTIONS = {
     "ensure_history_partitions_v1",
     "expired_partitions",
     "expired_partitions_v1",
+    "expired_partitions_v2",
     "find_schedule",
     "finished_state_v1",
     "fire_schedule",
@@ -90,6 +97,8 @@ FUNCTIONS = {
     "insert_job_v2",
     "job_due_v1",
     "job_state_v1",
+    "metric_bounds_v1",
+    "metric_mark_lock_v1",
     "pause_all",
     "pause_all_v1",
     "pause_queue",
@@ -100,6 +109,7 @@ FUNCTIONS = {
     "pause_task_v1",
     "purge_dead",
     "purge_dead_v1",
+    "purge_dead_v2",
     "queue_stats_v1",
     "queue_stats_v2",
     "refuse_not_live_v1",
@@ -119,11 +129,14 @@ FUNCTIONS = {
     "resume_task",
     "resume_task_v1",
     "retention_batch_v1",
+    "retention_batch_v2",
     "retention_rows",
     "retention_take_v1",
+    "retention_take_v2",
     "retry_dead",
     "retry_dead_v1",
     "retry_dead_v2",
+    "retry_dead_v3",
     "run_job_now",
     "run_job_now_v1",
     "set_retention",
@@ -248,12 +261,18 @@ def test_upgrade_downgrade_upgrade_gives_the_same_catalog(
     assert [(kind, config) for kind, config, _ in configs] == [
         ("f", f"search_path={name}"),
         ("f", f"search_path={name},jit=off"),
+        # The metrics' counting step: planned for the values of each call, without JIT or parallel workers.
+        (
+            "f",
+            f"search_path={name},jit=off,max_parallel_workers_per_gather=0,plan_cache_mode=force_custom_plan",
+        ),
         ("f", f"search_path={name},lock_timeout=500ms"),
         ("f", None),  # the wrappers over a version and the pure decisions: inlined, so no SET
         ("p", None),
     ]
     assert procedure is not None
-    assert f"{name}.retention_batch_v1" in procedure[0]
+    assert f"{name}.retention_batch_v2" in procedure[0]
+    assert f"{name}.count_metrics_v1" in procedure[0]
     # It is what the test fixture's migration made, name aside.
     assert describe(database_url, name, as_name="S") == describe(database_url, schema, as_name="S")
 
@@ -511,7 +530,7 @@ WRAPPED = {
     "trigger_schedule",
 }
 # The version each wrapper calls, where it is not 1.
-CURRENT_VERSION = {"enqueue": 2, "retry_dead": 2}
+CURRENT_VERSION = {"enqueue": 2, "retry_dead": 3, "purge_dead": 2, "expired_partitions": 2}
 
 
 def test_the_names_without_a_version_are_inlined_wrappers_over_the_current_version(

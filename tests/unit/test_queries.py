@@ -180,7 +180,6 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "allow_follow_ups_time",
         "listen_control",  # the control channel, "<schema>.control", composed per use
         "listen_done",
-        "metrics_watermark",  # reads pg_stat_activity
         "read_limits",  # settings
         "retention_lock",  # the schema's retention lock: its key is the schema's name, a parameter
         "no_jit",

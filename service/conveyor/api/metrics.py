@@ -2,9 +2,10 @@
 
 The endpoint reads a :class:`~conveyor.ops.metrics.MetricsSnapshot` through the client on
 ``request.app.state.conveyor`` and renders it with a collector of its own, in a registry of
-its own made for the request (never prometheus-client's global one, nor any process state
-besides the reader's running totals). What each number means, and why counters are this
-process's running totals, is written in ``conveyor.ops.metrics`` and docs/operations.md.
+its own made for the request (never prometheus-client's global one, nor any state of this
+process: every number is the database's, so every process answers alike). What each number
+means, and how the counters' totals are kept, is written in ``conveyor.ops.metrics`` and
+docs/operations.md.
 Labels are queue, task, state and schedule names only: never job ids.
 
 Answers 200 with the text format (or OpenMetrics when the scraper asks for it), and 503
@@ -30,16 +31,17 @@ from prometheus_client.samples import Sample
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..ops.metrics import EVENTS, MetricsSnapshot, MetricsUnavailable, reader_for
+from ..ops.metrics import EVENTS, KINDS, MetricsSnapshot, MetricsUnavailable, reader_for
 from .problems import COUNTS
 
 _EVENT_HELP = {
-    "started": "Jobs whose last attempt started (a job started twice between two reads counts once).",
+    "started": "Attempts started (each claim of a job).",
     "completed": "Jobs completed.",
     "cancelled": "Jobs cancelled (never started, or aborted while running).",
     "dead": "Jobs moved to the dead-letter table.",
+    "failed": "Attempts that failed and are tried again (an error with attempts left, or a lease that ran out).",
 }
-_COUNTED = " Running total of this process since its first read (see conveyor_*_created)."
+_COUNTED = " Running total kept in the database since Conveyor's schema 12 (see the _created samples)."
 
 
 class SnapshotCollector(Collector):
@@ -90,16 +92,10 @@ class SnapshotCollector(Collector):
 
         counted = GaugeMetricFamily(
             "conveyor_metrics_counted_to_timestamp_seconds",
-            "The database time up to which this process's counters and histograms have counted.",
+            "The database time up to which the counters and histograms have counted.",
         )
         counted.add_metric([], s.counted_to.timestamp())
         yield counted
-        failures = CounterMetricFamily(
-            "conveyor_metrics_read_failures",
-            "Reads of the database for metrics that failed, in this process.",
-        )
-        failures.add_metric([], s.read_failures)
-        yield failures
 
     def _queues(self) -> Iterator[Metric]:
         queues = self.snapshot.queues
@@ -178,7 +174,7 @@ class SnapshotCollector(Collector):
             "to the start of its last attempt.",
             "run": "Seconds from the start of a completed job's last attempt to its outcome written.",
         }
-        for kind in ("wait", "run"):
+        for kind in KINDS:
             name = f"conveyor_job_{kind}_seconds"
             family = HistogramMetricFamily(name, helps[kind] + _COUNTED, labels=["queue"])
             for (which, queue), histogram in sorted(s.histograms.items()):

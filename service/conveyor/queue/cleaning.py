@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from ..db.database import Database
 from ..errors import ConveyorError, NotFoundError
 from .filters import JobFilters
-from .retention import BATCH
+from .retention import BATCH, count_before_removing
 from .search import dead_ids
 
 log = logging.getLogger("conveyor.retention")
@@ -46,6 +46,12 @@ async def clean_history(
     before ``now`` (None: the database's now) to the run log; returns how many moved."""
     deadline = time.monotonic() + budget
     before = await _before(db, older_than, now)
+    # Only rows the metrics have counted may go (sql/migrations/0012: retention's rule), and
+    # the queue_stats rollup counts what finished first, as retention does. The mark only
+    # moves forward, so every row before the mark read here stays counted.
+    await count_before_removing(db, now=now, deadline=deadline)
+    [(counted_to, _)] = await db.fetch("metric_mark", {})
+    before = min(before, counted_to)
     moved = 0
     if state == "dead":
         moved = await _steps(db, "clean_dead_step", {"queue": queue, "before": before}, batch, deadline)

@@ -6,7 +6,8 @@
 - Rescue: jobs whose lease ran out go back to the queue (see ``leases``); those whose abort
   was asked for end as cancelled instead (docs/job-control.md).
 - Upkeep: history partitions ahead of time; forget workers silent for an hour; drop rate
-  windows whose starts all left their period (queue.limits).
+  windows whose starts all left their period (queue.limits); one metrics count (``counting``:
+  the scheduler counts every minute, but a deployment may run none).
 
 Every statement is safe to run from many workers at once (SKIP LOCKED, conditional
 updates), so no leader is needed for correctness; running it everywhere means a delayed
@@ -26,6 +27,7 @@ import psycopg
 from ..clock import Clock
 from ..db.database import Database
 from ..jobs import ClaimedJob
+from .counting import count_metrics
 
 log = logging.getLogger("conveyor.worker")
 
@@ -111,6 +113,7 @@ class Maintenance:
             await self._db.ensure_history_partitions(now=now)
             await self._db.prune_workers(silent_for=timedelta(hours=1), now=now)
             await self._db.prune_rate_windows(now=now)
+            await count_metrics(self._db, budget=0.0)
         self.passes += 1
         # Measured by the database's clock: a host clock running ahead must not make it spin.
         wait = await self._db.seconds_to_next_scheduled(now=now)

@@ -6,10 +6,12 @@ run resumes where it stopped (the row steps start from the oldest rows again; a 
 copied to the run log resumes from its mark). A run always makes at least one call of each
 step, so a short budget slows retention down but never stops it.
 
-In order: the rollup behind ``queue_stats`` (``count_finished_v1``), then each expired day
+In order: the metrics' counting step (``count_metrics_v1``, see ``counting``: retention takes
+from ``job_history`` and ``dead_jobs`` only what it has counted, so no counter loses a job),
+the rollup behind ``queue_stats`` (``count_finished_v1``), then each expired day
 (copied to the run log in batches, then dropped: the drop locks its parent table for an
 instant, waiting at most 500 ms, else the day goes next time), then the row steps
-(``retention_batch_v1``). None of them touches the jobs table, so claims and acks never
+(``retention_batch_v2``). None of them touches the jobs table, so claims and acks never
 wait on retention. Concurrent runs take turns one batch at a time (an advisory lock in
 the database); a day another run dropped meanwhile is skipped.
 """
@@ -23,6 +25,7 @@ from datetime import datetime
 import psycopg
 
 from ..db.database import Database
+from .counting import count_metrics
 
 log = logging.getLogger("conveyor.retention")
 
@@ -39,6 +42,16 @@ ROW_STEPS = (
 )
 
 
+async def count_before_removing(db: Database, *, now: datetime | None, deadline: float) -> None:
+    """What must run before finished rows leave ``job_history`` or ``dead_jobs``: the metrics'
+    counting step (the SQL lets only counted rows go) and the ``queue_stats`` rollup's count
+    of what finished (rows moved to the run log uncounted would drop out of it)."""
+    await count_metrics(db, budget=max(deadline - time.monotonic(), 0.0))
+    while (await db.fetch("count_finished", {"now": now, "spans": SPANS}))[0][0] >= SPANS:
+        if time.monotonic() > deadline:
+            break
+
+
 async def apply_retention(
     db: Database, *, now: datetime | None, budget: float = 60.0, batch: int = BATCH
 ) -> dict[str, int]:
@@ -49,8 +62,7 @@ async def apply_retention(
         return time.monotonic() > deadline
 
     done = {HISTORY_DROPPED: 0, **dict.fromkeys(ROW_STEPS, 0), RUNS_DROPPED: 0}
-    while (await db.fetch("count_finished", {"now": now, "spans": SPANS}))[0][0] >= SPANS and not spent():
-        pass
+    await count_before_removing(db, now=now, deadline=deadline)
 
     copied = 0
     partitions = [partition for (partition,) in await db.fetch("expired_partitions", {"now": now})]

@@ -10,7 +10,8 @@ removing none unless told to prune). The leader, every tick:
   processes get to it), and moves ``next_fire_at`` on;
 - in a task of its own, so that firing and lease renewal never wait on it: promotes due
   delayed jobs and rescues expired leases (workers do this too; both are idempotent), and
-  now and then applies retention and creates partitions ahead, within a time budget.
+  now and then applies retention and creates partitions ahead, within a time budget, and
+  every ``metrics_interval`` runs the metrics' counting step (``counting``).
 
 Fire times owed are handled like this. A fire at most ``on_time_window`` late (a leader
 hand-over, a slow tick) fires on its own, marked late if it is. Fires older than that were
@@ -40,6 +41,7 @@ from ..db.errors import is_transient
 from ..errors import ConfigurationError, ConveyorError
 from ..settings import Settings
 from ..tasks import Registry, default_registry
+from .counting import count_metrics
 from .leader import Elector
 from .maintenance import Maintenance
 from .notifier import Notifier
@@ -60,6 +62,7 @@ class SchedulerConfig:
     on_time_window: float = 300.0
     retention_interval: float = 600.0
     retention_budget: float = 60.0
+    metrics_interval: float = 60.0
     upkeep_interval: float = 3600.0
     prune_declared: bool = False  # remove code schedules this process's code does not declare
 
@@ -125,6 +128,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._next_retention = 0.0
+        self._next_count = 0.0
         self.started = asyncio.Event()
         self.ticks = 0
 
@@ -343,6 +347,9 @@ class Scheduler:
         if moment >= self._next_retention:
             self._next_retention = moment + self.config.retention_interval
             await self.apply_retention()
+        elif moment >= self._next_count:  # retention counts first anyway
+            self._next_count = moment + self.config.metrics_interval
+            await count_metrics(self.db, budget=self.config.retention_budget)
 
     async def apply_retention(self) -> dict[str, int]:
         return await apply_retention(self.db, now=self.clock.now(), budget=self.config.retention_budget)

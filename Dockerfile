@@ -1,4 +1,4 @@
-# The image for Conveyor's processes (worker, scheduler; the API joins later).
+# The image for Conveyor's processes (worker, scheduler, API).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -8,4 +8,5 @@ COPY alembic ./alembic
 RUN pip install --no-cache-dir .
 COPY tasks ./tasks
 ENV PYTHONUNBUFFERED=1
+EXPOSE 8000
 CMD ["conveyor", "worker"]

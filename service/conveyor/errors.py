@@ -31,6 +31,11 @@ class NotFoundError(ConveyorError):
     """The job (or dead job) asked for does not exist."""
 
 
+class ConflictError(ConveyorError):
+    """The request conflicts with what exists: a name that is taken (a schedule), a unique key
+    a live job holds (a dead job that cannot go back)."""
+
+
 class TaskImportError(ConveyorError):
     """A task module could not be imported."""
 

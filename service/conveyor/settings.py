@@ -12,6 +12,9 @@ from .errors import ConfigurationError, InvalidOptionError
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MAX_ARGS_BYTES = 1024 * 1024
+# The HTTP API's defaults (conveyor.api; `conveyor api` shows them without importing it).
+API_BODY_LIMIT = 2 * 1024 * 1024  # bytes: one job at its argument limit, with room
+API_POOL_SIZE = 10  # database connections per API process
 
 
 def check_schema_name(schema: str) -> str:

@@ -846,7 +846,7 @@ def test_dev_without_database_url_runs_an_embedded_postgres_that_other_commands_
 ) -> None:
     env = env_without_database(PYTHONUNBUFFERED="1")
     pgdata = tmp_path / ".conveyor" / "pgdata"
-    dev_args = ["dev", "--tasks", TASKS, "--poll-interval", "0.2", "--grace", "5"]
+    dev_args = ["dev", "--tasks", TASKS, "--poll-interval", "0.2", "--grace", "5", "--api-port", "0"]
     try:
         with started(*dev_args, env=env, cwd=tmp_path, name="dev") as dev:
             wait_until_sync(lambda: dev.alive() and "Ctrl-C to stop" in dev.stdout(), within=60)

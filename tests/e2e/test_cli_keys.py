@@ -148,7 +148,7 @@ def test_dev_prints_a_fresh_admin_key_on_each_start_and_revokes_the_one_before(
     env: dict[str, str], database_url: str, schema: str, db: DB, tmp_path: Path
 ) -> None:
     env = {**env, "PYTHONUNBUFFERED": "1"}
-    args = ["dev", "--tasks", TASKS, "--poll-interval", "0.2", "--grace", "5"]
+    args = ["dev", "--tasks", TASKS, "--poll-interval", "0.2", "--grace", "5", "--api-port", "0"]
     tokens = []
     for run in range(2):
         with started(*args, env=env, cwd=tmp_path, name=f"dev{run}") as dev:

@@ -26,7 +26,7 @@ from .health_metrics_service import Samples, Service, parse_metrics, start_worke
 pytestmark = pytest.mark.processes
 
 TICK, BROKEN, IDLE = "metrics_tick", "metrics_broken", "metrics_idle"
-LABELS = {"queue", "task", "state", "schedule", "le"}
+LABELS = {"queue", "task", "state", "schedule", "le", "type", "status"}  # type, status: problem kinds
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..ops.metrics import EVENTS, KINDS, MetricsSnapshot, MetricsUnavailable, reader_for
+from .problems import COUNTS
 
 _EVENT_HELP = {
     "started": "Attempts started (each claim of a job).",
@@ -193,6 +194,7 @@ def render(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
     """The exposition of a snapshot in the format the scraper accepts: (body, content type)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(snapshot))
+    registry.register(COUNTS)  # the API's problem documents, counted in this process
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .api import api
 from .control import pause, resume, tasks
 from .dlq import dlq
 from .history import history
@@ -20,6 +21,7 @@ for _command in (
     worker,
     scheduler,
     dev,
+    api,
     enqueue,
     jobs,
     status,

@@ -6,10 +6,11 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +23,9 @@ from ..queue.worker import Worker, WorkerConfig
 from ..tasks import default_registry
 from .common import Context, Duration, handle_errors, load_tasks, log, setup_logging
 from .keys import make_dev_key
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 @click.command()
@@ -121,12 +125,12 @@ def worker(
     setup_logging(ctx, verbose)
     load_tasks(tasks_modules, required=True)
     url = ctx.database_url()
-    _require_schema(url, ctx.schema)
+    require_schema(url, ctx.schema)
     config = _worker_config(queues, concurrency, lease, grace, poll_interval)
-    event_loop.run(_serve(Worker(url, schema=ctx.schema, config=config)))
+    event_loop.run(serve(Worker(url, schema=ctx.schema, config=config)))
 
 
-def _require_schema(url: str, schema: str) -> None:
+def require_schema(url: str, schema: str) -> None:
     from ..db import migrations  # Alembic and SQLAlchemy take a while to import
 
     at = migrations.current(url, schema)
@@ -139,9 +143,26 @@ def _require_schema(url: str, schema: str) -> None:
         )
 
 
-async def _serve(worker: Worker | None = None, scheduler: Scheduler | None = None) -> None:
-    """Run a worker and/or a scheduler until SIGTERM/SIGINT: the first signal stops them
-    gracefully, a second one stops the worker at once."""
+class ApiPart:
+    """The HTTP API served in the same loop (``conveyor dev``), on a socket bound already."""
+
+    def __init__(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        self.server = server
+        self.sock = sock
+
+    async def run(self) -> None:
+        await self.server.serve(sockets=[self.sock])
+
+    def stop(self, force: bool = False) -> None:
+        self.server.should_exit = True
+        self.server.force_exit = self.server.force_exit or force
+
+
+async def serve(
+    worker: Worker | None = None, scheduler: Scheduler | None = None, api: ApiPart | None = None
+) -> None:
+    """Run a worker and/or a scheduler (and the API) until SIGTERM/SIGINT: the first signal
+    stops them gracefully, a second one stops the worker (and the API) at once."""
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -151,6 +172,8 @@ async def _serve(worker: Worker | None = None, scheduler: Scheduler | None = Non
         name = signal.Signals(signum).name
         if scheduler is not None:
             scheduler.stop()
+        if api is not None:
+            api.stop(force=signals > 1)
         if worker is None:
             log.info("%s: stopping", name)
         elif signals == 1:
@@ -162,7 +185,7 @@ async def _serve(worker: Worker | None = None, scheduler: Scheduler | None = Non
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    parts = [asyncio.create_task(part.run()) for part in (worker, scheduler) if part is not None]
+    parts = [asyncio.create_task(part.run()) for part in (worker, scheduler, api) if part is not None]
     # A worker on its own says so when no scheduler runs: its schedules would never fire.
     check = asyncio.create_task(_warn_without_scheduler(worker)) if worker and not scheduler else None
     try:
@@ -173,6 +196,8 @@ async def _serve(worker: Worker | None = None, scheduler: Scheduler | None = Non
                 worker.stop(force=True)
             if scheduler is not None:
                 scheduler.stop()
+            if api is not None:
+                api.stop(force=True)
         await asyncio.gather(*parts)
     finally:
         if check is not None:
@@ -233,15 +258,18 @@ def scheduler(
     setup_logging(ctx, verbose)
     load_tasks(tasks_modules, warn=True)
     url = ctx.database_url()
-    _require_schema(url, ctx.schema)
+    require_schema(url, ctx.schema)
     config = SchedulerConfig(
         lease=lease.total_seconds(), tick=tick.total_seconds(), prune_declared=prune_schedules
     )
-    event_loop.run(_serve(scheduler=Scheduler(url, schema=ctx.schema, config=config)))
+    event_loop.run(serve(scheduler=Scheduler(url, schema=ctx.schema, config=config)))
 
 
 @click.command()
 @_worker_options
+@click.option("--api/--no-api", "serve_api", default=True, show_default=True, help="Serve the HTTP API too.")
+@click.option("--api-host", default="127.0.0.1", show_default=True)
+@click.option("--api-port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.pass_obj
 @handle_errors
 def dev(
@@ -253,10 +281,19 @@ def dev(
     grace: timedelta,
     poll_interval: timedelta,
     verbose: bool,
+    serve_api: bool,
+    api_host: str,
+    api_port: int,
 ) -> None:
-    """Run Conveyor locally: the embedded PostgreSQL (unless DATABASE_URL is set), migrated, a worker and a scheduler."""
+    """Run Conveyor locally: the embedded PostgreSQL (unless DATABASE_URL is set), migrated, a
+    worker, a scheduler and the HTTP API."""
     setup_logging(ctx, verbose)
     load_tasks(tasks_modules, required=True)  # before anything starts: its worker needs them
+    sock = None
+    if serve_api:
+        from ..api.server import bind  # the API takes a while to import: only when served
+
+        sock = bind(api_host, api_port)  # a port in use fails here, before anything starts
     if ctx.settings.database_url:
         url = ctx.settings.database_url
         click.echo(f"Conveyor dev: using DATABASE_URL, schema {ctx.schema!r}")
@@ -273,22 +310,41 @@ def dev(
     config = _worker_config(queues, concurrency, lease, grace, poll_interval)
     event_loop.run(
         _dev(
-            url, ctx.schema, Worker(url, schema=ctx.schema, config=config), Scheduler(url, schema=ctx.schema)
+            url,
+            ctx.schema,
+            Worker(url, schema=ctx.schema, config=config),
+            Scheduler(url, schema=ctx.schema),
+            sock,
         )
     )
 
 
-async def _dev(url: str, schema: str, worker: Worker, scheduler: Scheduler) -> None:
+async def _dev(
+    url: str, schema: str, worker: Worker, scheduler: Scheduler, sock: socket.socket | None
+) -> None:
     """Make this run's admin API key (the previous run's is revoked), say how to use it, and
-    run the worker and the scheduler. (The key is made on this loop: one loop per process.)"""
+    run the worker, the scheduler and the API. (The key is made on this loop: one loop per
+    process.)"""
     info, token = await make_dev_key(url, schema)
     click.echo(
         f"Conveyor dev: API key {info.name!r} (admin, made for this run; the previous one is revoked):"
     )
     click.echo(f"Conveyor dev:   {token}")
     click.echo(f"Conveyor dev: send it as the header 'Authorization: Bearer {token}'")
+    api = None
+    if sock is not None:
+        import uvicorn
+
+        from ..api import create_app
+        from ..api.server import EmbeddedServer, url_of
+
+        app = create_app(database_url=url, schema=schema)
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+        api = ApiPart(EmbeddedServer(config), sock)
+        root = url_of(sock)
+        click.echo(f"Conveyor dev: API at {root}/api/v1 (docs: {root}/api/v1/docs)")
     click.echo(
         f"Conveyor dev: {len(default_registry)} tasks and {len(default_registry.schedules())} schedules "
-        "loaded; worker and scheduler running; Ctrl-C to stop"
+        f"loaded; worker, scheduler{' and API' if api else ''} running; Ctrl-C to stop"
     )
-    await _serve(worker, scheduler)
+    await serve(worker, scheduler, api)

@@ -20,6 +20,7 @@ from ..db.queries import Queries, for_schema
 from ..db.steps import Flow, run_async
 from ..errors import (
     ConfigurationError,
+    ConflictError,
     ConveyorError,
     InvalidOptionError,
     NotFoundError,
@@ -503,6 +504,10 @@ class Conveyor:
         """The tasks workers declared, and any paused task: name, queue, paused, paused_at."""
         return await self.db.fetch_dicts("list_tasks")
 
+    async def queue_exists(self, name: str) -> bool:
+        """Whether a queue of that name exists (InvalidOptionError for a name no queue can have)."""
+        return await self._queue_exists(name)
+
     async def _queue_exists(self, name: str) -> bool:
         return bool((await self.db.fetch("queue_exists", {"queue": check_queue_name(name)}))[0][0])
 
@@ -910,8 +915,10 @@ class Conveyor:
             return await self.db.fetch(name, params)
         except psycopg.errors.NoDataFound as exc:
             raise NotFoundError(sql_error_message(exc)) from None
-        except (psycopg.errors.UniqueViolation, psycopg.errors.InvalidParameterValue) as exc:
-            raise ConveyorError(sql_error_message(exc)) from None
+        except psycopg.errors.UniqueViolation as exc:
+            raise ConflictError(sql_error_message(exc)) from None
+        except (psycopg.errors.InvalidParameterValue, psycopg.errors.ProgramLimitExceeded) as exc:
+            raise InvalidOptionError(sql_error_message(exc)) from None
         except psycopg.errors.RaiseException as exc:
             raise ConveyorError(sql_error_message(exc)) from None
 

@@ -433,6 +433,7 @@ class SyncConveyor:
 
     queue_stats = blocking(Conveyor.queue_stats)
     scheduler_status = blocking(Conveyor.scheduler_status)
+    queue_exists = blocking(Conveyor.queue_exists)
     create_queue = blocking(Conveyor.create_queue)
     pause_queue = blocking(Conveyor.pause_queue)
     resume_queue = blocking(Conveyor.resume_queue)

@@ -1,0 +1,141 @@
+"""Operations on cron schedules, with the role each needs.
+
+Contract: every function checks the role first, then delegates to the client. Reading needs
+a viewer; pausing, resuming and triggering an operator; creating, changing and removing an
+admin. A schedule is read with its next fire time in UTC and in its own time zone; a new or
+redefined schedule whose next fire the scheduler has not computed yet shows the next fire
+its cron gives from now (``next_fire_estimated``). Changing a schedule is read, merge,
+redefine (``create_schedule(replace=True)``): the last change wins, and the cadence goes on
+unless the cron or the time zone changed. A schedule declared in code is written again
+by the scheduler when it starts; change those in code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..cron import Cron
+from ..errors import ConveyorError, InvalidOptionError, NotFoundError
+from ..queue.client import Conveyor
+from .roles import Principal, Role, require
+
+# What a schedule's definition holds besides its name (the fields a change may set).
+DEFINITION = ("cron", "task", "args", "timezone", "queue", "priority", "max_attempts", "catch_up")
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    """A schedule as stored, with its next fire in UTC and in its own zone."""
+
+    row: dict[str, Any]
+    next_fire_at: datetime | None  # UTC
+    next_fire_local: datetime | None  # the same instant in the schedule's time zone
+    next_fire_estimated: bool  # computed from its cron here: the scheduler has not yet
+
+
+def view(row: dict[str, Any], *, now: datetime | None = None) -> ScheduleView:
+    at: datetime | None = row["next_fire_at"]
+    estimated = False
+    if at is None and not row["paused"] and row["error"] is None:
+        try:
+            at = Cron(row["cron"], row["timezone"]).next_after(now or datetime.now(UTC))
+            estimated = True
+        except ConveyorError:
+            at = None  # the scheduler will record why it cannot fire in the schedule's error
+    if at is None:
+        return ScheduleView(row, None, None, False)
+    try:
+        zone = ZoneInfo(row["timezone"])
+    except (ValueError, KeyError):  # pragma: no cover - the database checks the zone
+        zone = ZoneInfo("UTC")
+    return ScheduleView(row, at.astimezone(UTC), at.astimezone(zone), estimated)
+
+
+async def list_schedules(client: Conveyor, principal: Principal) -> list[ScheduleView]:
+    require(principal, Role.VIEWER, "listing schedules")
+    return [view(row) for row in await client.schedules()]
+
+
+async def get_schedule(client: Conveyor, principal: Principal, name: str) -> ScheduleView:
+    require(principal, Role.VIEWER, "reading a schedule")
+    return view(await _row(client, name))
+
+
+async def _row(client: Conveyor, name: str) -> dict[str, Any]:
+    for row in await client.schedules():
+        if row["name"] == name:
+            return row
+    raise NotFoundError(f"no schedule named {name!r}")
+
+
+async def create_schedule(
+    client: Conveyor, principal: Principal, name: str, definition: Mapping[str, Any]
+) -> ScheduleView:
+    """Create a schedule from ``definition`` (``cron`` and ``task`` required, the rest of
+    DEFINITION optional); a name that is taken is a ConflictError."""
+    require(principal, Role.ADMIN, "creating a schedule")
+    await _define(client, name, definition, replace=False)
+    return view(await _row(client, name))
+
+
+async def update_schedule(
+    client: Conveyor, principal: Principal, name: str, changes: Mapping[str, Any]
+) -> ScheduleView:
+    """Change some fields of an existing schedule (the others are kept)."""
+    require(principal, Role.ADMIN, "changing a schedule")
+    unknown = set(changes) - set(DEFINITION)
+    if unknown:
+        raise InvalidOptionError(f"a schedule has no field {', '.join(sorted(unknown))}")
+    current = await _row(client, name)
+    merged = {field: current[field] for field in DEFINITION} | dict(changes)
+    await _define(client, name, merged, replace=True)
+    return view(await _row(client, name))
+
+
+async def _define(client: Conveyor, name: str, definition: Mapping[str, Any], *, replace: bool) -> None:
+    await client.create_schedule(
+        name,
+        definition["cron"],
+        definition["task"],
+        definition.get("args") or {},
+        timezone=definition.get("timezone") or "UTC",
+        queue=definition.get("queue"),
+        priority=definition.get("priority"),
+        max_attempts=definition.get("max_attempts"),
+        catch_up=definition.get("catch_up") or "once",
+        replace=replace,
+    )
+
+
+async def pause_schedule(client: Conveyor, principal: Principal, name: str) -> None:
+    require(principal, Role.OPERATOR, "pausing a schedule")
+    await client.pause_schedule(name)
+
+
+async def resume_schedule(client: Conveyor, principal: Principal, name: str) -> None:
+    require(principal, Role.OPERATOR, "resuming a schedule")
+    await client.resume_schedule(name)
+
+
+async def trigger_schedule(client: Conveyor, principal: Principal, name: str) -> int:
+    """Enqueue the schedule's job now, its cadence untouched; the job's id."""
+    require(principal, Role.OPERATOR, "triggering a schedule")
+    return await client.trigger_schedule(name)
+
+
+async def remove_schedule(client: Conveyor, principal: Principal, name: str) -> None:
+    require(principal, Role.ADMIN, "removing a schedule")
+    await client.remove_schedule(name)
+
+
+async def schedule_fires(
+    client: Conveyor, principal: Principal, name: str, *, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The schedule's latest fires, newest first; NotFoundError for an unknown schedule."""
+    require(principal, Role.VIEWER, "reading a schedule's fires")
+    await _row(client, name)
+    return await client.schedule_fires(name, limit=limit)

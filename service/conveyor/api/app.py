@@ -6,9 +6,12 @@ Contract:
   document at ``/api/v1/openapi.json`` and a docs page at ``/api/v1/docs``; ``/health`` and
   ``/metrics`` (``api.health``, ``api.metrics``). All four are public: the JSON API needs a key.
   Anything else under the app is a 404 problem document; a wrong method a 405 one.
-- The client: pass an open :class:`~conveyor.Conveyor` (yours: the app never closes it), or
-  a database URL and schema (or neither: the environment's, as everywhere) and the app makes
-  its own. Either way it is opened on first use if it is not open yet, so the app works
+- The client: pass an open :class:`~conveyor.Conveyor` (yours: the app never closes it, and
+  its deadlines are yours to choose), or a database URL and schema (or neither: the
+  environment's, as everywhere) and the app makes its own, with deadlines (``timeouts``,
+  by default the workers' from the environment: ``settings.Timeouts.from_env``), so that a
+  request on a database link that stopped answering fails as a 503 within a bounded time
+  and its connection is replaced, instead of hanging on it. Either way it is opened on first use if it is not open yet, so the app works
   when mounted in another app (Starlette runs no lifespan of a mounted app); when the app's
   own lifespan runs (served alone by uvicorn, or the host calls it: docs/api.md), a client
   the app made is opened at start and closed at the end. A start that cannot reach the
@@ -36,6 +39,7 @@ from ..errors import ConfigurationError
 from ..ops.failed_attempts import FailedAttempts
 from ..ops.health import DOWN
 from ..queue.client import Conveyor
+from ..settings import Timeouts
 from ..tasks import Registry
 from . import docs_page, openapi
 from .auth import Authenticator, ClientOf, peer_address
@@ -85,6 +89,7 @@ def create_app(
     schema: str | None = None,
     registry: Registry | None = None,
     pool_size: int = 10,
+    timeouts: Timeouts | None = None,
     body_limit: int = DEFAULT_BODY_LIMIT,
     failed_attempts: FailedAttempts | None = None,
     client_of: ClientOf = peer_address,
@@ -94,16 +99,26 @@ def create_app(
 
     ``registry``: the tasks this process knows (for the client the app makes; default: the
     tasks imported here), so arguments are checked against their signatures; a task only
-    workers know is enqueued by name. ``body_limit``: the largest request body, in bytes.
+    workers know is enqueued by name. ``timeouts``: the deadlines of that client's database
+    work (default: ``Timeouts.from_env()``, the workers' own: CONVEYOR_STATEMENT_TIMEOUT and
+    the rest); a client you pass keeps its own. ``body_limit``: the largest request body, in bytes.
     ``failed_attempts``: the per-client limit on failed authentications (10 a minute).
     ``client_of``: the client's identity for that limit (default: the peer's IP address).
     """
-    if conveyor is not None and (database_url is not None or schema is not None or registry is not None):
-        raise ConfigurationError("pass a Conveyor client, or database_url/schema/registry, not both")
+    if conveyor is not None and (
+        database_url is not None or schema is not None or registry is not None or timeouts is not None
+    ):
+        raise ConfigurationError("pass a Conveyor client, or database_url/schema/registry/timeouts, not both")
     if not isinstance(body_limit, int) or body_limit < 1:
         raise ConfigurationError(f"body_limit must be a positive number of bytes, got {body_limit!r}")
     owned = conveyor is None
-    client = conveyor or Conveyor(database_url, schema=schema, registry=registry, pool_size=pool_size)
+    client = conveyor or Conveyor(
+        database_url,
+        schema=schema,
+        registry=registry,
+        pool_size=pool_size,
+        timeouts=timeouts if timeouts is not None else Timeouts.from_env(),
+    )
     holder = ClientHolder(client, owned=owned)
     served = Served(holder.get, Authenticator(failed_attempts, client_of), body_limit)
 

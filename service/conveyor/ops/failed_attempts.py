@@ -1,5 +1,8 @@
 """A limit on failed authentication attempts per client, in one process.
 
+Each process counts on its own: N server processes let a client fail up to N x ``limit``
+times within a window (docs/api.md says so).
+
 Contract: a client (the caller's choice of key: an IP address, say) may fail at most
 ``limit`` times within any ``window`` seconds. Once it has, :meth:`FailedAttempts.check`
 returns how many seconds remain until the oldest of those failures leaves the window, and

@@ -28,7 +28,7 @@ from ..errors import (
     UnknownTaskError,
 )
 from ..limits import LimitsInUse, QueueLimits, Rate, limits_in_use, limits_of
-from ..settings import Settings
+from ..settings import Settings, Timeouts
 from ..tasks import Registry, check_queue_name, default_registry, unknown_task_message
 from . import cleaning, control, search
 from .bulk import Batch, enqueue_many, prepare_many, stream
@@ -94,15 +94,23 @@ class Conveyor:
         clock: Clock | None = None,
         pool_size: int = 4,
         durable_enqueue: bool = True,
+        timeouts: Timeouts | None = None,
     ) -> None:
         """``durable_enqueue`` False: enqueues on the client's own connections return before
         their commit reaches the disk (docs/enqueueing.md says what a crash may then lose);
-        ``enqueue(durable=...)`` decides per call."""
+        ``enqueue(durable=...)`` decides per call.
+
+        ``timeouts``: deadlines on the client's own pool, as a worker's (statement and lock
+        timeouts, a connect timeout, and a client-side deadline that drops a connection that
+        stopped answering; see ``settings.Timeouts``). None (the default): statements run as
+        long as they need (a bulk enqueue of a million jobs is one COPY). Waiting for a
+        result is not a statement: it is woken through LISTEN, whatever the timeouts."""
         self.durable_enqueue = durable_enqueue
         self.settings = Settings.from_env(database_url, schema)
         self.registry = registry if registry is not None else default_registry
         self.clock: Clock = clock or DatabaseClock()
         self._pool_size = pool_size
+        self._timeouts = timeouts
         self._known_queues: set[str] = set()  # queues whose rows exist: enqueue takes the short insert
         self._registered = RegisteredTasks()  # tasks known by name only, as workers recorded them
         self._db: Database | None = None
@@ -115,7 +123,12 @@ class Conveyor:
                 raise ConfigurationError(
                     "no database: set DATABASE_URL (or CONVEYOR_DATABASE_URL) or pass database_url"
                 )
-            db = Database(self.settings.database_url, self.settings.schema, max_size=self._pool_size)
+            db = Database(
+                self.settings.database_url,
+                self.settings.schema,
+                max_size=self._pool_size,
+                timeouts=self._timeouts,
+            )
             await db.open()
             self._db = db
         return self

@@ -1,0 +1,80 @@
+"""Review: dead-letter retry and purge by filter, clean_history, listings and workers under
+concurrent change, against a real PostgreSQL.
+
+A concurrent change is forced between two statements of an operation by wrapping the
+engine function that runs the first (``cleaning.dead_ids``): the wrapper lets the real
+statement run, then makes the change on a connection of its own and commits it, as another
+operator or a worker would, before the operation goes on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from conveyor import Conveyor, Registry
+from conveyor.queue import cleaning, search
+
+from ..helpers import DB
+from .tables import bury
+
+
+@pytest.fixture
+def tasks(registry: Registry) -> None:
+    @registry.task
+    async def noop(n: int = 0) -> None:
+        pass
+
+
+def retry_and_die_again(db: DB, job_id: int, at: datetime) -> None:
+    """Another operator retries the dead job; it runs and dies again at ``at``."""
+    db.all("select {schema}.retry_dead(%s)", [job_id])
+    bury(db, [job_id], at, error="ValueError: again")
+
+
+async def test_purge_by_death_time_keeps_a_job_that_died_again_after_the_range(
+    client: Conveyor, tasks: None, db: DB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(UTC)
+    old = await client.enqueue("noop", {"n": 1})
+    other = await client.enqueue("noop", {"n": 2})
+    bury(db, [old, other], now - timedelta(days=3))
+    real = search.dead_ids
+
+    async def dead_ids(*args: Any, **kwargs: Any) -> list[int]:
+        ids = await real(*args, **kwargs)
+        if old in ids:
+            # Between the purge's choice and its delete: retried, and dead again just now.
+            retry_and_die_again(db, old, now)
+        return ids
+
+    monkeypatch.setattr(cleaning, "dead_ids", dead_ids)
+    purged = await client.purge_dead(died_before=now - timedelta(days=2))
+    # The job that died just now did not die before the range's end: it must stay.
+    assert db.all("select id, died_at > %s from {schema}.dead_jobs", [now - timedelta(days=1)]) == [
+        (old, True)
+    ]
+    assert purged == 1
+
+
+async def test_retry_by_death_time_leaves_a_job_that_died_again_after_the_range(
+    client: Conveyor, tasks: None, db: DB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(UTC)
+    first = await client.enqueue("noop", {"n": 1})
+    second = await client.enqueue("noop", {"n": 2})
+    bury(db, [first, second], now - timedelta(days=3))
+    real = search.dead_ids
+
+    async def dead_ids(*args: Any, **kwargs: Any) -> list[int]:
+        ids = await real(*args, **kwargs)
+        if second in ids:
+            retry_and_die_again(db, second, now)
+        return ids
+
+    monkeypatch.setattr(cleaning, "dead_ids", dead_ids)
+    retried, refused = await client.retry_dead_matching(died_before=now - timedelta(days=2))
+    # `second` now died after the range: retrying "what died before" must not take it.
+    assert (retried, refused) == ([first], {})
+    assert db.all("select id from {schema}.dead_jobs") == [(second,)]

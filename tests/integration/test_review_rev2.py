@@ -8,6 +8,7 @@ operator or a worker would, before the operation goes on."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from conveyor import Conveyor, Registry
 from conveyor.queue import cleaning, search
 
-from ..helpers import DB
+from ..helpers import DB, wait_until
 from .tables import bury
 
 
@@ -78,3 +79,38 @@ async def test_retry_by_death_time_leaves_a_job_that_died_again_after_the_range(
     # `second` now died after the range: retrying "what died before" must not take it.
     assert (retried, refused) == ([first], {})
     assert db.all("select id from {schema}.dead_jobs") == [(second,)]
+
+
+async def test_a_worker_forgotten_after_an_hour_of_silence_shows_again_once_it_beats(
+    client: Conveyor, registry: Registry, db: DB, start_worker: Any
+) -> None:
+    """A worker cut off from the database for over an hour (its row pruned by the upkeep)
+    comes back and works on: workers() must list it again once it heartbeats."""
+    release = asyncio.Event()
+
+    @registry.task
+    async def hold() -> None:
+        await release.wait()
+
+    async with start_worker(lease=3) as worker:
+        beats = 0
+        real = worker.db.heartbeat_worker
+
+        async def counted(*args: Any, **kwargs: Any) -> None:
+            nonlocal beats
+            await real(*args, **kwargs)
+            beats += 1
+
+        worker.db.heartbeat_worker = counted  # type: ignore[method-assign]
+        # The upkeep as it runs after the worker was silent for the hour: its row goes.
+        await client.db.prune_workers(silent_for=timedelta(hours=1), now=datetime.now(UTC) + timedelta(hours=2))
+        assert db.one("select count(*) from {schema}.workers") == 0
+        after = beats
+        job = await client.enqueue("hold", {})
+        await wait_until(lambda: db.one("select count(*) from {schema}.jobs where state = 'running'") == 1)
+        await wait_until(lambda: beats >= after + 2)
+        # The worker is alive, beats, and holds a running job; the listing must say so.
+        assert db.one("select worker_id from {schema}.jobs where id = %s", [job]) == worker.id
+        listed = [(w.id, w.alive, [j.id for j in w.jobs]) for w in (await client.workers()).workers]
+        release.set()
+        assert listed == [(worker.id, True, [job])]

@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor, Registry
+from conveyor.errors import ConveyorError
+from conveyor.ops import keys
+from conveyor.ops.roles import LOCAL_ADMIN
 from conveyor.queue import cleaning, search
 
 from ..helpers import DB, wait_until
@@ -103,7 +106,9 @@ async def test_a_worker_forgotten_after_an_hour_of_silence_shows_again_once_it_b
 
         worker.db.heartbeat_worker = counted  # type: ignore[method-assign]
         # The upkeep as it runs after the worker was silent for the hour: its row goes.
-        await client.db.prune_workers(silent_for=timedelta(hours=1), now=datetime.now(UTC) + timedelta(hours=2))
+        await client.db.prune_workers(
+            silent_for=timedelta(hours=1), now=datetime.now(UTC) + timedelta(hours=2)
+        )
         assert db.one("select count(*) from {schema}.workers") == 0
         after = beats
         job = await client.enqueue("hold", {})
@@ -114,3 +119,23 @@ async def test_a_worker_forgotten_after_an_hour_of_silence_shows_again_once_it_b
         listed = [(w.id, w.alive, [j.id for j in w.jobs]) for w in (await client.workers()).workers]
         release.set()
         assert listed == [(worker.id, True, [job])]
+
+
+async def test_concurrent_create_with_replace_each_replace_the_key(client: Conveyor) -> None:
+    """`create --replace` (what `conveyor dev` does on each start) run twice at once: each
+    call asked to replace the key, so each makes one and exactly one stays live; none is told
+    "exists already: revoke it first"."""
+    outcomes: list[str] = []
+
+    async def replace() -> None:
+        try:
+            await keys.create_key(client.db, LOCAL_ADMIN, "dev", "admin", replace=True)
+            outcomes.append("made")
+        except ConveyorError as exc:
+            outcomes.append(str(exc))
+
+    for _ in range(10):
+        await asyncio.gather(replace(), replace(), replace())
+    live = [key for key in await keys.list_keys(client.db, LOCAL_ADMIN) if key.name == "dev"]
+    assert len(live) == 1
+    assert [o for o in outcomes if o != "made"] == []

@@ -52,9 +52,40 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(task)s::text IS NULL OR task = %(task)s)
 ORDER BY id;
 
+-- name: retry_dead_job_matching
+-- Put one dead job back, as retry_dead_job, only if it still matches the filters it was chosen
+-- by (queue, task, died in [died_after, died_before)): a bulk retry picks ids first, and
+-- meanwhile a job may have been retried and have died again, after the range. The row is
+-- locked before retry_dead_v2 takes it, so the check holds for the row it moves. Returns the
+-- job's id, or no row when the job no longer matches (or is no longer dead).
+WITH still AS MATERIALIZED (
+    SELECT d.id FROM {schema}.dead_jobs d
+    WHERE d.id = %(id)s
+      AND (%(queue)s::text IS NULL OR d.queue = %(queue)s)
+      AND (%(task)s::text IS NULL OR d.task = %(task)s)
+      AND (%(died_after)s::timestamptz IS NULL OR d.died_at >= %(died_after)s)
+      AND (%(died_before)s::timestamptz IS NULL OR d.died_at < %(died_before)s)
+    FOR UPDATE
+)
+SELECT {schema}.retry_dead_v2(still.id) FROM still;
+
 -- name: purge_dead_jobs
--- Delete dead jobs matching every filter given; returns how many.
-SELECT {schema}.purge_dead_v1(%(ids)s::bigint[], %(queue)s::text, %(task)s::text, %(older_than)s::interval);
+-- Delete dead jobs matching every filter given (ids, queue, task, died in [died_after,
+-- died_before), died more than older_than before the database's now()); returns how many.
+-- What purge_dead_v1 does, with the death-time range: a purge by filter picks ids first and
+-- deletes them here, so each row is checked again as it is deleted (a job retried meanwhile
+-- that died again outside the range stays).
+WITH purged AS (
+    DELETE FROM {schema}.dead_jobs d
+    WHERE (%(ids)s::bigint[] IS NULL OR d.id = ANY (%(ids)s::bigint[]))
+      AND (%(queue)s::text IS NULL OR d.queue = %(queue)s)
+      AND (%(task)s::text IS NULL OR d.task = %(task)s)
+      AND (%(died_after)s::timestamptz IS NULL OR d.died_at >= %(died_after)s)
+      AND (%(died_before)s::timestamptz IS NULL OR d.died_at < %(died_before)s)
+      AND (%(older_than)s::interval IS NULL OR d.died_at < now() - %(older_than)s::interval)
+    RETURNING 1
+)
+SELECT count(*) FROM purged;
 
 -- name: pause_queue
 -- Stop workers claiming from a queue (creates it paused if it does not exist).

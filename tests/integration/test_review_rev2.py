@@ -9,8 +9,12 @@ operator or a worker would, before the operation goes on."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -119,6 +123,29 @@ async def test_a_worker_forgotten_after_an_hour_of_silence_shows_again_once_it_b
         listed = [(w.id, w.alive, [j.id for j in w.jobs]) for w in (await client.workers()).workers]
         release.set()
         assert listed == [(worker.id, True, [job])]
+
+
+async def test_a_worker_row_written_again_is_the_row_the_worker_registered(
+    registry: Registry, db: DB, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The row a heartbeat writes back holds what the worker registered (its queues,
+    concurrency, host, pid and start time), and the worker says once that it did."""
+
+    @registry.task(queue="mail")
+    async def send() -> None:
+        pass
+
+    caplog.set_level(logging.WARNING, logger="conveyor.worker")
+    columns = "select id, hostname, pid, queues, concurrency, started_at from {schema}.workers"
+    async with start_worker(lease=3, concurrency=3) as worker:
+        registered = db.all(columns)
+        assert registered == [(worker.id, socket.gethostname(), os.getpid(), ["default", "mail"], 3, ANY)]
+        db.all("delete from {schema}.workers")
+        await wait_until(lambda: db.all(columns) != [])
+        assert db.all(columns) == registered
+        restored = [r for r in caplog.records if getattr(r, "event", None) == "worker_row_restored"]
+        assert len(restored) == 1, restored
+        assert str(worker.id) in restored[0].getMessage()
 
 
 async def test_concurrent_create_with_replace_each_replace_the_key(client: Conveyor) -> None:

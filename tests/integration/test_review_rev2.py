@@ -141,11 +141,17 @@ async def test_a_worker_row_written_again_is_the_row_the_worker_registered(
         registered = db.all(columns)
         assert registered == [(worker.id, socket.gethostname(), os.getpid(), ["default", "mail"], 3, ANY)]
         db.all("delete from {schema}.workers")
-        await wait_until(lambda: db.all(columns) != [])
+
+        def restored() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if getattr(r, "event", None) == "worker_row_restored"]
+
+        # The line is logged once the row is written back (and the beats after it do not).
+        await wait_until(lambda: restored() != [])
         assert db.all(columns) == registered
-        restored = [r for r in caplog.records if getattr(r, "event", None) == "worker_row_restored"]
-        assert len(restored) == 1, restored
-        assert str(worker.id) in restored[0].getMessage()
+        seen = datetime.now(UTC)
+        await wait_until(lambda: db.one("select heartbeat_at > %s from {schema}.workers", [seen]))
+        assert len(restored()) == 1, restored()
+        assert str(worker.id) in restored()[0].getMessage()
 
 
 async def test_concurrent_create_with_replace_each_replace_the_key(client: Conveyor) -> None:

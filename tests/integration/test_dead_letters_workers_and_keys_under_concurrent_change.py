@@ -1,5 +1,7 @@
-"""Review: dead-letter retry and purge by filter, clean_history, listings and workers under
-concurrent change, against a real PostgreSQL.
+"""Dead-letter retry and purge by death time, the workers listing and API key replacement,
+each under a concurrent change, against a real PostgreSQL: a job retried and dead again
+between a bulk operation's choice and its act, a worker row pruned while the worker lives,
+replacements of one key name at the same time.
 
 A concurrent change is forced between two statements of an operation by wrapping the
 engine function that runs the first (``cleaning.dead_ids``): the wrapper lets the real

@@ -53,10 +53,53 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(task)s::text IS NULL OR task = %(task)s)
 ORDER BY id;
 
+-- name: retry_dead_job_matching
+-- Put one dead job back, as retry_dead_job, only if it still matches the filters it was chosen
+-- by (queue, task, died in [died_after, died_before)): a bulk retry picks ids first, and
+-- meanwhile a job may have been retried and have died again, after the range. The row is
+-- locked before retry_dead_v3 takes it (counting its death for the metrics), so the check
+-- holds for the row it moves. Returns the job's id, or no row when the job no longer matches
+-- (or is no longer dead).
+WITH mark AS MATERIALIZED (
+    -- The metric mark's lock first, as retry_dead_v3 and purge_dead_v2 take it before any
+    -- dead row: the same order everywhere, so a retry and a purge never deadlock.
+    SELECT {schema}.metric_mark_lock_v1() AS counted_to
+), still AS MATERIALIZED (
+    SELECT d.id FROM mark, {schema}.dead_jobs d
+    WHERE d.id = %(id)s
+      AND (%(queue)s::text IS NULL OR d.queue = %(queue)s)
+      AND (%(task)s::text IS NULL OR d.task = %(task)s)
+      AND (%(died_after)s::timestamptz IS NULL OR d.died_at >= %(died_after)s)
+      AND (%(died_before)s::timestamptz IS NULL OR d.died_at < %(died_before)s)
+    FOR UPDATE OF d
+)
+SELECT {schema}.retry_dead_v3(still.id) FROM still;
+
 -- name: purge_dead_jobs
--- Delete dead jobs matching every filter given; returns how many (their deaths and last starts
--- are added to the metric totals if no count has reached them yet).
-SELECT {schema}.purge_dead_v2(%(ids)s::bigint[], %(queue)s::text, %(task)s::text, %(older_than)s::interval);
+-- Delete dead jobs matching every filter given (ids, queue, task, died in [died_after,
+-- died_before), died more than older_than before the database's now()); returns how many.
+-- Each row is checked again and locked as it is picked (a purge by filter picks ids first,
+-- and a job retried meanwhile that died again outside the range stays), then purge_dead_v2
+-- deletes them, adding their deaths and last starts to the metric totals if no count has
+-- reached them yet.
+-- The metric mark's lock is taken before any dead row (the order retry_dead_v3 takes them in).
+WITH mark AS MATERIALIZED (
+    SELECT {schema}.metric_mark_lock_v1() AS counted_to
+)
+SELECT {schema}.purge_dead_v2(
+    ARRAY(
+        SELECT d.id FROM mark, {schema}.dead_jobs d
+        WHERE (%(ids)s::bigint[] IS NULL OR d.id = ANY (%(ids)s::bigint[]))
+          AND (%(queue)s::text IS NULL OR d.queue = %(queue)s)
+          AND (%(task)s::text IS NULL OR d.task = %(task)s)
+          AND (%(died_after)s::timestamptz IS NULL OR d.died_at >= %(died_after)s)
+          AND (%(died_before)s::timestamptz IS NULL OR d.died_at < %(died_before)s)
+          AND (%(older_than)s::interval IS NULL OR d.died_at < now() - %(older_than)s::interval)
+        ORDER BY d.id
+        FOR UPDATE OF d
+    ),
+    %(queue)s::text, %(task)s::text, %(older_than)s::interval
+);
 
 -- name: pause_queue
 -- Stop workers claiming from a queue (creates it paused if it does not exist).

@@ -8,6 +8,13 @@ INSERT INTO {schema}.api_keys (name, role, prefix, token_hash, created_at)
 VALUES (%(name)s, %(role)s, %(prefix)s, %(token_hash)s, coalesce(%(now)s, now()))
 RETURNING id, name, role, prefix, created_at, revoked_at, last_used_at;
 
+-- name: api_key_name_lock
+-- Take the lock of one key name in one schema for this transaction: makings that replace the
+-- key of a name take turns, so each one's revoke sees the key the one before it made (the
+-- two-key form: a lock space of its own, apart from the one-key locks of retention and
+-- migrations). %(schema)s: the schema's name.
+SELECT pg_advisory_xact_lock(hashtext('conveyor api key ' || %(schema)s), hashtext(%(name)s));
+
 -- name: list_api_keys
 -- Keys in the order they were made, revoked ones too when asked.
 SELECT id, name, role, prefix, created_at, revoked_at, last_used_at

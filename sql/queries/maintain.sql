@@ -92,14 +92,26 @@ UNION ALL
 SELECT 'dead', b.*, true FROM buried b WHERE (SELECT count(*) FROM settled) >= 0;
 
 -- name: register_worker
--- Record a worker process starting.
+-- Record a worker process starting; returns its start time (the worker writes it again if
+-- its row goes: restore_worker).
 INSERT INTO {schema}.workers (id, hostname, pid, queues, concurrency, started_at, heartbeat_at)
 VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s,
-        coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()));
+        coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()))
+RETURNING started_at;
 
 -- name: heartbeat_worker
--- Record that a worker is alive.
-UPDATE {schema}.workers SET heartbeat_at = coalesce(%(now)s::timestamptz, now()) WHERE id = %(id)s;
+-- Record that a worker is alive; returns a row if it had a row to touch (see restore_worker).
+UPDATE {schema}.workers SET heartbeat_at = coalesce(%(now)s::timestamptz, now()) WHERE id = %(id)s
+RETURNING 1;
+
+-- name: restore_worker
+-- Write a live worker's row again, as it registered (its own start time), after a heartbeat
+-- found none: the upkeep forgets workers silent for an hour (prune_workers), and a worker cut
+-- off from the database that long may come back and work on.
+INSERT INTO {schema}.workers (id, hostname, pid, queues, concurrency, started_at, heartbeat_at)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(started_at)s,
+        coalesce(%(now)s::timestamptz, now()))
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at;
 
 -- name: unregister_worker
 -- Forget a worker that stopped cleanly.

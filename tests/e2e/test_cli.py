@@ -812,6 +812,29 @@ def test_dlq_refuses_unknown_ids_and_commands_without_ids_or_all(
     assert db.one("select count(*) from {schema}.jobs") == 0
 
 
+def test_dlq_retry_filters_without_all_are_usage_errors(env: dict[str, str], db: DB, tmp_path: Path) -> None:
+    """The filters and --limit narrow --all; with ids alone they would be ignored, so each is
+    refused before anything is retried."""
+    insert_dead(db, 603, "default", "add", [_error(1, "nope")], {"a": 1})
+    calls = {
+        "--queue": ["dlq", "retry", "603", "--queue", "other"],
+        "--task": ["dlq", "retry", "603", "--task", "add"],
+        "--died-after": ["dlq", "retry", "603", "--died-after", "2h"],
+        "--died-before": ["dlq", "retry", "603", "--died-before", "2026-01-01T00:00:00+00:00"],
+        "--limit": ["dlq", "retry", "603", "--limit", "1"],
+        "--queue, --limit": ["dlq", "retry", "-q", "default", "--limit", "5"],  # no ids either
+    }
+    runs = conveyor_many(list(calls.values()), env=env, cwd=tmp_path)
+    for given, run in zip(calls, runs, strict=True):
+        assert run.returncode == 2, str(run)
+        assert f"Error: {given} narrow" in run.stderr, str(run)
+        assert "pass --all with them, or name the jobs by id alone" in run.stderr, str(run)
+        assert "Traceback" not in run.stderr, str(run)
+        assert run.stdout == "", str(run)
+    assert db.all("select id from {schema}.dead_jobs") == [(603,)]
+    assert db.one("select count(*) from {schema}.jobs") == 0
+
+
 def test_ids_and_attempts_out_of_range_are_usage_errors(env: dict[str, str], db: DB, tmp_path: Path) -> None:
     insert_dead(db, 602, "default", "add", [_error(1, "nope")], {"a": 1})
     calls = [

@@ -82,6 +82,9 @@ def test_no_cursor_is_the_first_page() -> None:
         raw([1, "jobs", 2**63]),
         raw([1, "jobs", 5, 6]),
         raw([2, "jobs", 5]),
+        raw([True, "jobs", 5]),  # true == 1 in Python, but is not version 1
+        raw([1.0, "jobs", 5]),
+        raw(["1", "jobs", 5]),
         raw([1, "nothing", 5]),
         raw("jobs"),
         raw(None),
@@ -102,6 +105,8 @@ def test_a_bad_cursor_is_refused_clearly(cursor: str) -> None:
         [1, "history", 10**30, 5],  # past the year 9999
         [1, "history", -(10**20), 5],
         [1, "history", 0, 0],
+        [True, "history", 0, 5],
+        [1.0, "history", 0, 5],
     ],
 )
 def test_a_bad_time_cursor_is_refused_clearly(key: list[object]) -> None:
@@ -114,6 +119,9 @@ def test_a_cursor_of_another_listing_says_which_it_is() -> None:
         decode(JOBS, encode(HISTORY, Position(5, datetime.now(UTC))))
     with pytest.raises(InvalidOptionError, match=r"continues the jobs listing, not the dead one"):
         decode(DEAD, encode(JOBS, Position(5)))
+    # Another listing's cursor says so only when its version is one Conveyor writes.
+    with pytest.raises(InvalidOptionError, match=r"the cursor is not valid"):
+        decode(DEAD, raw([True, "jobs", 5]))
 
 
 @pytest.mark.parametrize("cursor", [5, b"abc", ["x"], {"id": 1}])

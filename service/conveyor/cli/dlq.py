@@ -129,8 +129,8 @@ def _ids_or_all(ids: Sequence[int], all_: bool, what: str) -> None:
 @dlq.command("retry")
 @click.argument("job_ids", type=JOB_ID, nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every dead job (matching the filters).")
-@click.option("--queue", "-q")
-@click.option("--task")
+@click.option("--queue", "-q", help="With --all: of this queue.")
+@click.option("--task", help="With --all: of this task.")
 @click.option("--died-after", type=Moment(), help="With --all: died at or after this time.")
 @click.option("--died-before", type=Moment(), help="With --all: died before this time.")
 @click.option("--limit", type=click.IntRange(min=1), help="With --all: at most this many, oldest id first.")
@@ -150,6 +150,24 @@ def dlq_retry(
 
     Says what became of each: retried, or (on stderr, and exit status 1) not found, not
     dead, or kept dead (its unique key is taken by a live job)."""
+    if not all_:
+        # The filters choose among every dead job: given ids, they would be silently ignored.
+        given = [
+            option
+            for option, value in (
+                ("--queue", queue),
+                ("--task", task),
+                ("--died-after", died_after),
+                ("--died-before", died_before),
+                ("--limit", limit),
+            )
+            if value is not None
+        ]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)} narrow{'s' if len(given) == 1 else ''} --all: "
+                "pass --all with them, or name the jobs by id alone"
+            )
     _ids_or_all(job_ids, all_, "retry")
 
     async def go(client: Conveyor) -> tuple[list[int], dict[int, str]]:

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -53,6 +54,18 @@ def by_id(entries: Iterable[tuple[int, str]]) -> str:
 
     The values are JSON already (results and errors are encoded once, by the executor)."""
     return "{" + ",".join(f'"{job_id}":{value}' for job_id, value in entries) + "}"
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """A worker process as its row in the workers table records it."""
+
+    id: UUID
+    hostname: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    started_at: datetime
 
 
 class Borrowed:
@@ -579,8 +592,9 @@ class Database:
         queues: Sequence[str],
         concurrency: int,
         now: datetime | None,
-    ) -> None:
-        await self.fetch(
+    ) -> WorkerRow:
+        """Record a worker starting; the row as written (what heartbeats write back if it goes)."""
+        rows = await self.fetch(
             "register_worker",
             {
                 "id": worker_id,
@@ -591,9 +605,26 @@ class Database:
                 "now": now,
             },
         )
+        return WorkerRow(worker_id, hostname, pid, tuple(queues), concurrency, rows[0][0])
 
-    async def heartbeat_worker(self, worker_id: UUID, *, now: datetime | None) -> None:
-        await self.fetch("heartbeat_worker", {"id": worker_id, "now": now})
+    async def heartbeat_worker(self, worker: WorkerRow, *, now: datetime | None) -> bool:
+        """Record that a worker is alive: one UPDATE of its row, and only if that found no row
+        (pruned after a long silence) the row written again. True when it was written again."""
+        if await self.fetch("heartbeat_worker", {"id": worker.id, "now": now}):
+            return False
+        await self.fetch(
+            "restore_worker",
+            {
+                "id": worker.id,
+                "hostname": worker.hostname,
+                "pid": worker.pid,
+                "queues": list(worker.queues),
+                "concurrency": worker.concurrency,
+                "started_at": worker.started_at,
+                "now": now,
+            },
+        )
+        return True
 
     async def unregister_worker(self, worker_id: UUID) -> None:
         await self.fetch("unregister_worker", {"id": worker_id})

@@ -134,7 +134,9 @@ async def create_key(
 
     A key not revoked with the same name is refused (:class:`ConveyorError`), unless
     ``replace``: then it is revoked in the same transaction as the new key is made (how
-    ``conveyor dev`` makes a fresh key on each start)."""
+    ``conveyor dev`` makes a fresh key on each start). Replacements of one name take turns
+    (a lock on the name, held to the commit), so concurrent ones all succeed, the last to
+    commit leaving the one live key."""
     require(principal, Role.ADMIN, "making an API key")
     name = check_name(name)
     level = parse_role(role)
@@ -144,6 +146,9 @@ async def create_key(
         try:
             async with db.transaction() as tx:
                 if replace:
+                    # Without the lock, two replacements would each revoke only the key they
+                    # see, and the second insert would meet the first's uncommitted key.
+                    await tx.fetch("api_key_name_lock", {"schema": db.schema, "name": name})
                     await tx.fetch("revoke_api_key", {"id": None, "name": name, "now": now})
                 rows = await tx.fetch("create_api_key", params)
         except psycopg.errors.UniqueViolation as exc:

@@ -10,7 +10,10 @@ time budget is spent (call again to go on). A worker acking meanwhile is never h
 step touches the jobs table, and finished rows are written once and never locked by acks.
 
 Retry and purge by filter take the matching dead jobs a batch of ids at a time (lowest id
-first), so no statement locks many rows for long.
+first), so no statement locks many rows for long. Between choosing the ids and acting on them
+a job may have been retried and have died again (no longer matching a death-time range), or
+have been retried or purged by someone else: ``retry`` and ``purge`` check each row against
+the filters again as they take it, and a job that no longer matches is left alone.
 """
 
 from __future__ import annotations
@@ -98,12 +101,13 @@ async def _steps(db: Database, query: str, params: dict[str, object], batch: int
 async def retry_dead_matching(
     db: Database,
     filters: JobFilters,
-    retry: Callable[[int], Awaitable[int]],
+    retry: Callable[[int], Awaitable[int | None]],
     *,
     limit: int | None,
 ) -> tuple[list[int], dict[int, str]]:
     """Put back the dead jobs matching the filters (at most ``limit``), one by one through
-    ``retry``: the ids put back and, for each that could not go back, why."""
+    ``retry`` (which returns None for a job that no longer matches them): the ids put back
+    and, for each that could not go back, why."""
     retried: list[int] = []
     refused: dict[int, str] = {}
     after = 0
@@ -112,11 +116,14 @@ async def retry_dead_matching(
         ids = await dead_ids(db, filters, after_id=after, batch=want)
         for job_id in ids:
             try:
-                retried.append(await retry(job_id))
+                revived = await retry(job_id)
             except NotFoundError:
                 continue  # someone else retried or purged it meanwhile
             except ConveyorError as exc:
                 refused[job_id] = str(exc)
+                continue
+            if revived is not None:  # None: it no longer matches (died again since, say)
+                retried.append(revived)
         if len(ids) < want:
             break
         after = ids[-1]

@@ -748,13 +748,28 @@ class Conveyor:
     ) -> tuple[list[int], dict[int, str]]:
         """Put back every dead job matching the filters (at most ``limit``, lowest id first),
         one by one: returns the ids put back and, for each that could not go back (its
-        unique key is taken), why. Deaths in ``[died_after, died_before)``."""
+        unique key is taken), why. Deaths in ``[died_after, died_before)``. Each job is checked
+        against the filters again as it goes back: one retried meanwhile that died again
+        outside the range stays dead."""
         filters = JobFilters.of(
             queue=queue, task=task, finished_after=died_after, finished_before=died_before, finished="died"
         )
         if limit is not None:
             limit = check_limit(limit, MAX_RETRY)
-        return await cleaning.retry_dead_matching(self.db, filters, self.retry_dead, limit=limit)
+
+        async def retry(job_id: int) -> int | None:
+            # Checked again as it is put back: it may have been retried and died again since.
+            params = {
+                "id": job_id,
+                "queue": filters.queue,
+                "task": filters.task,
+                "died_after": filters.finished_after,
+                "died_before": filters.finished_before,
+            }
+            rows = await self._call("retry_dead_job_matching", params)
+            return int(rows[0][0]) if rows else None
+
+        return await cleaning.retry_dead_matching(self.db, filters, retry, limit=limit)
 
     async def purge_dead(
         self,
@@ -775,8 +790,16 @@ class Conveyor:
         )
         grace = None if older_than is None else check_older_than(older_than)
 
-        async def purge(chosen: list[int] | None) -> int:
-            params = {"ids": chosen, "queue": filters.queue, "task": filters.task, "older_than": grace}
+        async def purge(chosen: list[int]) -> int:
+            # Every filter goes with the ids: each row is checked again as it is deleted.
+            params = {
+                "ids": chosen,
+                "queue": filters.queue,
+                "task": filters.task,
+                "died_after": filters.finished_after,
+                "died_before": filters.finished_before,
+                "older_than": grace,
+            }
             return int((await self._call("purge_dead_jobs", params))[0][0])
 
         if ids is not None:

@@ -51,14 +51,15 @@ from uuid import UUID
 import psycopg
 
 from ..clock import Clock
-from ..db.database import Database
+from ..db.database import Database, WorkerRow
 from ..jobs import Held
 
 log = logging.getLogger("conveyor.worker")
 
 
 class LeaseKeeper:
-    """The worker's heartbeat: keeps the worker row fresh and long jobs' leases alive."""
+    """The worker's heartbeat: keeps the worker row fresh (writing it again if the upkeep forgot
+    it after a long silence) and long jobs' leases alive."""
 
     def __init__(
         self,
@@ -79,6 +80,11 @@ class LeaseKeeper:
         self._running = running
         self._on_lost = on_lost
         self._on_abort = on_abort
+        self._row: WorkerRow | None = None
+
+    def registered(self, row: WorkerRow) -> None:
+        """The worker's row as it registered: heartbeats touch it, and write it again if it went."""
+        self._row = row
 
     async def run(self) -> None:
         """Extend leases and refresh the worker row, each on its own beat: a write that waits
@@ -102,7 +108,14 @@ class LeaseKeeper:
         await _logged(self.touch_worker, "heartbeat")
 
     async def touch_worker(self) -> None:
-        await self._db.heartbeat_worker(self._worker_id, now=self._clock.now())
+        if self._row is None:
+            return  # not registered yet: nothing to touch
+        if await self._db.heartbeat_worker(self._row, now=self._clock.now()):
+            log.warning(
+                "worker %s: its row was gone (forgotten after a long silence); written again",
+                self._worker_id,
+                extra={"event": "worker_row_restored", "worker_id": str(self._worker_id)},
+            )
 
     async def extend(self) -> None:
         cutoff = time.monotonic() - self.interval

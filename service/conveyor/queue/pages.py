@@ -85,11 +85,11 @@ def decode(listing: str, cursor: object) -> Position | None:
     timed = listing != JOBS
     if (
         len(key) != (4 if timed else 3)
-        or key[0] != VERSION
+        or not _is_version(key[0])
         or key[1] != listing
         or not all(type(part) is int for part in key[2:])
     ):
-        if len(key) >= 2 and key[0] == VERSION and key[1] in (JOBS, HISTORY, DEAD) and key[1] != listing:
+        if len(key) >= 2 and _is_version(key[0]) and key[1] in (JOBS, HISTORY, DEAD) and key[1] != listing:
             raise InvalidOptionError(f"this cursor continues the {key[1]} listing, not the {listing} one")
         raise _invalid()
     *_, job_id = key
@@ -101,6 +101,12 @@ def decode(listing: str, cursor: object) -> Position | None:
     if not MIN_MICROS <= micros <= MAX_MICROS:
         raise _invalid()
     return Position(job_id, EPOCH + timedelta(microseconds=micros))
+
+
+def _is_version(part: object) -> bool:
+    """The format version written as Conveyor writes it: an int (JSON's true and 1.0 equal 1 in
+    Python, but are not how a cursor of this version says so)."""
+    return type(part) is int and part == VERSION
 
 
 def _parse(cursor: str) -> list[Any]:

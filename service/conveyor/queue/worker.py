@@ -314,7 +314,7 @@ class Worker:
         await self.db.sync_tasks(
             [(t.name, t.queue, t.priority, t.max_attempts, t.timeout) for t in self.registry.with_builtins()]
         )
-        await self.db.register_worker(
+        row = await self.db.register_worker(
             worker_id=self.id,
             hostname=socket.gethostname(),
             pid=os.getpid(),
@@ -322,6 +322,7 @@ class Worker:
             concurrency=self.config.concurrency,
             now=self.clock.now(),
         )
+        self._leases.registered(row)
         try:
             await self.db.ensure_history_partitions(now=self.clock.now())
         except Exception as exc:  # the default partition takes any row meanwhile

@@ -63,14 +63,26 @@ def database_url(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def schema(request: pytest.FixtureRequest, database_url: str) -> str:
-    """A freshly migrated Conveyor schema for this test."""
+def schema(request: pytest.FixtureRequest, database_url: str) -> Iterator[str]:
+    """A freshly migrated Conveyor schema for this test.
+
+    Torn down last (everything of the test depends on it): a session the test left inside a
+    transaction or a statement (a connection dropped by the client while the server still
+    runs its statement, a link frozen mid-statement) is ended, since the metrics' counting
+    step, and so retention and clean_history, wait for every open transaction of the
+    database, which later tests share."""
     digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:10]
     name = f"t_{digest}"
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
     migrations.upgrade(database_url, name)
-    return name
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend' AND xact_start IS NOT NULL"
+        )
 
 
 @pytest.fixture

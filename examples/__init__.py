@@ -1,0 +1,1 @@
+"""Applications that use Conveyor end to end (docs/examples.md)."""

@@ -31,6 +31,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -149,6 +150,7 @@ def _setup(url: str, schema: str) -> str:
 
 
 def _start_api(url: str, schema: str, workers: int, pool_size: int) -> tuple[subprocess.Popen[str], int]:
+    """``conveyor api`` with ``workers`` processes, once every one has said its app is up."""
     env = {
         **os.environ,
         "CONVEYOR_DATABASE_URL": url,
@@ -159,11 +161,20 @@ def _start_api(url: str, schema: str, workers: int, pool_size: int) -> tuple[sub
     process = subprocess.Popen(
         [sys.executable, "-m", "conveyor", "api", "--port", "0", "--workers", str(workers),
          "--pool-size", str(pool_size), "--no-access-log", "--tasks", "api_enqueue_task"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
     assert process.stdout is not None
+    assert process.stderr is not None
     found = re.search(r"http://[^:]+:(\d+)/api/v1", process.stdout.readline())
-    if found is None:
+    ready = threading.Semaphore(0)
+
+    def read_log(stream: Any) -> None:  # and keep reading, so that the pipe never fills
+        for line in stream:
+            if "Application startup complete" in line:
+                ready.release()
+
+    threading.Thread(target=read_log, args=(process.stderr,), daemon=True).start()
+    if found is None or not all(ready.acquire(timeout=60) for _ in range(workers)):
         process.kill()
         raise SystemExit("conveyor api did not start")
     return process, int(found[1])
@@ -209,7 +220,6 @@ def main() -> None:
     }
     rounds: dict[str, list[dict[str, Any]]] = {"api": [], "sql": [], "raw": [], "api_half": []}
     try:
-        time.sleep(3)  # every server process up
         _run_load(port, token, options.concurrency, 2.0)  # warm: connections, prepared statements
         for _ in range(options.rounds):
             rounds["api"].append(_run_load(port, token, options.concurrency, options.seconds))

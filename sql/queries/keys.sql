@@ -49,3 +49,8 @@ WHERE prefix = %(prefix)s;
 UPDATE {schema}.api_keys SET last_used_at = coalesce(%(now)s, now())
 WHERE id = %(id)s AND revoked_at IS NULL
   AND (last_used_at IS NULL OR last_used_at <= coalesce(%(now)s, now()) - interval '1 minute');
+
+-- name: listen_keys
+-- Subscribe to the channel where any change to a key is announced (payload empty; the trigger
+-- is in sql/migrations/0013_api_key_changes.up.sql): API processes forget the keys they remember.
+LISTEN {channel};

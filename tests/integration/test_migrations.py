@@ -19,7 +19,7 @@ from conveyor.db import migrations
 
 from ..helpers import DB, subprocess_env, wait_until_sync
 
-HEAD = "0012_metric_totals"
+HEAD = "0013_api_key_changes"
 
 TABLES = {
     "alembic_version",
@@ -49,6 +49,7 @@ TABLES = {
     "workers",
 }
 FUNCTIONS = {
+    "api_keys_changed_v1",
     "abort_job",
     "abort_job_v1",
     "settle_v1",

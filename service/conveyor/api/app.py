@@ -120,7 +120,8 @@ def create_app(
         timeouts=timeouts if timeouts is not None else Timeouts.from_env(),
     )
     holder = ClientHolder(client, owned=owned)
-    served = Served(holder.get, Authenticator(failed_attempts, client_of), body_limit)
+    authenticator = Authenticator(failed_attempts, client_of)
+    served = Served(holder.get, authenticator, body_limit)
 
     routes: list[BaseRoute] = path_routes(PREFIX, [e for group in groups for e in group.endpoints], served)
     documents: dict[str, dict[str, Any]] = {}
@@ -178,6 +179,7 @@ def create_app(
         try:
             yield
         finally:
+            await authenticator.close()
             await holder.close()
 
     app = Starlette(

@@ -9,8 +9,10 @@ fast hash is right for random secrets).
 Contracts:
 
 - :func:`authenticate` reads the key's row on every call (one lookup by the prefix's unique
-  index) and compares hashes with :func:`hmac.compare_digest`. Nothing is cached, so a
-  revoke holds from its commit for every process at once.
+  index) and compares hashes with :func:`hmac.compare_digest`. The API calls it through
+  :class:`conveyor.ops.key_cache.KeyCache`, which remembers a valid key for a second at most
+  and forgets it when any key changes (a trigger notifies), so a revoke holds from its commit
+  for every process at once.
 - A refusal is :class:`AuthenticationError` with a ``reason`` (``missing``, ``malformed``,
   ``unknown``, ``revoked``) and a message that never repeats the token. ``revoked`` is said
   only to the holder of the right secret; a wrong secret is ``unknown`` whatever the prefix.

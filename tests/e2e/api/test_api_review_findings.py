@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from ...helpers import DB, wait_until
+from .support import Keys, bearer
 
 pytestmark = pytest.mark.processes
 
@@ -61,3 +62,19 @@ async def test_bulk_enqueues_sharing_unique_keys_in_other_orders_both_succeed(
     assert sorted(by_key) == ["a", "b", "m"]
     assert one.json()["ids"] == [by_key["a"], by_key["m"], by_key["b"]]
     assert two.json()["ids"] == [by_key["b"], by_key["a"]]
+
+
+@pytest.mark.timeout(60)
+async def test_concurrent_wrong_keys_cannot_pass_the_failed_attempt_limit(api_url: str, keys: Keys) -> None:
+    """A client may fail 10 times a minute: sending its guesses all at once must not buy it
+    more. (Each request was let through the limit before the key was looked up in the
+    database, and counted only after: 50 guesses sent together were all looked at.)"""
+    prefix = keys.admin.split("_")[1]
+    guesses = [f"cvk_{prefix}_{str(i).rjust(43, 'A')}" for i in range(50)]
+    async with httpx.AsyncClient(base_url=api_url, timeout=60) as client:
+        responses = await asyncio.gather(
+            *[client.get("/api/v1/queues", headers=bearer(guess)) for guess in guesses]
+        )
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {401, 429}, statuses
+    assert statuses.count(401) <= 10, statuses

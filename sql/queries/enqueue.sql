@@ -103,7 +103,9 @@ FROM STDIN;
 
 -- name: insert_jobs
 -- Bulk insert from arrays (jobs with unique keys, limit keys or meta), skipping rows whose
--- unique key a live job already holds.
+-- unique key a live job already holds. Rows go in in the order of their unique keys, so
+-- that two batches sharing keys wait for one another instead of each holding a key the
+-- other wants next (a deadlock, which aborts one of them).
 INSERT INTO {schema}.jobs AS j (id, queue, task, args, state, priority, run_at, max_attempts, unique_key, enqueued_at,
                                 key, meta)
 SELECT r.id, r.queue, r.task, r.args::jsonb, r.state, r.priority, r.run_at, r.max_attempts, r.unique_key, %(now)s,
@@ -112,7 +114,7 @@ FROM unnest(%(ids)s::bigint[], %(queues)s::text[], %(tasks)s::text[], %(args)s::
             %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(max_attempts)s::integer[],
             %(unique_keys)s::text[], %(keys)s::text[], %(metas)s::text[])
      AS r (id, queue, task, args, state, priority, run_at, max_attempts, unique_key, key, meta)
-ORDER BY r.id
+ORDER BY r.unique_key COLLATE "C", r.id
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 RETURNING j.id;
 

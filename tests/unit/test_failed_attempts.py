@@ -131,3 +131,17 @@ def test_threads_counting_at_once_lose_no_failure(clock: Clock) -> None:
     finally:
         sys.setswitchinterval(previous)
     assert limiter.check("a") == pytest.approx(60)
+
+
+def test_count_is_the_failures_within_the_window(clock: Clock) -> None:
+    limiter = FailedAttempts(limit=3, window=60, clock=clock)
+    assert limiter.count("a") == 0
+    limiter.failed("a")
+    clock.now += 30
+    limiter.failed("a")
+    assert (limiter.count("a"), limiter.count("b")) == (2, 0)
+    clock.now += 30  # the first leaves the window
+    assert limiter.count("a") == 1
+    for _ in range(5):
+        limiter.failed("a")
+    assert limiter.count("a") == 3  # never more than the limit is kept

@@ -71,6 +71,16 @@ class FailedAttempts:
                 return None
             return max(times[0] + self.window - now, 1e-3)
 
+    def count(self, client: Hashable) -> int:
+        """How many times ``client`` failed within the window, up to ``limit``."""
+        now = self._clock()
+        with self._lock:
+            times = self._failures.get(client)
+            if times is None:
+                return 0
+            self._expire(times, now)
+            return len(times)
+
     def failed(self, client: Hashable) -> None:
         """Count a failed attempt of ``client`` now."""
         now = self._clock()

@@ -55,11 +55,15 @@ async def _connection(
     request: bytes,
     end: float,
     interval: float,
+    offset: float,
     latencies: list[float],
     errors: list[str],
 ) -> None:
+    """Requests one after another on one keep-alive connection; paced (``interval``), the
+    first is sent ``offset`` seconds late, so that paced connections spread their sends
+    evenly instead of sending them all at once."""
     reader, writer = await asyncio.open_connection(host, port)
-    next_at = time.monotonic()
+    next_at = time.monotonic() + offset
     try:
         while time.monotonic() < end:
             if interval:
@@ -89,7 +93,10 @@ async def _load(
     interval = concurrency / rate if rate else 0.0
     end = time.monotonic() + seconds
     await asyncio.gather(
-        *(_connection(host, port, request, end, interval, latencies, errors) for _ in range(concurrency))
+        *(
+            _connection(host, port, request, end, interval, i * interval / concurrency, latencies, errors)
+            for i in range(concurrency)
+        )
     )
     latencies.sort()
 

@@ -77,7 +77,9 @@ async def test_a_request_that_waited_for_a_revoke_to_commit_is_refused(
     then be refused, not served (and its key must not be remembered as valid)."""
     db.all("UPDATE {schema}.api_keys SET last_used_at = NULL WHERE name = 'test-operator'")
     with db.connect() as other:
-        other.execute(db.compose("UPDATE {schema}.api_keys SET revoked_at = now() WHERE name = 'test-operator'"))
+        other.execute(
+            db.compose("UPDATE {schema}.api_keys SET revoked_at = now() WHERE name = 'test-operator'")
+        )
         async with httpx.AsyncClient(base_url=api_url, headers=bearer(keys.operator), timeout=30) as http:
             sent = asyncio.ensure_future(http.post("/api/v1/jobs", json={"task": "api_echo", "args": {}}))
             await wait_until(lambda: bool(db.one("SELECT count(*) FROM pg_locks WHERE NOT granted")))

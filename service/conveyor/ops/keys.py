@@ -262,6 +262,13 @@ async def _check(db: Database, prefix: str, secret: str) -> tuple[Principal, dat
     return Principal(Role.parse(role), name, int(key_id)), last_used_at
 
 
+async def key_changes_announced(db: Database) -> bool:
+    """Whether the schema announces every change to a key (the trigger of version 13 is there
+    and enabled), so that a process may remember keys (conveyor.ops.key_cache)."""
+    rows = await db.fetch("api_key_changes_announced", {"schema": db.schema})
+    return bool(rows[0][0])
+
+
 def _older_than_a_minute(last_used_at: datetime, now: datetime | None) -> bool:
     """Whether last_used_at may be due for a write. Without an injected clock this process's
     clock judges, and the statement's own condition (the database's clock) decides."""

@@ -50,6 +50,17 @@ UPDATE {schema}.api_keys SET last_used_at = coalesce(%(now)s, now())
 WHERE id = %(id)s AND revoked_at IS NULL
   AND (last_used_at IS NULL OR last_used_at <= coalesce(%(now)s, now()) - interval '1 minute');
 
+-- name: api_key_changes_announced
+-- Whether a change to a key is announced on '<schema>.keys' (the trigger of schema version 13
+-- is there and enabled): the API remembers keys only then. %(schema)s: the schema's name.
+SELECT EXISTS (
+    SELECT FROM pg_trigger t
+    JOIN pg_class c ON c.oid = t.tgrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = %(schema)s AND c.relname = 'api_keys'
+      AND t.tgname = 'api_keys_changed' AND t.tgenabled <> 'D'
+);
+
 -- name: listen_keys
 -- Subscribe to the channel where any change to a key is announced (payload empty; the trigger
 -- is in sql/migrations/0013_api_key_changes.up.sql): API processes forget the keys they remember.

@@ -4,7 +4,7 @@ Checking a key is a statement per request, and on a busy API it was a third of e
 work. This cache removes it for the requests of the next second, without weakening the rule
 that a revoked key stops working at once.
 
-Invariants:
+Invariants (C1-C6):
 
 - C1. Only a key the database found valid is remembered: its prefix, the SHA-256 of its
   secret, and its :class:`Principal`. A refusal is never remembered (every failure reads the
@@ -22,6 +22,10 @@ Invariants:
   request reads the key cannot be undone by that request storing what it read.
 - C5. A hit compares the presented secret's hash with the remembered one in constant time; a
   mismatch goes to the database, as a miss does.
+- C6. A key is remembered only in an epoch in which the schema was seen to announce key
+  changes (the trigger of version 13 is there and enabled; checked once an epoch, after a
+  key's read): the API can run on a schema before version 13, or while 0013 is downgraded
+  (whose downgrade notifies, so that every process forgets and checks again).
 
 So a revoke holds in a process from the moment its notification reaches the process (the
 commit plus a delivery on loopback), and within REMEMBER_FOR even on a LISTEN link that went
@@ -40,7 +44,7 @@ from dataclasses import dataclass
 
 from ..queue.client import Conveyor
 from ..queue.notifier import Notifier
-from .keys import authenticate, hash_secret, parse_authorization
+from .keys import authenticate, hash_secret, key_changes_announced, parse_authorization
 from .roles import Principal
 
 # How long a key found valid is used without reading it again (C2).
@@ -72,6 +76,7 @@ class KeyCache:
         self._clock = clock
         self._keys: dict[str, _Remembered] = {}
         self._epoch = 0
+        self._announced = -1  # the epoch in which the schema was seen to announce key changes
         self._notifier: Notifier | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -87,7 +92,18 @@ class KeyCache:
             return remembered.principal
         epoch, connection, began = self._epoch, notifier.connects, self._clock()
         principal = await authenticate(client.db, header_value)
-        if epoch == self._epoch and notifier.listening.is_set() and connection == notifier.connects:
+        if self._announced != epoch and epoch == self._epoch:
+            # C6: read after the key, so a downgrade that commits before the key is stored
+            # either shows here or has advanced the epoch (its notification).
+            announced = await key_changes_announced(client.db)
+            if announced and epoch == self._epoch:
+                self._announced = epoch
+        if (
+            epoch == self._epoch
+            and self._announced == epoch
+            and notifier.listening.is_set()
+            and connection == notifier.connects
+        ):
             self._keys[prefix] = _Remembered(hash_secret(secret), principal, began, connection)
         return principal
 

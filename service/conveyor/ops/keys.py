@@ -17,7 +17,8 @@ Contracts:
   ``unknown``, ``revoked``) and a message that never repeats the token. ``revoked`` is said
   only to the holder of the right secret; a wrong secret is ``unknown`` whatever the prefix.
 - ``last_used_at`` is written at most once a minute per key, after a successful check (a
-  busy key costs one write a minute, and a wrong secret never writes).
+  busy key costs one write a minute, and a wrong secret never writes); the key is then read
+  again, since that write may have waited for a change of the key to commit.
 - Making, listing and revoking keys need the admin role (:func:`conveyor.ops.roles.require`);
   the CLI acts as :data:`conveyor.ops.roles.LOCAL_ADMIN`.
 """
@@ -238,6 +239,18 @@ async def authenticate(db: Database, header_value: str | None, *, now: datetime 
     """Who sends this ``Authorization`` header value: the key's :class:`Principal`, or
     :class:`AuthenticationError` (no header, a malformed one, an unknown or revoked key)."""
     prefix, secret = parse_authorization(header_value)
+    principal, last_used_at = await _check(db, prefix, secret)
+    if last_used_at is None or _older_than_a_minute(last_used_at, now):
+        await db.fetch("touch_api_key", {"id": principal.key_id, "now": now})
+        # The write waits for a transaction that holds the key's row (one that revokes it or
+        # changes its role, say) and may end after it committed: the key is read again, so
+        # that a check that waited for a change is decided by it, never by the row before.
+        principal, _ = await _check(db, prefix, secret)
+    return principal
+
+
+async def _check(db: Database, prefix: str, secret: str) -> tuple[Principal, datetime | None]:
+    """The key's Principal and last_used_at, as the database has it now, or the refusal."""
     rows = await db.fetch("find_api_key", {"prefix": prefix})
     stored = bytes(rows[0][3]) if rows else _NO_HASH
     matches = hmac.compare_digest(hash_secret(secret), stored)
@@ -246,9 +259,14 @@ async def authenticate(db: Database, header_value: str | None, *, now: datetime 
     key_id, name, role, _, revoked_at, last_used_at = rows[0]
     if revoked_at is not None:
         raise AuthenticationError(f"the API key {name!r} was revoked", reason="revoked")
-    if last_used_at is None or _older_than_a_minute(last_used_at, now):
-        await db.fetch("touch_api_key", {"id": key_id, "now": now})
-    return Principal(Role.parse(role), name, int(key_id))
+    return Principal(Role.parse(role), name, int(key_id)), last_used_at
+
+
+async def key_changes_announced(db: Database) -> bool:
+    """Whether the schema announces every change to a key (the trigger of version 13 is there
+    and enabled), so that a process may remember keys (conveyor.ops.key_cache)."""
+    rows = await db.fetch("api_key_changes_announced", {"schema": db.schema})
+    return bool(rows[0][0])
 
 
 def _older_than_a_minute(last_used_at: datetime, now: datetime | None) -> bool:

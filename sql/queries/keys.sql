@@ -61,6 +61,11 @@ SELECT EXISTS (
       AND t.tgname = 'api_keys_changed' AND t.tgenabled <> 'D'
 );
 
+-- name: probe_keys_channel
+-- Ask for a 'probe' on the keys channel: an API process trusts its LISTEN connection only once
+-- a notification has come back on it (conveyor.ops.key_cache, C7). %(channel)s: the channel.
+SELECT pg_notify(%(channel)s, 'probe');
+
 -- name: listen_keys
 -- Subscribe to the channel where any change to a key is announced (payload empty; the trigger
 -- is in sql/migrations/0013_api_key_changes.up.sql): API processes forget the keys they remember.

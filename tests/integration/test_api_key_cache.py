@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from conveyor import Conveyor
 from conveyor.errors import AuthenticationError
 from conveyor.ops import keys
-from conveyor.ops.key_cache import KeyCache
+from conveyor.ops.key_cache import KeyCache, keys_channel
 from conveyor.ops.keys import create_key
 from conveyor.ops.roles import LOCAL_ADMIN, Role
 
-from ..helpers import DB, wait_until
+from ..helpers import DB, PgBouncer, wait_until
 
 
 class Clock:
@@ -64,9 +67,13 @@ def silently(db: DB, statement: str, *params: object) -> None:
 
 
 async def listening(cache: KeyCache, client: Conveyor, token: str) -> None:
-    """Authenticate until the cache's LISTEN is up (the first calls start it)."""
+    """Authenticate until the cache trusts its LISTEN: it is up (the first call starts it) and
+    has delivered (the first miss on it sends a probe; C7)."""
     await cache.authenticate(client, bearer(token))
     await wait_until(lambda: cache._notifier is not None and cache._notifier.listening.is_set())
+    await cache.authenticate(client, bearer(token))
+    await wait_until(lambda: cache._notifier is not None and cache._delivered == cache._notifier.connects)
+    cache.forget()  # each test starts with nothing remembered
 
 
 async def refused(cache: KeyCache, client: Conveyor, token: str) -> str:
@@ -218,3 +225,48 @@ async def test_a_read_overtaken_by_a_revoke_is_not_remembered(
     assert revoked.is_set()
     monkeypatch.setattr("conveyor.ops.key_cache.authenticate", real)
     assert await refused(cache, client, token) == "revoked"
+
+
+@pytest.fixture
+def bouncer(database_url: str) -> Iterator[PgBouncer]:
+    if PgBouncer.binary() is None:
+        pytest.skip("pgbouncer is not installed (apt-get install -y pgbouncer)")
+    # Not under tmp_path: PgBouncer may run as another user (it refuses root), who must reach it.
+    with tempfile.TemporaryDirectory(prefix="conveyor-pgbouncer-") as folder:
+        pooler = PgBouncer(database_url, Path(folder))
+        try:
+            yield pooler
+        finally:
+            pooler.stop()
+
+
+async def test_a_listen_that_delivers_nothing_is_never_trusted(
+    database_url: str, schema: str, clock: Clock, db: DB, bouncer: PgBouncer
+) -> None:
+    """C7: LISTEN through PgBouncer in transaction mode succeeds and delivers nothing (the
+    session that listened goes back to the pooler's pool): the probe never comes back, so
+    nothing is remembered and a revoke nobody hears still holds at once."""
+    async with Conveyor(database_url, schema=schema) as client:
+        client.settings = dataclasses.replace(client.settings, listen_url=bouncer.url())
+        cache = KeyCache(clock=clock)
+        try:
+            token = await new_key(client, "bot")
+            await cache.authenticate(client, bearer(token))
+            notifier = cache._notifier
+            assert notifier is not None
+            await wait_until(notifier.listening.is_set)
+            for _ in range(3):
+                await cache.authenticate(client, bearer(token))  # the first sends the probe
+            # The probe was sent; a notification sent after it arrives after it on a
+            # delivering connection (one a direct LISTEN of the test's own hears).
+            channel = keys_channel(schema)
+            with db.connect(autocommit=True) as direct:
+                direct.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                db.all("SELECT pg_notify(%s, 'probe')", [channel])
+                assert [n.payload for n in direct.notifies(timeout=10, stop_after=1)] == ["probe"]
+            assert cache._delivered != notifier.connects
+            assert not cache._keys
+            silently(db, "UPDATE {schema}.api_keys SET revoked_at = now()")
+            assert await refused(cache, client, token) == "revoked"
+        finally:
+            await cache.close()

@@ -185,6 +185,7 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "api_key_name_lock",  # likewise: one key name's lock in the schema named by a parameter
         "api_key_changes_announced",  # the catalog, for the schema named by a parameter
         "listen_keys",  # the keys channel, "<schema>.keys", composed per use
+        "probe_keys_channel",  # a notification on the keys channel, named by a parameter
         "no_jit",
         "clock_minus",  # a cut-off time by the database's clock
     }

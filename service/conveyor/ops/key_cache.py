@@ -11,8 +11,9 @@ Invariants (C1-C6):
   database, and is counted by the caller's failed-attempt limit as before).
 - C2. A remembered key is used only while this process LISTENs on ``<schema>.keys`` on the
   same connection as when the key was read (the connection count has not moved), and for at
-  most :data:`REMEMBER_FOR` seconds after the read began. Without LISTEN (not yet up, lost,
-  impossible behind a pooler in transaction mode) every request reads the database.
+  most :data:`REMEMBER_FOR` seconds after the read began, and only once a notification has
+  arrived on that connection (C7). Without LISTEN (not yet up, or lost) every request reads
+  the database.
 - C3. Any change to a key (revoke, role, name, secret, a row removed; from Conveyor, psql or
   anywhere) notifies ``<schema>.keys`` from a trigger in the changing transaction
   (sql/migrations/0013_api_key_changes.up.sql), so the notification arrives at its commit. A
@@ -26,6 +27,12 @@ Invariants (C1-C6):
   changes (the trigger of version 13 is there and enabled; checked once an epoch, after a
   key's read): the API can run on a schema before version 13, or while 0013 is downgraded
   (whose downgrade notifies, so that every process forgets and checks again).
+- C7. A LISTEN connection is trusted only once it has delivered a notification: on its first
+  miss after connecting, the cache sends ``probe`` on the channel through the pool, and
+  remembers nothing until a notification (that one, or any other) comes back on it. A LISTEN
+  that succeeds and delivers nothing (through a pooler in transaction mode, where the
+  session that listened is not the one kept) is never trusted, so nothing is remembered. A
+  ``probe`` is the only payload that does not make the cache forget.
 
 So a revoke holds in a process from the moment its notification reaches the process (the
 commit plus a delivery on loopback), and within REMEMBER_FOR even on a LISTEN link that went
@@ -77,6 +84,8 @@ class KeyCache:
         self._keys: dict[str, _Remembered] = {}
         self._epoch = 0
         self._announced = -1  # the epoch in which the schema was seen to announce key changes
+        self._delivered = 0  # the LISTEN connection (its count) that delivered a notification (C7)
+        self._probed = 0  # the LISTEN connection a probe was sent for
         self._notifier: Notifier | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -92,6 +101,9 @@ class KeyCache:
             return remembered.principal
         epoch, connection, began = self._epoch, notifier.connects, self._clock()
         principal = await authenticate(client.db, header_value)
+        if notifier.listening.is_set() and self._probed != connection and self._delivered != connection:
+            self._probed = connection  # C7: once per connection
+            await client.db.fetch("probe_keys_channel", {"channel": keys_channel(client.settings.schema)})
         if self._announced != epoch and epoch == self._epoch:
             # C6: read after the key, so a downgrade that commits before the key is stored
             # either shows here or has advanced the epoch (its notification).
@@ -103,14 +115,23 @@ class KeyCache:
             and self._announced == epoch
             and notifier.listening.is_set()
             and connection == notifier.connects
+            and self._delivered == connection
         ):
             self._keys[prefix] = _Remembered(hash_secret(secret), principal, began, connection)
         return principal
 
-    def forget(self, _payload: str = "") -> None:
+    def forget(self) -> None:
         """Forget every key (a key changed, or LISTEN was set up again)."""
         self._keys.clear()
         self._epoch += 1
+
+    def _heard(self, payload: str) -> None:
+        """A notification on the keys channel: the connection delivers (C7); unless it is a
+        probe, a key changed (C3)."""
+        if self._notifier is not None:
+            self._delivered = self._notifier.connects
+        if payload != "probe":
+            self.forget()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -125,6 +146,7 @@ class KeyCache:
         return (
             notifier.listening.is_set()
             and remembered.connection == notifier.connects
+            and self._delivered == notifier.connects
             and self._clock() - remembered.read_at < self.remember_for
         )
 
@@ -135,7 +157,7 @@ class KeyCache:
             self._notifier = Notifier(
                 settings.listen_url or settings.database_url or client.db.conninfo,
                 queries,
-                self.forget,
+                self._heard,
                 on_connect=self.forget,
                 timeouts=settings.timeouts,
                 listen=queries.compose("listen_keys", channel=(keys_channel(settings.schema),)),

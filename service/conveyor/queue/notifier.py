@@ -63,6 +63,12 @@ class Notifier:
         self.connection: psycopg.AsyncConnection[object] | None = None
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.listening.clear()  # cancelled or stopped: whoever reads it sees no LISTEN
+
+    async def _run(self) -> None:
         delay = 0.1
         while True:
             try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,22 @@ class PgBouncer:
         except Exception:
             self.process.kill()
             self.process.wait(10)
+
+
+@contextmanager
+def pgbouncer(database_url: str) -> Iterator[PgBouncer]:
+    """A PgBouncer of the test's own in transaction mode, stopped after. Skips the test where
+    PgBouncer is not installed, except in CI (CI=true), whose .ci/run installs it."""
+    import tempfile
+
+    import pytest
+
+    if PgBouncer.binary() is None and os.environ.get("CI") != "true":
+        pytest.skip("pgbouncer is not installed (Debian: apt-get install -y pgbouncer; .ci/run does it)")
+    # Not under tmp_path: PgBouncer may run as another user (it refuses root), who must reach it.
+    with tempfile.TemporaryDirectory(prefix="conveyor-pgbouncer-") as folder:
+        pooler = PgBouncer(database_url, Path(folder))
+        try:
+            yield pooler
+        finally:
+            pooler.stop()

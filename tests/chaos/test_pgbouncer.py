@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,7 +20,7 @@ import pytest
 from conveyor import Conveyor, JobContext, Registry, Worker, WorkerConfig
 from conveyor.queue.scheduler import Scheduler, SchedulerConfig
 
-from ..helpers import DB, PgBouncer, wait_until
+from ..helpers import DB, PgBouncer, pgbouncer, wait_until
 
 pytestmark = [
     pytest.mark.processes,
@@ -36,13 +34,8 @@ pytestmark = [
 
 @pytest.fixture
 def bouncer(database_url: str) -> Iterator[PgBouncer]:
-    # Not under tmp_path: PgBouncer may run as another user (it refuses root), who must reach it.
-    with tempfile.TemporaryDirectory(prefix="conveyor-pgbouncer-") as folder:
-        pooler = PgBouncer(database_url, Path(folder))
-        try:
-            yield pooler
-        finally:
-            pooler.stop()
+    with pgbouncer(database_url) as pooler:
+        yield pooler
 
 
 @pytest.fixture

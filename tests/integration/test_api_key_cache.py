@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -25,7 +23,7 @@ from conveyor.ops.key_cache import KeyCache, keys_channel
 from conveyor.ops.keys import create_key
 from conveyor.ops.roles import LOCAL_ADMIN, Role
 
-from ..helpers import DB, PgBouncer, wait_until
+from ..helpers import DB, PgBouncer, pgbouncer, wait_until
 
 
 class Clock:
@@ -229,15 +227,8 @@ async def test_a_read_overtaken_by_a_revoke_is_not_remembered(
 
 @pytest.fixture
 def bouncer(database_url: str) -> Iterator[PgBouncer]:
-    if PgBouncer.binary() is None:
-        pytest.skip("pgbouncer is not installed (apt-get install -y pgbouncer)")
-    # Not under tmp_path: PgBouncer may run as another user (it refuses root), who must reach it.
-    with tempfile.TemporaryDirectory(prefix="conveyor-pgbouncer-") as folder:
-        pooler = PgBouncer(database_url, Path(folder))
-        try:
-            yield pooler
-        finally:
-            pooler.stop()
+    with pgbouncer(database_url) as pooler:
+        yield pooler
 
 
 async def test_a_listen_that_delivers_nothing_is_never_trusted(

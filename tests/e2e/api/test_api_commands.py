@@ -73,6 +73,14 @@ def env(database_url: str, schema: str) -> dict[str, str]:
     return subprocess_env(database_url, schema, PYTHONUNBUFFERED="1")
 
 
+def serving(url: str) -> bool:
+    """Whether the API at ``url`` answers (its document) yet."""
+    try:
+        return httpx.get(url + "/api/v1/openapi.json", timeout=10).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (Linux /proc)."""
     found = []

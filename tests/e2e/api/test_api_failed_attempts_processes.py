@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from ...helpers import subprocess_env, wait_until_sync
-from .test_api_commands import children, conveyor
+from .test_api_commands import children, conveyor, serving
 
 pytestmark = pytest.mark.processes
 
@@ -33,13 +33,7 @@ def test_ten_failures_a_minute_are_allowed_per_api_process(
         url = api.url()
         wait_until_sync(lambda: len(children(api.popen.pid)) >= PROCESSES, within=60)
 
-        def serving() -> bool:
-            try:
-                return httpx.get(url + "/api/v1/openapi.json", timeout=10).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until_sync(serving, within=60)
+        wait_until_sync(lambda: serving(url), within=60)
         statuses = []
         for _ in range(3 * LIMIT):
             # A connection per request, as separate clients behind one address make them: the

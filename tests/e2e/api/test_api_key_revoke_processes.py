@@ -17,7 +17,7 @@ from conveyor.ops.keys import create_key
 from conveyor.ops.roles import LOCAL_ADMIN
 
 from ...helpers import DB, subprocess_env, wait_until_sync
-from .test_api_commands import children, conveyor
+from .test_api_commands import children, conveyor, serving
 
 pytestmark = pytest.mark.processes
 
@@ -55,13 +55,7 @@ def test_a_revoke_holds_in_every_api_process_for_the_very_next_request(
         url = api.url()
         wait_until_sync(lambda: len(children(api.popen.pid)) >= PROCESSES, within=60)
 
-        def serving() -> bool:
-            try:
-                return httpx.get(url + "/api/v1/openapi.json", timeout=10).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until_sync(serving, within=60)
+        wait_until_sync(lambda: serving(url), within=60)
 
         for i, (name, token) in enumerate(zip(names, tokens, strict=True)):
             assert statuses(url, token) == [200] * REQUESTS  # remembered by each process it reached

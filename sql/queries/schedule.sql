@@ -98,6 +98,13 @@ SELECT name, cron, timezone, task, args, queue, priority, max_attempts, catch_up
        declared_in_code, next_fire_at, last_fire_at, error
 FROM {schema}.schedules ORDER BY name;
 
+-- name: lock_schedule
+-- A schedule's definition, its row locked for the rest of the transaction (a change of some
+-- fields: read, merged and redefined while no other change can come between).
+SELECT cron, task, args, timezone, queue, priority, max_attempts, catch_up
+FROM {schema}.schedules WHERE name = %(name)s
+FOR UPDATE;
+
 -- name: create_schedule
 -- Create (or with replace, redefine) a schedule; the SQL function checks everything.
 SELECT {schema}.create_schedule_v1(%(name)s, %(cron)s, %(task)s, %(args)s::jsonb, %(timezone)s, %(queue)s,

@@ -4,8 +4,9 @@ Contract: every function checks the role first, then delegates to the client. Re
 a viewer; pausing, resuming and triggering an operator; creating, changing and removing an
 admin. A schedule is read with its next fire time in UTC and in its own time zone; a new or
 redefined schedule whose next fire the scheduler has not computed yet shows the next fire
-its cron gives from now (``next_fire_estimated``). Changing a schedule is read, merge,
-redefine (``create_schedule(replace=True)``): the last change wins, and the cadence goes on
+its cron gives from now (``next_fire_estimated``). Changing some fields of a schedule
+(``Conveyor.update_schedule``) reads, merges and redefines it in one transaction with its
+row locked: two changes take turns and each keeps the other's fields; the cadence goes on
 unless the cron or the time zone changed. A schedule declared in code is written again
 by the scheduler when it starts; change those in code.
 """
@@ -20,11 +21,11 @@ from zoneinfo import ZoneInfo
 
 from ..cron import Cron
 from ..errors import ConveyorError, InvalidOptionError, NotFoundError
-from ..queue.client import Conveyor
+from ..queue.client import SCHEDULE_FIELDS, Conveyor
 from .roles import Principal, Role, require
 
 # What a schedule's definition holds besides its name (the fields a change may set).
-DEFINITION = ("cron", "task", "args", "timezone", "queue", "priority", "max_attempts", "catch_up")
+DEFINITION = SCHEDULE_FIELDS
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,7 @@ async def update_schedule(
     unknown = set(changes) - set(DEFINITION)
     if unknown:
         raise InvalidOptionError(f"a schedule has no field {', '.join(sorted(unknown))}")
-    current = await _row(client, name)
-    merged = {field: current[field] for field in DEFINITION} | dict(changes)
-    await _define(client, name, merged, replace=True)
+    await client.update_schedule(name, changes)
     return view(await _row(client, name))
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -546,6 +546,67 @@ class Conveyor:
         """Create a schedule at run time (checked here, and again by the database).
 
         ``task`` may name a task this process does not import, as for :meth:`enqueue`."""
+        params = await self._schedule_params(
+            name,
+            cron,
+            task,
+            args,
+            timezone=timezone,
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            catch_up=catch_up,
+            replace=replace,
+        )
+        await self._call("create_schedule", params)
+        return str(params["name"])
+
+    async def update_schedule(self, name: str, changes: Mapping[str, Any]) -> str:
+        """Change some fields of a schedule (``cron``, ``task``, ``args``, ``timezone``,
+        ``queue``, ``priority``, ``max_attempts``, ``catch_up``), keeping the others: read and
+        redefined in one transaction with the schedule's row locked, so that two changes of
+        one schedule take turns and each keeps the other's fields. NotFoundError if none has
+        the name."""
+        unknown = set(changes) - set(SCHEDULE_FIELDS)
+        if unknown:
+            raise InvalidOptionError(f"a schedule has no field {', '.join(sorted(unknown))}")
+        with self._refusals():
+            async with self.db.transaction() as tx:
+                rows = await tx.fetch("lock_schedule", {"name": name})
+                if not rows:
+                    raise NotFoundError(f"no schedule named {name!r}")
+                current = dict(zip(SCHEDULE_FIELDS, rows[0], strict=True))
+                merged = current | dict(changes)
+                params = await self._schedule_params(
+                    name,
+                    merged["cron"],
+                    merged["task"],
+                    merged["args"] or {},
+                    timezone=merged["timezone"] or "UTC",
+                    queue=merged["queue"],
+                    priority=merged["priority"],
+                    max_attempts=merged["max_attempts"],
+                    catch_up=merged["catch_up"] or "once",
+                    replace=True,
+                )
+                await tx.fetch("create_schedule", params)
+        return name
+
+    async def _schedule_params(
+        self,
+        name: str,
+        cron: str,
+        task: TaskRef,
+        args: Mapping[str, Any] | None,
+        *,
+        timezone: str,
+        queue: str | None,
+        priority: int | str | None,
+        max_attempts: int | None,
+        catch_up: str,
+        replace: bool,
+    ) -> dict[str, Any]:
+        """The create_schedule statement's parameters, checked as a declaration would be."""
         registry = self.registry
         if isinstance(task, str) and registry.get(task) is None:
             registry = await self._with_registered([task], None)
@@ -568,23 +629,19 @@ class Conveyor:
             max_attempts=max_attempts,
             catch_up=catch_up,
         )
-        await self._call(
-            "create_schedule",
-            {
-                "name": checked.name,
-                "cron": checked.cron,
-                "task": checked.task,
-                "args": jsonb.dumps(checked.args),
-                "timezone": checked.timezone,
-                "queue": checked.queue,
-                "priority": checked.priority,
-                "max_attempts": checked.max_attempts,
-                "catch_up": checked.catch_up,
-                "replace": replace,
-                "now": self.clock.now(),
-            },
-        )
-        return checked.name
+        return {
+            "name": checked.name,
+            "cron": checked.cron,
+            "task": checked.task,
+            "args": jsonb.dumps(checked.args),
+            "timezone": checked.timezone,
+            "queue": checked.queue,
+            "priority": checked.priority,
+            "max_attempts": checked.max_attempts,
+            "catch_up": checked.catch_up,
+            "replace": replace,
+            "now": self.clock.now(),
+        }
 
     async def check_materialized_view(self, view: str) -> str:
         """The view's ``schema.name``; ConveyorError unless it is a materialized view."""
@@ -947,8 +1004,15 @@ class Conveyor:
 
     async def _call(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run a query that calls a Conveyor SQL function; its refusals become ConveyorErrors."""
-        try:
+        with self._refusals():
             return await self.db.fetch(name, params)
+
+    @staticmethod
+    @contextmanager
+    def _refusals() -> Iterator[None]:
+        """A Conveyor SQL function's refusals, raised as ConveyorErrors."""
+        try:
+            yield
         except psycopg.errors.NoDataFound as exc:
             raise NotFoundError(sql_error_message(exc)) from None
         except psycopg.errors.UniqueViolation as exc:
@@ -957,6 +1021,10 @@ class Conveyor:
             raise InvalidOptionError(sql_error_message(exc)) from None
         except psycopg.errors.RaiseException as exc:
             raise ConveyorError(sql_error_message(exc)) from None
+
+
+# A schedule's definition, in the order the lock_schedule statement returns it.
+SCHEDULE_FIELDS = ("cron", "task", "args", "timezone", "queue", "priority", "max_attempts", "catch_up")
 
 
 class BatchHandle:

@@ -7,7 +7,9 @@ redefined schedule whose next fire the scheduler has not computed yet shows the 
 its cron gives from now (``next_fire_estimated``). Changing a schedule is read, merge,
 redefine (``create_schedule(replace=True)``): the last change wins, and the cadence goes on
 unless the cron or the time zone changed. A schedule declared in code is written again
-by the scheduler when it starts; change those in code.
+by the scheduler when it starts; change those in code. A schedule of the built-in task
+that refreshes a materialized view (REFRESH_TASK) needs its ``view`` to be one: it is stored
+as ``schema.name``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from zoneinfo import ZoneInfo
 from ..cron import Cron
 from ..errors import ConveyorError, InvalidOptionError, NotFoundError
 from ..queue.client import Conveyor
+from ..queue.matviews import REFRESH_TASK
 from .roles import Principal, Role, require
 
 # What a schedule's definition holds besides its name (the fields a change may set).
@@ -73,12 +76,18 @@ async def _row(client: Conveyor, name: str) -> dict[str, Any]:
 
 
 async def create_schedule(
-    client: Conveyor, principal: Principal, name: str, definition: Mapping[str, Any]
+    client: Conveyor,
+    principal: Principal,
+    name: str,
+    definition: Mapping[str, Any],
+    *,
+    replace: bool = False,
 ) -> ScheduleView:
     """Create a schedule from ``definition`` (``cron`` and ``task`` required, the rest of
-    DEFINITION optional); a name that is taken is a ConflictError."""
-    require(principal, Role.ADMIN, "creating a schedule")
-    await _define(client, name, definition, replace=False)
+    DEFINITION optional); a name that is taken is a ConflictError, unless ``replace``
+    (then the schedule is redefined whole)."""
+    require(principal, Role.ADMIN, "redefining a schedule" if replace else "creating a schedule")
+    await _define(client, name, definition, replace=replace)
     return view(await _row(client, name))
 
 
@@ -97,11 +106,17 @@ async def update_schedule(
 
 
 async def _define(client: Conveyor, name: str, definition: Mapping[str, Any], *, replace: bool) -> None:
+    args = dict(definition.get("args") or {})
+    if definition["task"] == REFRESH_TASK and isinstance(args.get("view"), str):
+        try:
+            args["view"] = await client.check_materialized_view(args["view"])
+        except ConveyorError as exc:  # not a materialized view
+            raise InvalidOptionError(str(exc)) from None
     await client.create_schedule(
         name,
         definition["cron"],
         definition["task"],
-        definition.get("args") or {},
+        args,
         timezone=definition.get("timezone") or "UTC",
         queue=definition.get("queue"),
         priority=definition.get("priority"),

@@ -272,7 +272,9 @@ def sql_enqueue(db: DB, task: str, args: dict[str, Any], options: str = "") -> i
 def insert_dead(
     db: DB, job_id: int, queue: str, task: str, errors: list[dict[str, Any]], args: dict[str, Any]
 ) -> None:
-    """A dead job, as a worker leaves one after its last attempt."""
+    """A dead job, as a worker leaves one after its last attempt (in a queue that exists: a
+    worker works only those)."""
+    db.all("insert into {schema}.queues (name) values (%s) on conflict do nothing", [queue])
     db.all(
         "insert into {schema}.dead_jobs (id, run_at, enqueued_at, started_at, died_at, attempt,"
         " max_attempts, priority, queue, task, args, errors)"

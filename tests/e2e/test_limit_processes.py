@@ -79,6 +79,7 @@ async def test_rate_limit_10_per_second_across_3_workers(
     database_url: str, schema: str, db: DB, workers: Workers
 ) -> None:
     """Set from the CLI. 200 jobs at 10/s drain in about 20 s, never 11 starts in a second."""
+    assert cli(database_url, schema, "queues", "create", "rated").returncode == 0
     result = cli(database_url, schema, "queues", "limit", "rated", "--rate", "10/1s")
     assert result.returncode == 0, result.stderr
     assert "rate 10/1s" in result.stdout
@@ -181,7 +182,11 @@ async def test_key_cap_1_across_3_workers_without_head_of_line_blocking(
 
 
 def test_limits_from_the_cli(database_url: str, schema: str, db: DB) -> None:
-    """Set, show (queues list, status, JSON), clear; usage errors exit 2 and change nothing."""
+    """Set, show (queues list, status, JSON), clear; usage errors exit 2 and change nothing. A
+    queue that does not exist is refused (a typo makes no queue)."""
+    unknown = cli(database_url, schema, "queues", "limit", "exports", "--concurrency", "2")
+    assert (unknown.returncode, unknown.stderr) == (1, "conveyor: error: no queue named 'exports'\n")
+    assert cli(database_url, schema, "queues", "create", "exports").returncode == 0
     done = cli(database_url, schema, "queues", "limit", "exports", "--concurrency", "2", "--key-rate", "5/1s")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "queue 'exports': concurrency 2; per key: rate 5/1s\n"

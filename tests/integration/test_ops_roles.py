@@ -21,8 +21,9 @@ from ..helpers import DB
 VIEWER, OPERATOR, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ADMIN
 Call = Callable[[Conveyor, Principal], Awaitable[Any]]
 
-# Every operation the HTTP API calls, with the role the documentation gives it.
+# Every operation the HTTP API or the CLI calls, with the role the documentation gives it.
 OPERATIONS: list[tuple[str, Role, Call]] = [
+    ("create_queue", OPERATOR, lambda c, p: queues.create_queue(c, p, "fresh")),
     ("list_queues", VIEWER, lambda c, p: queues.list_queues(c, p)),
     ("get_queue", VIEWER, lambda c, p: queues.get_queue(c, p, "q")),
     ("pause_queue", OPERATOR, lambda c, p: queues.pause_queue(c, p, "q")),

@@ -1,16 +1,22 @@
 """Job control from the command line (docs/job-control.md): `conveyor tasks list|pause|resume`,
 `conveyor pause --all` / `conveyor resume --all`, and `conveyor jobs cancel|abort|run-now|delete`
 (attached to the `jobs` group). Each prints the state the job or pause ended in; a refusal (a
-job that has ended, a running job to delete) is one line on stderr and exit status 1."""
+job that has ended, a running job to delete) is one line on stderr and exit status 1. Each goes
+through conveyor.ops as the local admin; a cancel or an abort records the CLI's user and host
+as who asked."""
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import socket
 from typing import Any
 
 import click
 
+from ..ops import jobs as job_ops
+from ..ops import queues as ops
+from ..ops.roles import LOCAL_ADMIN, Principal
 from ..queue.client import Conveyor
 from .common import JOB_ID, Context, echo_json, handle_errors, json_option, run_coroutine, table, with_client
 from .jobs import jobs
@@ -23,6 +29,11 @@ def _caller() -> str:
     except Exception:  # no user name in this environment: the host still says something
         user = "?"
     return f"cli {user}@{socket.gethostname()}"
+
+
+def _local_caller() -> Principal:
+    """The local admin, named for the job's errors entry as the user and host who asked."""
+    return dataclasses.replace(LOCAL_ADMIN, name=_caller())
 
 
 # -- pauses ------------------------------------------------------------------------------
@@ -41,7 +52,7 @@ def tasks_list(ctx: Context, as_json: bool) -> None:
     """The tasks workers declared and every paused task, and whether everything is paused."""
 
     async def read(client: Conveyor) -> tuple[list[dict[str, Any]], bool]:
-        return await client.tasks(), (await client.pauses()).all_paused
+        return await ops.list_tasks(client, LOCAL_ADMIN), (await ops.pauses(client, LOCAL_ADMIN)).all_paused
 
     rows, everything = run_coroutine(with_client(ctx, read))
     if as_json:
@@ -63,7 +74,7 @@ def tasks_list(ctx: Context, as_json: bool) -> None:
 @handle_errors
 def tasks_pause(ctx: Context, name: str) -> None:
     """Stop workers starting jobs of task NAME, in every queue (running ones finish)."""
-    run_coroutine(with_client(ctx, lambda c: c.pause_task(name)))
+    run_coroutine(with_client(ctx, lambda c: ops.pause_task(c, LOCAL_ADMIN, name)))
     click.echo(f"task {name!r} paused")
 
 
@@ -73,7 +84,7 @@ def tasks_pause(ctx: Context, name: str) -> None:
 @handle_errors
 def tasks_resume(ctx: Context, name: str) -> None:
     """Let jobs of task NAME start again."""
-    run_coroutine(with_client(ctx, lambda c: c.resume_task(name)))
+    run_coroutine(with_client(ctx, lambda c: ops.resume_task(c, LOCAL_ADMIN, name)))
     click.echo(f"task {name!r} resumed")
 
 
@@ -90,7 +101,7 @@ def pause(ctx: Context, everything: bool) -> None:
     """Stop workers starting any job (--all); running jobs finish."""
     if not everything:
         raise click.UsageError(_WHAT)
-    run_coroutine(with_client(ctx, lambda c: c.pause_all()))
+    run_coroutine(with_client(ctx, lambda c: ops.pause_all(c, LOCAL_ADMIN)))
     click.echo("everything paused: no job starts until `conveyor resume --all`")
 
 
@@ -102,7 +113,7 @@ def resume(ctx: Context, everything: bool) -> None:
     """Let jobs start again after `conveyor pause --all` (paused queues and tasks stay paused)."""
     if not everything:
         raise click.UsageError(_WHAT.replace("pause", "resume"))
-    run_coroutine(with_client(ctx, lambda c: c.resume_all()))
+    run_coroutine(with_client(ctx, lambda c: ops.resume_all(c, LOCAL_ADMIN)))
     click.echo("everything resumed")
 
 
@@ -131,7 +142,7 @@ def _report(job_id: int, state: str, as_json: bool) -> None:
 @handle_errors
 def jobs_cancel(ctx: Context, job_id: int, reason: str | None, as_json: bool) -> None:
     """Cancel a waiting, scheduled or blocked job (it never runs); a running one is aborted."""
-    state = run_coroutine(with_client(ctx, lambda c: c.cancel(job_id, reason=reason, by=_caller())))
+    state = run_coroutine(with_client(ctx, lambda c: job_ops.cancel(c, _local_caller(), job_id, reason)))
     _report(job_id, state, as_json)
 
 
@@ -143,7 +154,7 @@ def jobs_cancel(ctx: Context, job_id: int, reason: str | None, as_json: bool) ->
 @handle_errors
 def jobs_abort(ctx: Context, job_id: int, reason: str | None, as_json: bool) -> None:
     """Stop a running job on whichever worker runs it; it ends as cancelled."""
-    state = run_coroutine(with_client(ctx, lambda c: c.abort(job_id, reason=reason, by=_caller())))
+    state = run_coroutine(with_client(ctx, lambda c: job_ops.abort(c, _local_caller(), job_id, reason)))
     _report(job_id, state, as_json)
 
 
@@ -154,7 +165,9 @@ def jobs_abort(ctx: Context, job_id: int, reason: str | None, as_json: bool) -> 
 @handle_errors
 def jobs_run_now(ctx: Context, job_id: int, as_json: bool) -> None:
     """Make a scheduled job (or a retry waiting out its backoff) available at once."""
-    _report(job_id, run_coroutine(with_client(ctx, lambda c: c.run_now(job_id))), as_json)
+    _report(
+        job_id, run_coroutine(with_client(ctx, lambda c: job_ops.run_now(c, LOCAL_ADMIN, job_id))), as_json
+    )
 
 
 @jobs.command("delete")
@@ -164,4 +177,6 @@ def jobs_run_now(ctx: Context, job_id: int, as_json: bool) -> None:
 @handle_errors
 def jobs_delete(ctx: Context, job_id: int, as_json: bool) -> None:
     """Remove a waiting or scheduled job, leaving no history (a running one is refused)."""
-    _report(job_id, run_coroutine(with_client(ctx, lambda c: c.delete_job(job_id))), as_json)
+    _report(
+        job_id, run_coroutine(with_client(ctx, lambda c: job_ops.delete_job(c, LOCAL_ADMIN, job_id))), as_json
+    )

@@ -1,4 +1,4 @@
-"""`conveyor dlq`: inspect, retry and purge dead jobs."""
+"""`conveyor dlq`: inspect, retry and purge dead jobs (through conveyor.ops as the local admin)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from datetime import datetime, timedelta
 import click
 
 from ..errors import ConveyorError, NotFoundError
+from ..ops import dead_jobs as ops
+from ..ops import jobs as job_ops
+from ..ops.roles import LOCAL_ADMIN
 from ..queue.client import Conveyor
 from ..queue.pages import MAX_PAGE
 from .common import (
@@ -57,7 +60,9 @@ def dlq_list(
     page = run_coroutine(
         with_client(
             ctx,
-            lambda c: c.dead_letters(
+            lambda c: ops.dead_letters(
+                c,
+                LOCAL_ADMIN,
                 queue=queue,
                 task=task,
                 died_after=died_after,
@@ -97,7 +102,7 @@ def dlq_list(
 @click.pass_obj
 @handle_errors
 def dlq_show(ctx: Context, job_id: int, as_json: bool) -> None:
-    job = run_coroutine(with_client(ctx, lambda c: c.dead_job(job_id)))
+    job = run_coroutine(with_client(ctx, lambda c: ops.get_dead(c, LOCAL_ADMIN, job_id)))
     if as_json:
         echo_json(job)
         return
@@ -172,19 +177,18 @@ def dlq_retry(
 
     async def go(client: Conveyor) -> tuple[list[int], dict[int, str]]:
         if all_:
-            return await client.retry_dead_matching(
-                queue=queue, task=task, died_after=died_after, died_before=died_before, limit=limit
+            done = await ops.retry_many(
+                client,
+                LOCAL_ADMIN,
+                queue=queue,
+                task=task,
+                died_after=died_after,
+                died_before=died_before,
+                limit=limit,
             )
-        retried: list[int] = []
-        failed: dict[int, str] = {}
-        for job_id in dict.fromkeys(job_ids):
-            try:
-                retried.append(await client.retry_dead(job_id))
-            except NotFoundError:
-                failed[job_id] = await _why_not_dead(client, job_id)
-            except ConveyorError as exc:
-                failed[job_id] = f"stays dead: {exc}"
-        return retried, failed
+            return done.retried, done.refused
+        done = await ops.retry_many(client, LOCAL_ADMIN, ids=job_ids)
+        return done.retried, {job_id: await _why(client, job_id, why) for job_id, why in done.refused.items()}
 
     retried, failed = run_coroutine(with_client(ctx, go))
     click.echo(f"retried {len(retried)} job(s)" + (": " + ", ".join(map(str, retried)) if retried else ""))
@@ -194,12 +198,15 @@ def dlq_retry(
         sys.exit(1)
 
 
-async def _why_not_dead(client: Conveyor, job_id: int) -> str:
+async def _why(client: Conveyor, job_id: int, refusal: str) -> str:
+    """Why a job named by id did not go back: not found, not dead, or kept dead (``refusal``)."""
     try:
-        job = await client.get_job(job_id)
+        job = await job_ops.get_job(client, LOCAL_ADMIN, job_id)
     except NotFoundError:
         return "not found"
-    return f"not dead (it is {job['state']})"
+    if job["state"] != "dead":
+        return f"not dead (it is {job['state']})"
+    return f"stays dead: {refusal}"
 
 
 @dlq.command("purge")
@@ -244,16 +251,20 @@ def dlq_purge(
         if not confirmed:
             raise ConveyorError(f"nothing purged: confirm deleting {scope}, or pass --yes")
     age = older_than
+    filtered = any(v is not None for v in (queue, task, older_than, died_after, died_before))
     count = run_coroutine(
         with_client(
             ctx,
-            lambda c: c.purge_dead(
+            lambda c: ops.purge(
+                c,
+                LOCAL_ADMIN,
                 ids=list(job_ids) or None,
                 queue=queue,
                 task=task,
                 older_than=age,
                 died_after=died_after,
                 died_before=died_before,
+                everything=all_ and not filtered,
             ),
         )
     )

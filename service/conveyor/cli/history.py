@@ -1,4 +1,5 @@
-"""`conveyor history`: finished jobs, and cleaning them out before retention would."""
+"""`conveyor history`: finished jobs, and cleaning them out before retention would (through
+conveyor.ops as the local admin)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 import click
 
+from ..ops import jobs as ops
+from ..ops.roles import LOCAL_ADMIN
 from ..queue.cleaning import CLEANABLE_STATES
 from ..queue.filters import ENDED_STATES
 from .common import Context, Duration, handle_errors, json_option, run_coroutine, with_client
@@ -29,7 +32,9 @@ def history() -> None:
 def history_list(ctx: Context, states: tuple[str, ...], as_json: bool, **options: Any) -> None:
     """Finished jobs, most recently finished first; a full page ends with the --cursor of the
     next one."""
-    page = run_coroutine(with_client(ctx, lambda c: c.history(state=states or None, **options)))
+    page = run_coroutine(
+        with_client(ctx, lambda c: ops.history(c, LOCAL_ADMIN, state=states or None, **options))
+    )
     echo_page(page, "jobs", as_json)
 
 
@@ -49,9 +54,9 @@ def history_list(ctx: Context, states: tuple[str, ...], as_json: bool, **options
 @click.option(
     "--budget",
     type=Duration("s", minimum=0.001),
-    default="60s",
+    default=f"{ops.MAX_CLEAN_BUDGET:g}s",
     show_default=True,
-    help="Stop starting batches after this long; run again for the rest.",
+    help=f"Stop starting batches after this long (at most {ops.MAX_CLEAN_BUDGET:g}s); run again for the rest.",
 )
 @click.pass_obj
 @handle_errors
@@ -63,7 +68,9 @@ def history_clean(
     moved = run_coroutine(
         with_client(
             ctx,
-            lambda c: c.clean_history(older_than, queue=queue, state=state, budget=budget.total_seconds()),
+            lambda c: ops.clean_history(
+                c, LOCAL_ADMIN, older_than, queue=queue, state=state, budget=budget.total_seconds()
+            ),
         )
     )
     click.echo(f"cleaned {moved} finished job(s) older than {older_than}")

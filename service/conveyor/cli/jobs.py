@@ -1,4 +1,5 @@
-"""Commands on jobs: enqueue, and `conveyor jobs show/list`."""
+"""Commands on jobs: enqueue, and `conveyor jobs show/list`, through conveyor.ops as the
+local admin (conveyor.ops.roles.LOCAL_ADMIN)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import ConveyorError
+from ..ops import jobs as ops
+from ..ops.roles import LOCAL_ADMIN
 from ..queue import pages
 from ..queue.client import Conveyor
+from ..queue.enqueue import JobRequest
 from ..queue.filters import JOB_STATES
 from ..queue.pages import MAX_PAGE, Page
-from ..queue.timeline import timeline
 from .common import (
     ATTEMPTS,
     JOB_ID,
@@ -70,17 +73,19 @@ def enqueue(
     args = json_object(args_json)
     load_tasks(tasks_modules)
 
+    request = JobRequest(
+        task,
+        args,
+        queue=queue,
+        priority=priority,
+        delay=delay,
+        run_at=run_at,
+        unique_key=unique_key,
+        max_attempts=max_attempts,
+    )
+
     async def go(client: Conveyor) -> int:
-        return await client.enqueue(
-            task,
-            args,
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            unique_key=unique_key,
-            max_attempts=max_attempts,
-        )
+        return await ops.enqueue(client, LOCAL_ADMIN, request)
 
     click.echo(run_coroutine(with_client(ctx, go)))
 
@@ -97,8 +102,8 @@ def jobs() -> None:
 @handle_errors
 def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
     """One job: its arguments, state, attempts, progress, result, errors and timeline."""
-    job = run_coroutine(with_client(ctx, lambda c: c.get_job(job_id)))
-    events = timeline(job)
+    job = run_coroutine(with_client(ctx, lambda c: ops.get_job(c, LOCAL_ADMIN, job_id)))
+    events = job.pop("timeline")
     if as_json:
         echo_json({**job, "timeline": [{"at": at, "event": event} for at, event in events]})
         return
@@ -173,7 +178,10 @@ def jobs_list(
             raise ConveyorError("give --cursor or --before, not both")
         options["cursor"] = pages.encode(pages.JOBS, pages.Position(before))
     page = run_coroutine(
-        with_client(ctx, lambda c: c.search_jobs(state=states or None, id_prefix=id_prefix, **options))
+        with_client(
+            ctx,
+            lambda c: ops.search_jobs(c, LOCAL_ADMIN, state=states or None, id_prefix=id_prefix, **options),
+        )
     )
     echo_page(page, "jobs", as_json)
 

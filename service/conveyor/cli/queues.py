@@ -1,4 +1,5 @@
-"""`conveyor queues`: list, create, pause and resume queues, and set their limits."""
+"""`conveyor queues`: list, create, pause and resume queues, and set their limits (through
+conveyor.ops as the local admin)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import ConveyorError
-from ..limits import MAX_CONCURRENCY, LimitsInUse, Rate, parse_rate
-from ..queue.client import Conveyor, QueueStats
+from ..limits import MAX_CONCURRENCY, LimitsInUse, QueueLimits, Rate, parse_rate
+from ..ops import queues as ops
+from ..ops.roles import LOCAL_ADMIN
+from ..queue.overview import QueueOverview
 from .common import Context, echo_json, handle_errors, json_option, run_coroutine, table, with_client
 
 if TYPE_CHECKING:  # click's ParamType is generic from 8.2 on, and cannot be subscripted before
@@ -43,7 +46,7 @@ def queues() -> None:
 def queues_list(ctx: Context, as_json: bool) -> None:
     """Every queue: paused or not, its limits and their use now (running jobs, starts within
     the rate window), so a queue that is not draining says why."""
-    stats, limits = run_coroutine(with_client(ctx, read_queues))
+    stats = run_coroutine(with_client(ctx, lambda c: ops.list_queues(c, LOCAL_ADMIN)))
     if as_json:
         echo_json(
             [
@@ -52,20 +55,16 @@ def queues_list(ctx: Context, as_json: bool) -> None:
                     "paused": s.paused,
                     "all_paused": s.all_paused,
                     "paused_tasks": s.paused_tasks,
-                    "limits": limits_json(limits.get(s.queue)),
+                    "limits": limits_json(s.limits),
                 }
                 for s in stats
             ]
         )
         return
-    rows = [[s.queue, paused_cell(s), *limits_cells(limits.get(s.queue))] for s in stats]
+    rows = [[s.queue, paused_cell(s), *limits_cells(s.limits)] for s in stats]
     click.echo(table(rows, ["queue", "paused", "limits", "in use"]))
     if stats and stats[0].all_paused:
         click.echo("\neverything is paused: `conveyor resume --all` lets jobs start again")
-
-
-async def read_queues(client: Conveyor) -> tuple[list[QueueStats], dict[str, LimitsInUse]]:
-    return await client.queue_stats(), {row.queue: row for row in await client.queue_limits()}
 
 
 def limits_cells(use: LimitsInUse | None) -> list[str]:
@@ -125,18 +124,14 @@ def queues_limit(
         raise click.UsageError(
             "give at least one of --rate, --concurrency, --key-rate, --key-concurrency, or --clear alone"
         )
-    limits = run_coroutine(
-        with_client(
-            ctx,
-            lambda c: c.set_queue_limits(
-                name, rate=rate, concurrency=concurrency, key_rate=key_rate, key_concurrency=key_concurrency
-            ),
-        )
+    limits = QueueLimits(
+        rate=rate, concurrency=concurrency, key_rate=key_rate, key_concurrency=key_concurrency
     )
+    run_coroutine(with_client(ctx, lambda c: ops.set_queue_limits(c, LOCAL_ADMIN, name, limits)))
     click.echo(f"queue {name!r}: no limits" if clear else f"queue {name!r}: {limits.describe()}")
 
 
-def paused_cell(stats: QueueStats) -> str:
+def paused_cell(stats: QueueOverview) -> str:
     """What is paused in a queue: the queue itself ("yes"), everything ("all"), and the paused
     tasks with jobs waiting in it ("tasks: a, b"); "no" when nothing is."""
     parts = ["yes"] if stats.paused else []
@@ -152,7 +147,7 @@ def paused_cell(stats: QueueStats) -> str:
 @click.pass_obj
 @handle_errors
 def queues_create(ctx: Context, name: str) -> None:
-    run_coroutine(with_client(ctx, lambda c: c.create_queue(name)))
+    run_coroutine(with_client(ctx, lambda c: ops.create_queue(c, LOCAL_ADMIN, name)))
     click.echo(f"queue {name!r} exists")
 
 
@@ -162,7 +157,7 @@ def queues_create(ctx: Context, name: str) -> None:
 @handle_errors
 def queues_pause(ctx: Context, name: str) -> None:
     """Stop workers claiming from a queue (running jobs finish)."""
-    run_coroutine(with_client(ctx, lambda c: c.pause_queue(name)))
+    run_coroutine(with_client(ctx, lambda c: ops.pause_queue(c, LOCAL_ADMIN, name)))
     click.echo(f"queue {name!r} paused")
 
 
@@ -172,5 +167,5 @@ def queues_pause(ctx: Context, name: str) -> None:
 @handle_errors
 def queues_resume(ctx: Context, name: str) -> None:
     """Let workers claim from a queue again."""
-    run_coroutine(with_client(ctx, lambda c: c.resume_queue(name)))
+    run_coroutine(with_client(ctx, lambda c: ops.resume_queue(c, LOCAL_ADMIN, name)))
     click.echo(f"queue {name!r} resumed")

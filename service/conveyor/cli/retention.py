@@ -1,4 +1,5 @@
-"""`conveyor retention`: show, change and apply how long finished work is kept."""
+"""`conveyor retention`: show, change and apply how long finished work is kept (through
+conveyor.ops as the local admin)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from datetime import timedelta
 
 import click
 
+from ..ops import retention as ops
+from ..ops.roles import LOCAL_ADMIN
 from ..queue.client import Conveyor
 from .common import (
     Context,
@@ -29,7 +32,7 @@ def retention() -> None:
 @click.pass_obj
 @handle_errors
 def retention_show(ctx: Context, as_json: bool) -> None:
-    rows = run_coroutine(with_client(ctx, lambda c: c.retention()))
+    rows = run_coroutine(with_client(ctx, lambda c: ops.show(c, LOCAL_ADMIN)))
     if as_json:
         echo_json(rows)
         return
@@ -58,7 +61,9 @@ def retention_set(
     """Change the defaults (or one queue's retention); unset options are left as they are."""
 
     async def go(client: Conveyor) -> None:
-        await client.set_retention(
+        await ops.set_retention(
+            client,
+            LOCAL_ADMIN,
             queue,
             completed_keep=completed,
             completed_max=completed_max,
@@ -74,6 +79,7 @@ def retention_set(
 @click.pass_obj
 @handle_errors
 def retention_apply(ctx: Context) -> None:
-    """Apply retention now (the elected scheduler does this every 10 minutes)."""
-    done = run_coroutine(with_client(ctx, lambda c: c.apply_retention()))
+    """Apply retention now, for 30 seconds at most: what is left goes on the next run (the
+    elected scheduler applies it every 10 minutes)."""
+    done = run_coroutine(with_client(ctx, lambda c: ops.apply(c, LOCAL_ADMIN, budget=ops.MAX_APPLY_BUDGET)))
     click.echo(table([[step, n] for step, n in done.items()], ["step", "affected"]))

@@ -1,10 +1,16 @@
-"""`conveyor schedules`: list, add, pause, resume, trigger and remove cron schedules."""
+"""`conveyor schedules`: list, add, pause, resume, trigger and remove cron schedules (through
+conveyor.ops as the local admin)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import click
 
 from ..errors import ConveyorError
+from ..ops import schedules as ops
+from ..ops.roles import LOCAL_ADMIN, Principal
 from ..queue.client import Conveyor
 from ..queue.matviews import REFRESH_TASK
 from .common import (
@@ -31,7 +37,7 @@ def schedules() -> None:
 @click.pass_obj
 @handle_errors
 def schedules_list(ctx: Context, as_json: bool) -> None:
-    rows = run_coroutine(with_client(ctx, lambda c: c.schedules()))
+    rows = [v.row for v in run_coroutine(with_client(ctx, lambda c: ops.list_schedules(c, LOCAL_ADMIN)))]
     if as_json:
         echo_json(rows)
         return
@@ -99,36 +105,33 @@ def schedules_add(
     if refresh_view is not None:
         if args:
             raise ConveyorError("--refresh-view takes no --args")
-        view = run_coroutine(with_client(ctx, lambda c: c.check_materialized_view(refresh_view)))
-        task, args = REFRESH_TASK, {"view": view}
+        task, args = REFRESH_TASK, {"view": refresh_view}  # ops checks that it is one
     load_tasks(tasks_modules)
-    assert task is not None
-
-    async def go(client: Conveyor) -> str:
-        return await client.create_schedule(
-            name,
-            cron,
-            task,
-            args,
-            timezone=timezone,
-            queue=queue,
-            priority=priority,
-            max_attempts=max_attempts,
-            catch_up=catch_up,
-            replace=replace,
-        )
-
-    run_coroutine(with_client(ctx, go))
+    definition = {
+        "cron": cron,
+        "task": task,
+        "args": args,
+        "timezone": timezone,
+        "queue": queue,
+        "priority": priority,
+        "max_attempts": max_attempts,
+        "catch_up": catch_up,
+    }
+    run_coroutine(
+        with_client(ctx, lambda c: ops.create_schedule(c, LOCAL_ADMIN, name, definition, replace=replace))
+    )
     click.echo(f"schedule {name!r} {'redefined' if replace else 'added'}: {cron} ({timezone})")
 
 
-def _schedule_action(verb: str, done: str) -> None:
+def _schedule_action(
+    verb: str, done: str, operation: Callable[[Conveyor, Principal, str], Coroutine[Any, Any, Any]]
+) -> None:
     @schedules.command(verb)
     @click.argument("name")
     @click.pass_obj
     @handle_errors
     def action(ctx: Context, name: str) -> None:
-        result = run_coroutine(with_client(ctx, lambda c: getattr(c, f"{verb}_schedule")(name)))
+        result = run_coroutine(with_client(ctx, lambda c: operation(c, LOCAL_ADMIN, name)))
         click.echo(f"schedule {name!r} {done}" + (f": job {result}" if verb == "trigger" else ""))
 
     action.__doc__ = {
@@ -139,13 +142,13 @@ def _schedule_action(verb: str, done: str) -> None:
     }[verb]
 
 
-for _verb, _done in (
-    ("pause", "paused"),
-    ("resume", "resumed"),
-    ("trigger", "triggered"),
-    ("remove", "removed"),
+for _verb, _done, _operation in (
+    ("pause", "paused", ops.pause_schedule),
+    ("resume", "resumed", ops.resume_schedule),
+    ("trigger", "triggered", ops.trigger_schedule),
+    ("remove", "removed", ops.remove_schedule),
 ):
-    _schedule_action(_verb, _done)
+    _schedule_action(_verb, _done, _operation)
 
 
 @schedules.command("fires")
@@ -156,7 +159,7 @@ for _verb, _done in (
 @handle_errors
 def schedules_fires(ctx: Context, name: str, limit: int, as_json: bool) -> None:
     """The latest fires of a schedule, with their jobs."""
-    rows = run_coroutine(with_client(ctx, lambda c: c.schedule_fires(name, limit=limit)))
+    rows = run_coroutine(with_client(ctx, lambda c: ops.schedule_fires(c, LOCAL_ADMIN, name, limit=limit)))
     if as_json:
         echo_json(rows)
         return

@@ -1,4 +1,5 @@
-"""`conveyor workers`: the workers, their heartbeats and the jobs they hold; the scheduler."""
+"""`conveyor workers`: the workers, their heartbeats and the jobs they hold; the scheduler
+(through conveyor.ops as the local admin)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from datetime import timedelta
 
 import click
 
+from ..ops import status as ops
+from ..ops.roles import LOCAL_ADMIN
 from ..queue.roster import Workers
 from .common import (
     Context,
@@ -35,7 +38,7 @@ from .status import describe_scheduler
 def workers(ctx: Context, lease: timedelta, as_json: bool) -> None:
     """Live workers and those silent for less than an hour: host, pid, queues, concurrency,
     heartbeat age, alive, and the jobs each holds; then the scheduler."""
-    found: Workers = run_coroutine(with_client(ctx, lambda c: c.workers(lease=lease)))
+    found: Workers = run_coroutine(with_client(ctx, lambda c: ops.workers(c, LOCAL_ADMIN, lease=lease)))
     if as_json:
         scheduler = found.scheduler
         echo_json(

@@ -2,8 +2,9 @@
 
 Contract: every function takes the client and who is asking, checks the role first
 (:func:`~conveyor.ops.roles.require`, before any read), then delegates to the client. Reads
-need a viewer; pausing and resuming (a queue, a task, everything) an operator; setting a
-queue's limits an admin (limits are configuration, like retention). A queue named here must
+need a viewer; creating a queue (as enqueueing into it does), pausing and resuming (a queue,
+a task, everything) an operator; setting a queue's limits an admin (limits are
+configuration, like retention). A queue named here must
 exist: :class:`UnknownQueueError` otherwise (``set_queue_limits`` does not create queues, as
 the client's method does, so a typo cannot make one).
 """
@@ -38,6 +39,12 @@ async def check_queue(client: Conveyor, name: str) -> str:
     if not await client.queue_exists(name):
         raise UnknownQueueError(f"no queue named {name!r}")
     return name
+
+
+async def create_queue(client: Conveyor, principal: Principal, name: str) -> None:
+    """Make an empty queue of that name (nothing happens if it exists)."""
+    require(principal, Role.OPERATOR, "creating a queue")
+    await client.create_queue(check_queue_name(name))
 
 
 async def pause_queue(client: Conveyor, principal: Principal, name: str) -> None:

@@ -8,7 +8,9 @@ its cron gives from now (``next_fire_estimated``). Changing some fields of a sch
 (``Conveyor.update_schedule``) reads, merges and redefines it in one transaction with its
 row locked: two changes take turns and each keeps the other's fields; the cadence goes on
 unless the cron or the time zone changed. A schedule declared in code is written again
-by the scheduler when it starts; change those in code.
+by the scheduler when it starts; change those in code. A schedule of the built-in task
+that refreshes a materialized view (REFRESH_TASK) needs its ``view`` to be one: it is stored
+as ``schema.name``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from zoneinfo import ZoneInfo
 from ..cron import Cron
 from ..errors import ConveyorError, InvalidOptionError, NotFoundError
 from ..queue.client import SCHEDULE_FIELDS, Conveyor
+from ..queue.matviews import REFRESH_TASK
 from .roles import Principal, Role, require
 
 # What a schedule's definition holds besides its name (the fields a change may set).
@@ -74,12 +77,18 @@ async def _row(client: Conveyor, name: str) -> dict[str, Any]:
 
 
 async def create_schedule(
-    client: Conveyor, principal: Principal, name: str, definition: Mapping[str, Any]
+    client: Conveyor,
+    principal: Principal,
+    name: str,
+    definition: Mapping[str, Any],
+    *,
+    replace: bool = False,
 ) -> ScheduleView:
     """Create a schedule from ``definition`` (``cron`` and ``task`` required, the rest of
-    DEFINITION optional); a name that is taken is a ConflictError."""
-    require(principal, Role.ADMIN, "creating a schedule")
-    await _define(client, name, definition, replace=False)
+    DEFINITION optional); a name that is taken is a ConflictError, unless ``replace``
+    (then the schedule is redefined whole)."""
+    require(principal, Role.ADMIN, "redefining a schedule" if replace else "creating a schedule")
+    await _define(client, name, definition, replace=replace)
     return view(await _row(client, name))
 
 
@@ -91,16 +100,32 @@ async def update_schedule(
     unknown = set(changes) - set(DEFINITION)
     if unknown:
         raise InvalidOptionError(f"a schedule has no field {', '.join(sorted(unknown))}")
-    await client.update_schedule(name, changes)
+    changed = dict(changes)
+    if isinstance(changed.get("args"), Mapping):
+        task = changed.get("task") or (await _row(client, name))["task"]
+        changed["args"] = await _checked_args(client, task, changed["args"])
+    await client.update_schedule(name, changed)
     return view(await _row(client, name))
 
 
+async def _checked_args(client: Conveyor, task: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments, with a view-refresh schedule's view checked and named in full."""
+    checked = dict(args)
+    if task == REFRESH_TASK and isinstance(checked.get("view"), str):
+        try:
+            checked["view"] = await client.check_materialized_view(checked["view"])
+        except ConveyorError as exc:  # not a materialized view
+            raise InvalidOptionError(str(exc)) from None
+    return checked
+
+
 async def _define(client: Conveyor, name: str, definition: Mapping[str, Any], *, replace: bool) -> None:
+    args = await _checked_args(client, definition["task"], definition.get("args") or {})
     await client.create_schedule(
         name,
         definition["cron"],
         definition["task"],
-        definition.get("args") or {},
+        args,
         timezone=definition.get("timezone") or "UTC",
         queue=definition.get("queue"),
         priority=definition.get("priority"),

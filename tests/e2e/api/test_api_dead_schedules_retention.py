@@ -226,3 +226,26 @@ async def test_the_scheduler_status(http: httpx.AsyncClient, keys: Keys) -> None
     warned = (await http.get("/api/v1/scheduler")).json()
     assert warned["active_schedules"] == 1
     assert "will not fire" in warned["warning"]
+
+
+async def test_a_view_refresh_schedule_names_a_materialized_view(http: httpx.AsyncClient, db: DB) -> None:
+    """The built-in refresh task's schedule is checked for its view when made and when
+    changed, as the CLI's `schedules add --refresh-view` is (one check, in conveyor.ops)."""
+    db.all("CREATE MATERIALIZED VIEW {schema}.daily AS SELECT 1 AS n")
+    db.all("CREATE TABLE {schema}.plain (n int)")
+    body = {"name": "refresh", "cron": "0 * * * *", "task": "conveyor.refresh_materialized_view"}
+    problem(
+        await http.post("/api/v1/schedules", json={**body, "args": {"view": "plain"}}), 422, "invalid-option"
+    )
+    problem(
+        await http.post("/api/v1/schedules", json={**body, "args": {"view": "nowhere"}}),
+        422,
+        "invalid-option",
+    )
+    assert db.one("SELECT count(*) FROM {schema}.schedules") == 0
+    made = await http.post("/api/v1/schedules", json={**body, "args": {"view": f"{db.schema}.daily"}})
+    assert made.status_code == 201, made.text
+    problem(
+        await http.patch("/api/v1/schedules/refresh", json={"args": {"view": "plain"}}), 422, "invalid-option"
+    )
+    assert db.one("SELECT args FROM {schema}.schedules") == made.json()["args"]

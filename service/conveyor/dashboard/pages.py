@@ -26,7 +26,7 @@ from ..queue.client import Conveyor
 from ..tasks import check_queue_name
 from . import session as sessions
 from .overview import read_overview
-from .render import page
+from .render import link, page
 
 FORM_LIMIT = 16 * 1024  # bytes: the dashboard's forms are a key and a token
 GetClient = Callable[[], Awaitable[Conveyor]]
@@ -101,7 +101,7 @@ class Dashboard:
             return self._login_page(
                 request, message=problem.detail, status_code=problem.kind.status, **problem.headers
             )
-        response = RedirectResponse(request.url_for("dashboard_overview"), status_code=303)
+        response = RedirectResponse(link(request, "dashboard_overview"), status_code=303)
         sessions.start_session(request, response, key)
         return response
 
@@ -112,7 +112,7 @@ class Dashboard:
         found = await self.session(request)
         if found is not None and not sessions.csrf_valid(found.key, form.get(sessions.CSRF_FIELD)):
             return self._refused(request, found, "The form carried no valid CSRF token.")
-        response = RedirectResponse(request.url_for("dashboard_login"), status_code=303)
+        response = RedirectResponse(link(request, "dashboard_login"), status_code=303)
         sessions.end_session(request, response)
         return response
 
@@ -140,7 +140,7 @@ class Dashboard:
         if found is not None:
             return found
         ended = sessions.session_key(request) is not None
-        login = str(request.url_for("dashboard_login")) + ("?ended=1" if ended else "")
+        login = link(request, "dashboard_login") + ("?ended=1" if ended else "")
         if request.headers.get("hx-request"):
             response: Response = Response(status_code=401, headers={"HX-Redirect": login})
         else:
@@ -191,7 +191,7 @@ class Dashboard:
                 message=str(exc),
                 status_code=404,
             )
-        return RedirectResponse(request.url_for("dashboard_overview"), status_code=303)
+        return RedirectResponse(link(request, "dashboard_overview"), status_code=303)
 
     def _refused(self, request: Request, found: Session | None, message: str) -> Response:
         return page(

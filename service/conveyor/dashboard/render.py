@@ -30,6 +30,12 @@ SECURITY_HEADERS = {
 }
 
 
+def link(request: Request, name: str, /, **params: Any) -> str:
+    """The path of a named route, under the app's mount point (no scheme or host: right behind
+    a proxy that terminates TLS too)."""
+    return request.url_for(name, **params).path
+
+
 def page(
     request: Request,
     template: str,
@@ -42,6 +48,7 @@ def page(
 ) -> HTMLResponse:
     body = environment.get_template(template).render(
         request=request,
+        url_for=lambda name, **params: link(request, name, **params),
         principal=principal,
         can_operate=principal is not None and principal.role >= Role.OPERATOR,
         csrf=csrf,

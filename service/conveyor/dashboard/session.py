@@ -39,7 +39,7 @@ _LABEL = b"conveyor dashboard csrf v1"
 
 def cookie_path(request: Request) -> str:
     """The path the cookies are scoped to: the app's own (its mount point, if mounted)."""
-    root = str(request.scope.get("app_root_path", request.scope.get("root_path", "")) or "")
+    root = str(request.scope.get("root_path", "") or "")
     return root.rstrip("/") or "/"
 
 

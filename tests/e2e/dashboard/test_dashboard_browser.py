@@ -5,10 +5,11 @@ resuming a queue, a viewer's page and forged POST, a wrong key, logout, a revoke
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from ...helpers import DB
 from ..api.support import Keys
@@ -106,8 +107,36 @@ def test_a_revoked_keys_session_is_refused_at_once(
     log_in(page, app_url, token)
     expect(row(page)).to_be_visible()
     revoke(database_url, schema, key_id)
-    # The next page asks the key cache again: the session is over.
-    page.reload()
-    page.wait_for_url(re.compile(r"/login\?ended=1$"))
+    # The table's next refresh asks the key cache again: the open page goes to the login page
+    # by itself (htmx follows HX-Redirect), within one polling period.
+    page.wait_for_url(re.compile(r"/login\?ended=1$"), timeout=10_000)
     expect(page.get_by_role("alert")).to_contain_text("Your session has ended")
+    assert not [c for c in page.context.cookies() if c["name"] == "conveyor_session"]
+    # Signing in again with the revoked key is refused.
+    page.get_by_label("API key").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("That API key was refused")
     assert not paused_in_db(db)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "background"), [("light", "rgb(255, 255, 255)"), ("dark", "rgb(15, 18, 22)")]
+)
+def test_the_overview_follows_the_systems_theme_fits_a_phone_and_shows_focus(
+    browser: Browser, app_url: str, keys: Keys, scheme: Literal["light", "dark"], background: str
+) -> None:
+    enqueue(app_url, keys)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme=scheme)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        log_in(page, app_url, keys.operator)
+        expect(row(page)).to_be_visible()
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == background
+        # Nothing is wider than the phone: the queue table scrolls inside its own box.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        # Keyboard focus is drawn.
+        page.keyboard.press("Tab")
+        assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    finally:
+        context.close()

@@ -65,13 +65,18 @@ def keys(database_url: str, schema: str) -> Keys:
     return in_thread(make())
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        message = f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
+def require_chromium(path: str = CHROMIUM) -> None:
+    """Skip without Chromium, except in CI (CI=true), where the browser tests must run: fail."""
+    if not os.path.exists(path):
+        message = f"no Chromium at {path} (apt-get install -y chromium)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    require_chromium()
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:

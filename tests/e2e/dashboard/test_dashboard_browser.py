@@ -9,16 +9,16 @@ from typing import Literal
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from ...helpers import DB
-from ..api.support import Keys
-from .conftest import QUEUE, enqueue, log_in, make_key, revoke
+from ..api.support import Keys, bearer
+from .conftest import QUEUE, enqueue, log_in, make_key, require_chromium, revoke
 
 pytestmark = pytest.mark.processes
 
 
-def row(page: Page, queue: str = QUEUE):  # type: ignore[no-untyped-def]
+def row(page: Page, queue: str = QUEUE) -> Locator:
     return page.locator(f'tr[data-queue="{queue}"]')
 
 
@@ -140,3 +140,29 @@ def test_the_overview_follows_the_systems_theme_fits_a_phone_and_shows_focus(
         assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
     finally:
         context.close()
+
+
+def test_schedules_without_a_scheduler_are_a_warning(page: Page, app_url: str, keys: Keys) -> None:
+    with httpx.Client(base_url=app_url, headers=bearer(keys.admin)) as http:
+        made = http.post(
+            "/api/v1/schedules",
+            json={"name": "nightly", "cron": "0 3 * * *", "task": "api_add", "args": {"a": 1, "b": 2}},
+        )
+        assert made.status_code == 201, made.text
+    log_in(page, app_url, keys.viewer)
+    expect(page.locator(".warnings")).to_contain_text("1 schedule(s) will not fire: no scheduler has ticked")
+    expect(page.get_by_test_id("scheduler")).to_have_text("none running")
+
+
+def test_without_chromium_the_browser_tests_fail_in_ci_and_skip_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no Chromium"):
+        require_chromium("/nonexistent/chromium")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="no Chromium"):
+        require_chromium("/nonexistent/chromium")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        require_chromium("/nonexistent/chromium")

@@ -5,6 +5,8 @@ Contract:
 - Routes: the JSON API under ``/api/v1`` (the route table of ``api.endpoints``), its OpenAPI
   document at ``/api/v1/openapi.json`` and a docs page at ``/api/v1/docs``; ``/health`` and
   ``/metrics`` (``api.health``, ``api.metrics``). All four are public: the JSON API needs a key.
+  The dashboard (``conveyor.dashboard``: ``/``, ``/login``, ``/logout``, ``/dashboard/...``)
+  shares the app's client and Authenticator; its pages need a session (docs/dashboard.md).
   Anything else under the app is a 404 problem document; a wrong method a 405 one.
 - The client: pass an open :class:`~conveyor.Conveyor` (yours: the app never closes it, and
   its deadlines are yours to choose), or a database URL and schema (or neither: the
@@ -35,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..dashboard import routes as dashboard_routes
 from ..errors import ConfigurationError
 from ..ops.failed_attempts import FailedAttempts
 from ..ops.health import DOWN
@@ -165,6 +168,7 @@ def create_app(
         Route(PREFIX + "/docs", docs, methods=["GET"], include_in_schema=False),
         Route("/health", health_check, methods=["GET"], include_in_schema=False),
         Route("/metrics", prometheus, methods=["GET"], include_in_schema=False),
+        *dashboard_routes(holder.get, authenticator),
     ]
 
     @asynccontextmanager

@@ -47,6 +47,15 @@ class Authenticator:
         self._gates: dict[str, _Gate] = {}
 
     async def principal(self, request: Request, client: Conveyor) -> Principal:
+        """The Principal of the request's ``Authorization`` header."""
+        return await self.check(request, client, request.headers.get("authorization"))
+
+    async def key_principal(self, request: Request, client: Conveyor, key: str) -> Principal:
+        """The Principal of an API key given otherwise (the dashboard's login form and session
+        cookie), checked alike: the same cache and the same failed-attempt limit."""
+        return await self.check(request, client, f"Bearer {key}")
+
+    async def check(self, request: Request, client: Conveyor, authorization: str | None) -> Principal:
         who = self.client_of(request)
         self._refuse_if_over(who)
         gate = self._gates.get(who)
@@ -64,7 +73,7 @@ class Authenticator:
                     await gate.turn.wait()
                 gate.checking += 1
             try:
-                return await self.keys.authenticate(client, request.headers.get("authorization"))
+                return await self.keys.authenticate(client, authorization)
             except AuthenticationError:
                 self.attempts.failed(who)
                 raise

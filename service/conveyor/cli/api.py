@@ -88,7 +88,8 @@ def api(
     )
     root = url_of(sock)
     click.echo(
-        f"Conveyor API: {root}/api/v1 (docs: {root}/api/v1/docs), {workers} process(es); Ctrl-C to stop"
+        f"Conveyor API: {root}/api/v1 (docs: {root}/api/v1/docs; dashboard: {root}/), "
+        f"{workers} process(es); Ctrl-C to stop"
     )
     config = uvicorn.Config(
         "conveyor.api.server:app_from_environment",

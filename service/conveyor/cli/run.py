@@ -342,7 +342,7 @@ async def _dev(
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
         api = ApiPart(EmbeddedServer(config), sock)
         root = url_of(sock)
-        click.echo(f"Conveyor dev: API at {root}/api/v1 (docs: {root}/api/v1/docs)")
+        click.echo(f"Conveyor dev: API at {root}/api/v1 (docs: {root}/api/v1/docs; dashboard: {root}/)")
     click.echo(
         f"Conveyor dev: {len(default_registry)} tasks and {len(default_registry.schedules())} schedules "
         f"loaded; worker, scheduler{' and API' if api else ''} running; Ctrl-C to stop"

@@ -57,7 +57,7 @@ async def test_the_docs_page_renders_every_operation_and_fetches_nothing(http: h
 
 async def test_no_such_endpoint_and_wrong_method_are_problems(http: httpx.AsyncClient) -> None:
     problem(await http.get("/api/v1/nothing-here"), 404, "no-such-endpoint")
-    problem(await http.get("/"), 404, "no-such-endpoint")
+    problem(await http.get("/no-such-page"), 404, "no-such-endpoint")
     body = problem(await http.delete("/api/v1/queues"), 405, "method-not-allowed")
     assert body["instance"] == "/api/v1/queues"
 

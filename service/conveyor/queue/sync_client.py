@@ -452,6 +452,7 @@ class SyncConveyor:
     delete_job = blocking(Conveyor.delete_job)
     schedules = blocking(Conveyor.schedules)
     create_schedule = blocking(Conveyor.create_schedule)
+    update_schedule = blocking(Conveyor.update_schedule)
     check_materialized_view = blocking(Conveyor.check_materialized_view)
     pause_schedule = blocking(Conveyor.pause_schedule)
     resume_schedule = blocking(Conveyor.resume_schedule)

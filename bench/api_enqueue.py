@@ -156,7 +156,7 @@ def _setup(url: str, schema: str) -> str:
     return asyncio.run(key())
 
 
-def _start_api(url: str, schema: str, workers: int, pool_size: int) -> tuple[subprocess.Popen[str], int]:
+def start_api(url: str, schema: str, workers: int, pool_size: int) -> tuple[subprocess.Popen[str], int]:
     """``conveyor api`` with ``workers`` processes, once every one has said its app is up."""
     env = {
         **os.environ,
@@ -216,7 +216,7 @@ def main() -> None:
     options = parser.parse_args()
     url, schema = options.database_url, f"bench_api_{uuid.uuid4().hex[:8]}"
     token = _setup(url, schema)
-    api, port = _start_api(url, schema, options.workers, options.pool_size)
+    api, port = start_api(url, schema, options.workers, options.pool_size)
     ident = sql.Identifier(schema)
     statements = {
         "sql": sql.SQL("SELECT {}.enqueue('" + TASK + "', %s::jsonb, 'bench')").format(ident),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -62,8 +64,57 @@ def database_url(server_url: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def _pg_dump() -> str | None:
+    """pg_dump 18 from the embedded PostgreSQL (it dumps 14 to 18), else the system's, else None."""
+    for folder in (Path(embedded._module().__file__).parent / "pginstall" / "bin", None):
+        found = shutil.which("pg_dump", path=str(folder) if folder else None)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def migrated_schema(database_url: str) -> tuple[str, str] | None:
+    """(template name, SQL that recreates it): a schema migrated once by Alembic, dumped.
+
+    Each test's schema is this dump replayed under the test's own name: the same tables,
+    functions and rows as a migration makes, in one round trip instead of every revision
+    (tests/integration/test_migrations.py proves the migrations themselves). None when no
+    pg_dump is at hand: each test then migrates its schema."""
+    dump = _pg_dump()
+    if dump is None:
+        return None
+    template = f"t_template_{uuid.uuid4().hex[:12]}"
+    migrations.upgrade(database_url, template)
+    try:
+        script = subprocess.run(
+            [
+                dump,
+                "--dbname",
+                database_url,
+                "--schema",
+                template,
+                "--inserts",
+                "--no-owner",
+                "--no-privileges",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(template)))
+    # pg_dump's own meta-commands (\restrict) are for psql, not the server; pg_dump 18 sets
+    # transaction_timeout, which servers before 17 do not know.
+    kept = (line for line in script.splitlines() if not line.startswith(("\\", "SET transaction_timeout")))
+    return template, "\n".join(kept)
+
+
 @pytest.fixture
-def schema(request: pytest.FixtureRequest, database_url: str) -> Iterator[str]:
+def schema(
+    request: pytest.FixtureRequest, database_url: str, migrated_schema: tuple[str, str] | None
+) -> Iterator[str]:
     """A freshly migrated Conveyor schema for this test.
 
     Torn down last (everything of the test depends on it): a session the test left inside a
@@ -72,11 +123,25 @@ def schema(request: pytest.FixtureRequest, database_url: str) -> Iterator[str]:
     step, and so retention and clean_history, wait for every open transaction of the
     database, which later tests share."""
     digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:10]
-    name = f"t_{digest}"
+    yield make_schema(database_url, migrated_schema, f"t_{digest}")
+    end_open_sessions(database_url)
+
+
+def make_schema(database_url: str, migrated_schema: tuple[str, str] | None, name: str) -> str:
+    """A freshly migrated Conveyor schema named ``name`` (dropped first if it exists)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-    migrations.upgrade(database_url, name)
-    yield name
+    if migrated_schema is None:
+        migrations.upgrade(database_url, name)
+    else:
+        template, script = migrated_schema
+        with psycopg.connect(database_url) as conn:
+            conn.execute(script.replace(template, name).encode())
+    return name
+
+
+def end_open_sessions(database_url: str) -> None:
+    """End the sessions of the database still inside a transaction (see ``schema``)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -133,3 +198,12 @@ def start_worker(database_url: str, schema: str, registry: Registry) -> Callable
                 await asyncio.wait_for(running, 10)
 
     return start
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Captured output may hold lone surrogates (tests of bad input log them, escaped by
+    nothing); pytest-xdist sends reports as UTF-8, so escape them before it does."""
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8")) for title, text in report.sections
+    ]

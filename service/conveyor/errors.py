@@ -45,6 +45,33 @@ class Discard(Exception):
     for a failure that running it again cannot fix (a record that no longer exists, bad input)."""
 
 
+# The longest wait RetryIn takes: a year (a date further out is a mistake, not a plan).
+MAX_RETRY_IN = 366 * 86400.0
+
+
+class RetryIn(Exception):
+    """Raise in a task to have its job tried again no sooner than ``seconds`` from now (a
+    server's ``Retry-After``, a quota that resets at a known time). The attempt counts as
+    failed like any other: the next one runs after ``max(seconds, the task's backoff)``, and a
+    job out of attempts goes to the dead-letter table. ``reason`` is recorded in its errors.
+
+    ``seconds`` must be a number from 0 to a year; anything else raises ValueError here."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValueError(f"RetryIn takes a number of seconds, got {type(seconds).__name__}")
+        # Written as "not (ok)" so that NaN, which fails every comparison, is refused too.
+        if not (0 <= seconds <= MAX_RETRY_IN):
+            raise ValueError(f"RetryIn takes 0 to {MAX_RETRY_IN:g} seconds, got {seconds!r}")
+        self.seconds = float(seconds)
+        self.reason = reason
+        what = reason or "the task asked to be tried again later"
+        super().__init__(f"{what} (next attempt in {self.seconds:g} s or later)")
+
+    def __reduce__(self) -> tuple[type[RetryIn], tuple[float, str]]:
+        return RetryIn, (self.seconds, self.reason)  # made again from its own arguments (pickle, copy)
+
+
 class JobStateError(ConveyorError):
     """The job is not in a state that allows the operation (cancel a finished job, delete a
     running one, run now a job that waits for another): the message says which state it is in."""

@@ -20,6 +20,8 @@ import math
 import re
 from typing import Any
 
+from . import deep_json
+
 try:
     import orjson
 except ImportError:  # pragma: no cover - orjson is a dependency on CPython
@@ -45,7 +47,20 @@ def loads(text: str | bytes) -> Any:
                 return orjson.loads(text)
             except orjson.JSONDecodeError:
                 pass
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return deep_json.loads(text)  # nested past the recursion limit: jsonb holds such values
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        # An integer of more digits than Python converts from text (4300 by default): jsonb
+        # holds numbers of any length (conveyor.enqueue from SQL stores them), and refusing one
+        # here once failed every claim that picked such a job up.
+        try:
+            return json.loads(text, parse_int=deep_json.long_int)
+        except RecursionError:
+            return deep_json.loads(text)
 
 
 def dumps(value: Any) -> str:
@@ -64,7 +79,10 @@ def dumps_sized(value: Any) -> tuple[str, int]:
             text = encoded.decode()
             _refuse_nul(text)
             return text, len(encoded)
-    text = _ENCODER.encode(value)
+    try:
+        text = _ENCODER.encode(value)
+    except RecursionError:
+        raise ValueError("it is nested too deeply to be encoded as JSON") from None
     size = len(text.encode())  # a lone surrogate raises UnicodeEncodeError, a ValueError
     _refuse_nul(text)
     return text, size

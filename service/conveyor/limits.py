@@ -54,7 +54,11 @@ def parse_rate(value: Rate | tuple[int, str | timedelta | float] | str) -> Rate:
         return value
     if isinstance(value, str):
         count, sep, period = value.partition("/")
-        if not sep or not count.strip().isdigit():
+        if (
+            not sep
+            or not (count.strip().isascii() and count.strip().isdigit())
+            or len(count.strip().lstrip("0")) > 18
+        ):
             raise InvalidOptionError(
                 f"rate {value!r} is not valid: write COUNT/DURATION, like 20/1m or 10/1s"
             )

@@ -10,7 +10,10 @@ from urllib.parse import parse_qsl, quote, urlencode
 from .durations import parse_duration
 from .errors import ConfigurationError, InvalidOptionError
 
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# At most 62 characters: the worker's control channel is "<schema>.control" cut at 63 bytes
+# (as PostgreSQL cuts channel names), which for a 63-character name is the schema's own
+# channel, where job wake-ups come: they were taken for control messages and lost.
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,61}")
 MAX_ARGS_BYTES = 1024 * 1024
 # The HTTP API's defaults (conveyor.api; `conveyor api` shows them without importing it).
 API_BODY_LIMIT = 2 * 1024 * 1024  # bytes: one job at its argument limit, with room
@@ -18,11 +21,12 @@ API_POOL_SIZE = 10  # database connections per API process
 
 
 def check_schema_name(schema: str) -> str:
-    """Schema names are used as identifiers and as the NOTIFY channel: keep them plain."""
-    if not _SCHEMA_NAME.fullmatch(schema):
+    """Schema names are used as identifiers and as the NOTIFY channel: keep them plain.
+    PostgreSQL reserves the pg_ prefix for its own schemas (pg_temp, pg_catalog ...)."""
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema) or schema.startswith("pg_"):
         raise ConfigurationError(
             f"schema name {schema!r} is not allowed: use lowercase letters, digits and _ "
-            "(at most 63, not starting with a digit)"
+            "(at most 62, not starting with a digit nor with pg_)"
         )
     return schema
 
@@ -108,7 +112,9 @@ class Timeouts:
     - ``statement``: the server's ``statement_timeout`` on their pooled connections; the same
       work also carries a client-side deadline a little longer, since a connection that stopped
       answering never delivers the server's error. When it passes, the connection is dropped
-      and a new one made.
+      and a new one made. It is their ``idle_in_transaction_session_timeout`` too: a process
+      paused in the middle of a transaction (SIGSTOP, a frozen VM) loses it, and its locks,
+      after that long.
     - ``lock``: the server's ``lock_timeout``: a write blocked on a lock fails (and is retried)
       instead of waiting behind DDL or a long transaction.
     - ``connect``: how long making a connection may take.
@@ -174,7 +180,8 @@ class Settings:
         )
         return cls(
             database_url=url,
-            schema=schema or os.environ.get("CONVEYOR_SCHEMA", "conveyor"),
+            # An empty variable is no setting (as click reads it); an explicit "" is refused.
+            schema=schema if schema is not None else os.environ.get("CONVEYOR_SCHEMA") or "conveyor",
             listen_url=os.environ.get("CONVEYOR_LISTEN_URL") or None,
             timeouts=Timeouts.from_env(),
         )

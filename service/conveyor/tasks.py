@@ -25,7 +25,7 @@ from typing import Any, TypeVar, overload
 from . import jsonb
 from .backoff import Backoff
 from .cron import Cron
-from .errors import ArgumentsError, InvalidOptionError, TaskImportError
+from .errors import ArgumentsError, InvalidOptionError, NotFoundError, TaskImportError
 from .limits import QueueLimits, Rate, limits_of
 from .settings import MAX_ARGS_BYTES
 
@@ -145,6 +145,17 @@ class ScheduleSpec:
 
 
 SCHEDULE_NAME = QUEUE_NAME  # same alphabet
+
+
+def named_schedule(name: str) -> str:
+    """A name that may be a schedule's; NotFoundError for one no schedule can have (a NUL
+    byte, a lone surrogate: PostgreSQL cannot even be asked about some of them)."""
+    if not isinstance(name, str) or not SCHEDULE_NAME.fullmatch(name):
+        raise NotFoundError(f"no schedule named {name!r}")
+    return name
+
+
+MAX_ATTEMPTS_LIMIT = 2**31 - 1  # the database stores it as an integer
 CATCH_UP_POLICIES = ("skip", "once")
 
 
@@ -285,6 +296,8 @@ class Registry:
             check_queue_name(queue)
         if max_attempts is not None and max_attempts < 1:
             raise InvalidOptionError(f"schedule {name!r}: max_attempts must be at least 1")
+        if max_attempts is not None and max_attempts > MAX_ATTEMPTS_LIMIT:
+            raise InvalidOptionError(f"schedule {name!r}: max_attempts must be at most {MAX_ATTEMPTS_LIMIT}")
         spec = ScheduleSpec(
             name=name,
             cron=cron,
@@ -351,6 +364,7 @@ class Registry:
             module = module.strip()
             if not module:
                 continue
+            check_module_name(module)
             try:
                 importlib.import_module(module)
             except Exception as exc:
@@ -361,6 +375,17 @@ class Registry:
                 raise TaskImportError(
                     f"cannot import task module {module!r}: {type(exc).__name__}: {detail}"
                 ) from exc
+
+
+def check_module_name(module: str) -> str:
+    """A task module's name must be a dotted Python name (``myapp.tasks``): not a path, not a
+    relative import (``..x``), which import_module would refuse with a puzzling message."""
+    if not module or not all(part.isidentifier() for part in module.split(".")):
+        raise TaskImportError(
+            f"task module name {module!r} is not a module name: "
+            "write dotted Python names, like myapp.tasks (comma-separated), not paths"
+        )
+    return module
 
 
 def unknown_task_message(registry: Registry, name: str) -> str:

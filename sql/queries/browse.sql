@@ -143,6 +143,15 @@ WHERE id > %(after_id)s
 ORDER BY id
 LIMIT %(batch)s;
 
+-- name: count_dead_matching
+-- How many dead jobs match every filter given (queue, task, died in [died_after, died_before)):
+-- what a retry or purge by filter would take now (the dashboard's confirmation says it).
+SELECT count(*) AS matching FROM {schema}.dead_jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(died_after)s::timestamptz IS NULL OR died_at >= %(died_after)s)
+  AND (%(died_before)s::timestamptz IS NULL OR died_at < %(died_before)s);
+
 -- name: retention_lock
 -- Take the schema's retention lock for this transaction (concurrent retention runs and cleans
 -- take turns one batch at a time; see retention_batch_v1). %(schema)s: the schema's name.
@@ -213,56 +222,107 @@ LEFT JOIN {schema}.jobs j ON j.worker_id = w.id AND j.state = 'running'
 ORDER BY w.started_at, w.id, j.id;
 
 -- name: queue_overview
--- Per queue (or one): the queue_stats view's row, the jobs blocked behind another (through
--- jobs_after), and throughput: jobs completed in the last minute and the last hour, and jobs
--- that died in the last hour, by the clock's now. The minute is counted from job_history
--- through job_history_queue_finished (its rows only). The hour adds the 5-minute buckets of
--- the rollup behind queue_stats (finished_counts) that lie wholly within it and before the
--- rollup's mark, and counts the rest from job_history: the rows before the first whole
--- bucket and those since the mark. With no count within the hour (no scheduler running
--- retention) it counts the whole hour from job_history. So a read costs about one index
--- entry per job finished since the rollup's last count (retention counts every 10 minutes),
--- whatever the history holds. Dead jobs through dead_jobs_queue.
+-- Per queue (or one): the counts of the queue_stats view (the same definitions, so they
+-- agree with it), the jobs blocked behind another, and throughput: jobs completed in the
+-- last minute and the last hour, and jobs that died in the last hour, by the clock's now.
+--
+-- Cost, on a large installation (bench/dashboard_cost.py): the unfinished jobs are read in
+-- one pass (queue_stats_v1 reads them three times); the rows of job_history finished since
+-- the rollup's mark (finished_counts_mark: the scheduler counts every minute) are read once
+-- per queue, through job_history_queue_finished, and serve the 24 hours, the hour and the
+-- minute alike; the rest comes from the 5-minute buckets of the rollup (finished_counts).
+-- When the rollup is stale (its mark over an hour old: no scheduler running), the 24 hours
+-- and the hour are counted from job_history instead, as queue_stats does. Dead jobs through
+-- dead_jobs_queue.
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
-), hour AS (
-    SELECT clock.now - interval '1 hour' AS start,
+), marks AS (
+    SELECT clock.now,
+           clock.now - interval '1 hour' AS hour_start,
            date_bin(interval '5 minutes', clock.now - interval '1 hour', timestamptz '2000-01-01 00:00:00+00')
                + CASE WHEN date_bin(interval '5 minutes', clock.now - interval '1 hour',
                                     timestamptz '2000-01-01 00:00:00+00') = clock.now - interval '1 hour'
-                      THEN interval '0' ELSE interval '5 minutes' END AS first_bucket,
-           (SELECT m.counted_to FROM {schema}.finished_counts_mark m) AS mark
+                      THEN interval '0' ELSE interval '5 minutes' END AS hour_bucket,
+           date_bin(interval '5 minutes', now() - interval '24 hours', timestamptz '2000-01-01 00:00:00+00')
+               AS day_bucket,
+           m.counted_to AS mark,
+           coalesce(m.counted_to > now() - interval '1 hour', false) AS day_fresh,
+           coalesce(m.counted_to > date_bin(interval '5 minutes', clock.now - interval '1 hour',
+                                            timestamptz '2000-01-01 00:00:00+00') + interval '5 minutes', false)
+               AS hour_fresh
     FROM clock
-), blocked AS (
-    SELECT j.queue, count(*) AS blocked FROM {schema}.jobs j
-    WHERE j.after_id IS NOT NULL AND j.state = 'blocked'
+    LEFT JOIN {schema}.finished_counts_mark m ON true
+), live AS (
+    SELECT j.queue,
+           count(*) FILTER (WHERE j.state = 'available') AS waiting,
+           count(*) FILTER (WHERE j.state = 'scheduled') AS scheduled,
+           count(*) FILTER (WHERE j.state = 'running') AS running,
+           count(*) FILTER (WHERE j.state = 'blocked' AND j.after_id IS NOT NULL) AS blocked,
+           min(j.run_at) FILTER (WHERE j.state = 'available') AS oldest_waiting
+    FROM {schema}.jobs j
+    WHERE %(queue)s::text IS NULL OR j.queue = %(queue)s
     GROUP BY j.queue
+), names AS (
+    SELECT q.name AS queue FROM {schema}.queues q WHERE %(queue)s::text IS NULL OR q.name = %(queue)s
+    UNION
+    SELECT l.queue FROM live l
+), pauses AS (
+    SELECT coalesce(bool_or(p.scope = 'all'), false) AS everything,
+           coalesce(array_agg(p.name) FILTER (WHERE p.scope = 'task'), ARRAY[]::text[]) AS tasks
+    FROM {schema}.pauses p
 )
-SELECT s.queue, s.paused, s.all_paused, s.paused_tasks, s.waiting, s.scheduled, s.running,
-       coalesce(b.blocked, 0) AS blocked, s.completed_24h, s.dead, s.oldest_waiting_age,
-       (SELECT count(*) FROM {schema}.job_history h
-        WHERE h.queue = s.queue AND h.finished_at >= clock.now - interval '1 minute' AND h.state = 'completed')
-           AS completed_last_minute,
-       CASE WHEN hour.mark > hour.first_bucket THEN
+SELECT n.queue,
+       coalesce(q.paused, false) AS paused,
+       pauses.everything AS all_paused,
+       CASE WHEN cardinality(pauses.tasks) = 0 THEN ARRAY[]::text[] ELSE ARRAY(
+           SELECT DISTINCT j.task::text FROM {schema}.jobs j
+           WHERE j.queue = n.queue AND j.state = 'available' AND j.task = ANY (pauses.tasks) ORDER BY 1) END
+           AS paused_tasks,
+       coalesce(l.waiting, 0) AS waiting,
+       coalesce(l.scheduled, 0) AS scheduled,
+       coalesce(l.running, 0) AS running,
+       coalesce(l.blocked, 0) AS blocked,
+       CASE WHEN marks.day_fresh THEN
            (SELECT coalesce(sum(f.completed), 0)::bigint FROM {schema}.finished_counts f
-            WHERE f.queue = s.queue AND f.bucket >= hour.first_bucket AND f.bucket < hour.mark)
-           + (SELECT count(*) FROM {schema}.job_history h
-              WHERE h.queue = s.queue AND h.finished_at >= hour.start AND h.finished_at < hour.first_bucket
-                AND h.state = 'completed')
-           + (SELECT count(*) FROM {schema}.job_history h
-              WHERE h.queue = s.queue AND h.finished_at >= hour.mark AND h.state = 'completed')
+            WHERE f.queue = n.queue AND f.bucket >= marks.day_bucket AND f.bucket < marks.mark) + tail.completed
        ELSE
            (SELECT count(*) FROM {schema}.job_history h
-            WHERE h.queue = s.queue AND h.finished_at >= hour.start AND h.state = 'completed')
+            WHERE h.queue = n.queue AND h.finished_at > now() - interval '24 hours' AND h.state = 'completed')
+       END AS completed_24h,
+       (SELECT count(*) FROM {schema}.dead_jobs d WHERE d.queue = n.queue) AS dead,
+       date_trunc('second', now() - l.oldest_waiting) AS oldest_waiting_age,
+       CASE WHEN marks.day_fresh AND marks.mark <= marks.now - interval '1 minute' THEN tail.last_minute
+       ELSE
+           (SELECT count(*) FROM {schema}.job_history h
+            WHERE h.queue = n.queue AND h.finished_at >= marks.now - interval '1 minute' AND h.state = 'completed')
+       END AS completed_last_minute,
+       CASE WHEN marks.hour_fresh AND marks.day_fresh THEN
+           (SELECT coalesce(sum(f.completed), 0)::bigint FROM {schema}.finished_counts f
+            WHERE f.queue = n.queue AND f.bucket >= marks.hour_bucket AND f.bucket < marks.mark)
+           + (SELECT count(*) FROM {schema}.job_history h
+              WHERE h.queue = n.queue AND h.finished_at >= marks.hour_start AND h.finished_at < marks.hour_bucket
+                AND h.state = 'completed')
+           + tail.completed
+       ELSE
+           (SELECT count(*) FROM {schema}.job_history h
+            WHERE h.queue = n.queue AND h.finished_at >= marks.hour_start AND h.state = 'completed')
        END AS completed_last_hour,
        (SELECT count(*) FROM {schema}.dead_jobs d
-        WHERE d.queue = s.queue AND d.died_at >= hour.start) AS dead_last_hour
-FROM {schema}.queue_stats s
-CROSS JOIN clock
-CROSS JOIN hour
-LEFT JOIN blocked b ON b.queue = s.queue
-WHERE %(queue)s::text IS NULL OR s.queue = %(queue)s
-ORDER BY s.queue;
+        WHERE d.queue = n.queue AND d.died_at >= marks.hour_start) AS dead_last_hour
+FROM names n
+CROSS JOIN marks
+CROSS JOIN pauses
+LEFT JOIN {schema}.queues q ON q.name = n.queue
+LEFT JOIN live l ON l.queue = n.queue
+CROSS JOIN LATERAL (
+    -- The rows finished since the rollup's mark, read once (none when the rollup is stale).
+    SELECT count(*) FILTER (WHERE h.state = 'completed') AS completed,
+           count(*) FILTER (WHERE h.state = 'completed' AND h.finished_at >= marks.now - interval '1 minute')
+               AS last_minute
+    FROM {schema}.job_history h
+    WHERE marks.day_fresh AND h.queue = n.queue AND h.finished_at >= marks.mark
+) AS tail
+ORDER BY n.queue;
 
 -- name: no_jit
 -- No JIT compilation for the rest of this transaction (see Database.fetch_planned).

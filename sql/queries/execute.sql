@@ -395,6 +395,25 @@ WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
   AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
 RETURNING j.id, j.abort_requested_at IS NOT NULL AS abort_requested;
 
+-- name: extend_leases_unless_locked
+-- The same, for jobs whose outcome this worker is writing: a row that write has locked is
+-- skipped (the completer extends it after the write, if the write fails), one whose write
+-- still waits for something else (a lock on job_history) is extended. Rows it does not return
+-- are not lost: the write says what became of them.
+WITH free AS (
+    SELECT j.id
+    FROM {schema}.jobs j
+    WHERE j.id = ANY (ARRAY(SELECT jsonb_object_keys(%(jobs)s::jsonb)::bigint))
+      AND j.worker_id = %(worker_id)s
+      AND j.claims = (%(jobs)s::jsonb ->> j.id::text)::integer
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.jobs j
+SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) + %(lease)s::interval
+FROM free
+WHERE j.id = free.id
+RETURNING j.id, j.abort_requested_at IS NOT NULL AS abort_requested;
+
 -- name: set_progress
 -- Record running jobs' progress (0-100) and messages.
 -- %(jobs)s: {"<id>": [claims, progress, message]}.

@@ -161,3 +161,14 @@ FROM (
 ) AS found
 ORDER BY id DESC
 LIMIT %(limit)s;
+
+-- name: testing_enqueued_jobs
+-- Unfinished jobs (waiting, scheduled, blocked, running) in id order, filtered by task and queue;
+-- conveyor.testing runs it on the caller's own connection, so its uncommitted jobs are seen.
+SELECT id, queue, task, state::text AS state, priority::smallint AS priority, args::jsonb AS args,
+       run_at, unique_key, max_attempts::integer AS max_attempts, key::text AS key, meta::jsonb AS meta
+FROM {schema}.jobs
+WHERE (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+ORDER BY id
+LIMIT %(limit)s;

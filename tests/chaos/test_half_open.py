@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ from ..e2e import scripted_tasks  # noqa: F401 - registers the tasks the worker 
 from ..helpers import DB, REPO, FreezingProxy, subprocess_env, wait_until, wait_until_sync
 
 SHORT = Timeouts(statement=1.0, lock=0.5, connect=2.0, listen_check=0.5)
-
-
-@pytest.fixture
-def proxy(database_url: str) -> Iterator[FreezingProxy]:
-    link = FreezingProxy(database_url)
-    try:
-        yield link
-    finally:
-        link.thaw()
-        link.close()
 
 
 async def _pid(db: Database) -> int:

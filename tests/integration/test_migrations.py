@@ -19,7 +19,7 @@ from conveyor.db import migrations
 
 from ..helpers import DB, subprocess_env, wait_until_sync
 
-HEAD = "0013_api_key_changes"
+HEAD = "0015_database_roles"
 
 TABLES = {
     "alembic_version",
@@ -29,6 +29,7 @@ TABLES = {
     "dead_jobs",
     "finished_counts",
     "finished_counts_mark",
+    "imported_jobs",
     "job_history",
     "job_history_default",
     "job_runs",
@@ -91,6 +92,7 @@ FUNCTIONS = {
     "expired_partitions_v1",
     "expired_partitions_v2",
     "find_schedule",
+    "grant_access_v1",
     "finished_state_v1",
     "fire_schedule",
     "fire_schedule_v1",
@@ -261,6 +263,9 @@ def test_upgrade_downgrade_upgrade_gives_the_same_catalog(
         assert conn.execute("select to_regclass('public.alembic_version')").fetchone() == (None,)
     assert [(kind, config) for kind, config, _ in configs] == [
         ("f", f"search_path={name}"),
+        # The partition upkeep, run with the owner's rights: pg_temp searched last (0015).
+        ("f", f"search_path={name}, pg_temp"),
+        ("f", f"search_path={name}, pg_temp,lock_timeout=500ms"),
         ("f", f"search_path={name},jit=off"),
         # The metrics' counting step: planned for the values of each call, without JIT or parallel workers.
         (
@@ -274,6 +279,20 @@ def test_upgrade_downgrade_upgrade_gives_the_same_catalog(
     assert procedure is not None
     assert f"{name}.retention_batch_v2" in procedure[0]
     assert f"{name}.count_metrics_v1" in procedure[0]
+    # Only the partition upkeep runs with its owner's rights (SECURITY DEFINER); it, and the
+    # grant function, are not for PUBLIC to call (docs/security.md, "Database roles").
+    with psycopg.connect(database_url) as conn:
+        rights = conn.execute(
+            "select p.proname, p.prosecdef, has_function_privilege('public', p.oid, 'EXECUTE') from pg_proc p"
+            " join pg_namespace n on n.oid = p.pronamespace where n.nspname = %s"
+            " and (p.prosecdef or not has_function_privilege('public', p.oid, 'EXECUTE')) order by 1",
+            [name],
+        ).fetchall()
+    assert rights == [
+        ("drop_partition_v1", True, False),
+        ("ensure_history_partitions_v1", True, False),
+        ("grant_access_v1", False, False),
+    ]
     # It is what the test fixture's migration made, name aside.
     assert describe(database_url, name, as_name="S") == describe(database_url, schema, as_name="S")
 

@@ -14,6 +14,7 @@ from conveyor.db.database import Database
 from conveyor.errors import InvalidOptionError, UnknownQueueError
 from conveyor.queue.enqueue import JobRequest
 from conveyor.queue.overview import QueueOverview
+from conveyor.queue.scheduler import Scheduler, SchedulerConfig
 
 from ..helpers import DB
 from .tables import bury, finish
@@ -124,3 +125,42 @@ async def test_an_unknown_or_malformed_queue_is_refused(client: Conveyor) -> Non
         await client.queue_overview("no where")
     [default] = await client.queue_overview("default")
     assert (default.queue, default.waiting, default.completed_last_hour) == ("default", 0, 0)
+
+
+async def test_the_scheduler_counts_the_rollup_every_metrics_interval_not_only_at_retention(
+    database_url: str, schema: str, registry: Registry, db: DB
+) -> None:
+    """So the overview reads at most a few minutes of job_history since the rollup's mark,
+    whatever the retention interval."""
+
+    @registry.task(queue="work")
+    async def job() -> None:
+        pass
+
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    clock = FrozenClock(start)
+    scheduler = Scheduler(
+        database_url,
+        schema=schema,
+        registry=registry,
+        clock=clock,
+        config=SchedulerConfig(retention_interval=24 * 3600, metrics_interval=60),
+    )
+    await scheduler.db.open()
+    try:
+        async with Conveyor(database_url, schema=schema, registry=registry, clock=clock) as client:
+            await scheduler.keep_house()  # retention (its first run) counts up to the start
+            mark = db.one("select counted_to from {schema}.finished_counts_mark")
+            assert mark <= start
+            ids = await client.enqueue_many([JobRequest("job", {}) for _ in range(4)])
+            finish(db, ids, start + timedelta(minutes=5))
+            clock.advance(20 * 60)
+            await scheduler.keep_house()  # not retention's time: the metrics' interval is up
+            assert db.one("select counted_to from {schema}.finished_counts_mark") > start + timedelta(
+                minutes=5
+            )
+            assert db.one("select sum(completed) from {schema}.finished_counts where queue = 'work'") == 4
+            [work] = await client.queue_overview("work")
+            assert work.completed_24h == 4
+    finally:
+        await scheduler.db.close()

@@ -113,6 +113,8 @@ async def test_a_dropped_listen_connection_is_made_again_and_every_waiter_rechec
         await wait_until(lambda: db.one("select awaited from {schema}.jobs where id = %s", [job_id]))
         assert client._results is not None
         notifier = client._results.notifier
+        # The waiter marks the job awaited before its LISTEN connection is up: wait for it.
+        await wait_until(lambda: notifier.connection is not None)
         listener = notifier.connection
         assert listener is not None
         # The job ends while nobody listens: its notification is lost.
@@ -212,11 +214,11 @@ def test_the_sync_client_awaits_results_too(database_url: str, schema: str, db: 
 
 
 async def test_a_schema_with_the_longest_name_still_announces_ends(database_url: str, db: DB) -> None:
-    """A channel name holds 63 bytes; "<schema>.done" for a 63-character schema would not,
-    and a NOTIFY on it would make every ack of an awaited job fail."""
+    """A channel name holds 63 bytes; "<schema>.done" for the longest schema name allowed (62
+    characters) would not, and a NOTIFY on it would make every ack of an awaited job fail."""
     from conveyor.db import migrations
 
-    name = "r" * 55 + uuid.uuid4().hex[:8]
+    name = "r" * 54 + uuid.uuid4().hex[:8]
     migrations.upgrade(database_url, name)
     registry = Registry()
 

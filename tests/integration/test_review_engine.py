@@ -167,9 +167,11 @@ async def test_a_stop_that_cannot_write_an_outcome_says_why(
         pass
 
     with history_locked(db):
-        async with start_worker(lease=5.0):
+        async with start_worker(lease=5.0) as worker:
             await client.enqueue(quick)
-            await wait_until(lambda: writes_waiting_on_history(db) >= 1)
+            # Another write (a maintenance pass) may wait on the lock before the job is even
+            # claimed: wait for this job's own outcome to be the one held up.
+            await wait_until(lambda: worker.completer.pending >= 1 and writes_waiting_on_history(db) >= 1)
     [record] = [r for r in caplog.records if "stopping without recording" in r.getMessage()]
     assert "could not be written within 0.5s (the database is unreachable or a lock held them)" in (
         record.getMessage()

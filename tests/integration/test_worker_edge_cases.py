@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
 from conveyor import Conveyor, FrozenClock, InvalidOptionError, JobContext, Registry, Worker, WorkerConfig
@@ -170,7 +171,17 @@ async def test_workers_starting_together_create_history_partitions_without_faili
             thread.start()
         for thread in threads:
             thread.join(30)
-    assert errors == []
+    # Waiting for another session's making is bounded on purpose (lock_timeout 500 ms: a
+    # worker logs it and maintenance makes them later); on a loaded machine that wait can run
+    # out. Nothing else may fail: no partition made twice, no half-made one left behind.
+    assert [e for e in errors if not isinstance(e, psycopg.errors.LockNotAvailable)] == []
+    for at_days in range(10, 40, 4):  # and every day is there: nothing is left to make
+        with db.connect(autocommit=True) as conn:
+            made = conn.execute(
+                db.compose("select {schema}.ensure_history_partitions(3, now() + %s * interval '1 day')"),
+                [at_days],
+            ).fetchone()
+        assert made == (0,), at_days
 
 
 async def test_fencing_survives_the_dead_letter_round_trip_for_the_same_worker(

@@ -98,3 +98,16 @@ def test_a_flat_object_of_plain_values_takes_orjson() -> None:
 @pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
 def test_loads_reads_as_json_reads(text: str, as_bytes: bool) -> None:
     assert jsonb.loads(text.encode() if as_bytes else text) == json.loads(text)
+
+
+@pytest.mark.parametrize("depth", [1, 5000])
+def test_integers_past_pythons_digit_limit_are_read_as_integers(depth: int) -> None:
+    """jsonb prints 1e5000 as 5001 digits; json.loads refuses more than 4300 by default (and
+    once, on the claim path, that refusal failed every claim that picked such a job up)."""
+    text = "[" * depth + "1" + "0" * 5000 + ", -7" + "0" * 6000 + "]" * depth
+    value = jsonb.loads(text)
+    for _ in range(depth - 1):
+        value = value[0]
+    assert value == [10**5000, -7 * 10**6000]
+    with pytest.raises(ValueError, match=r"Expecting|JSON"):
+        jsonb.loads("[1" + "0" * 5000 + ",]")

@@ -15,6 +15,7 @@ SERVICE = REPO / "service" / "conveyor"
 QUERY_DIR = sql_dir() / "queries"
 QUERY_FILES = sorted(QUERY_DIR.glob("*.sql"))
 HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+FIELDS = r"\{(schema|view|control|channel|jobs|events|relation|table|column|query)\}"
 
 
 def test_the_query_folder_is_the_checkout_one() -> None:
@@ -24,8 +25,12 @@ def test_the_query_folder_is_the_checkout_one() -> None:
         "control.sql",
         "enqueue.sql",
         "execute.sql",
+        "exports.sql",
         "flows.sql",
+        "grants.sql",
         "health.sql",
+        "housekeeping.sql",
+        "imports.sql",
         "inspect.sql",
         "keys.sql",
         "limits.sql",
@@ -34,6 +39,7 @@ def test_the_query_folder_is_the_checkout_one() -> None:
         "metrics.sql",
         "retention.sql",
         "schedule.sql",
+        "throughput.sql",
     ]
 
 
@@ -71,12 +77,13 @@ def test_every_query_file_parses_into_well_formed_blocks(path: Path) -> None:
         assert code.count("'") == 0, f"{where}: unterminated string literal"
         # Parameters are psycopg's %(name)s; a stray % would break execution.
         assert "%" not in re.sub(r"%\(\w+\)s|%%", "", code), f"{where}: stray %"
-        # Template fields are identifiers: {schema}, {view} for the view a refresh names, and
-        # {control} and {channel} for the channels a worker or a waiting client listens on.
-        assert re.sub(r"\{(schema|view|control|channel)\}", "", code).count("{") == 0, (
-            f"{where}: unknown template field"
-        )
-        assert re.sub(r"\{(schema|view|control|channel)\}", "", code).count("}") == 0, f"{where}: stray }}"
+        # Template fields are identifiers: {schema}, {view} for the view a refresh names,
+        # {control} and {channel} for the channels a worker or a waiting client listens on,
+        # {jobs} and {events} for the procrastinate tables an import reads, {relation},
+        # {table} and {column} for what an export or housekeeping names; and one statement,
+        # {query}: the SELECT an export wraps in COPY (declared in code).
+        assert re.sub(FIELDS, "", code).count("{") == 0, f"{where}: unknown template field"
+        assert re.sub(FIELDS, "", code).count("}") == 0, f"{where}: stray }}"
         # Tables are always schema-qualified through the template, never by a literal name.
         assert not re.search(r"\bconveyor\.", code), f"{where} hard-codes the conveyor schema"
 
@@ -188,6 +195,22 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
         "probe_keys_channel",  # a notification on the keys channel, named by a parameter
         "no_jit",
         "clock_minus",  # a cut-off time by the database's clock
+        "procrastinate_tables",  # an import's source: procrastinate's tables, named by a parameter
+        "start_import_batch",  # an import's lock, keyed by the source's name, and search_path
+        "cancel_procrastinate_jobs",  # procrastinate's table, composed per use as {jobs}
+        "delete_procrastinate_jobs",
+        # Exports and housekeeping read an application's tables, named per use.
+        "export_settings",
+        "export_relation_info",
+        "export_relation_rows",
+        "export_estimate",
+        "export_csv",
+        "export_jsonl",
+        "housekeeping_table_info",
+        "housekeeping_column_type",
+        "housekeeping_cutoff",
+        "housekeeping_batch_timeout",
+        "housekeeping_delete_batch",
     }
     for name in names:
         if "{control}" in load()[name]:
@@ -199,9 +222,30 @@ def test_composed_queries_carry_the_quoted_schema(schema: str, quoted: bytes) ->
             text = composed.compose(name, view=("analytics", 'odd"view'))
             assert b'"analytics"."odd""view"' in text, name
             continue
+        if "{relation}" in load()[name]:
+            text = composed.compose(name, relation=("app", 'odd"table'))
+            assert text == b'SELECT * FROM "app"."odd""table"', name
+            continue
+        if "{table}" in load()[name]:
+            text = composed.compose(name, table=("app", "t"), column=('odd"col',))
+            assert b'DELETE FROM "app"."t"' in text, name
+            assert b'"odd""col" < %(cutoff)s' in text, name
+            continue
+        if "{query}" in load()[name]:
+            text = composed.compose_around(name, sql.SQL("SELECT 1"))
+            assert b"(SELECT 1\n)" in text or text.rstrip().endswith(b" SELECT 1"), name
+            continue
         if "{channel}" in load()[name]:
             text = composed.compose(name, channel=("conveyor.done",))
             assert text == b'LISTEN "conveyor.done"', name
+            continue
+        if "{jobs}" in load()[name]:
+            tables = {
+                "jobs": ('odd"src', "procrastinate_jobs"),
+                "events": ('odd"src', "procrastinate_events"),
+            }
+            text = composed.compose(name, **tables)
+            assert b'"odd""src"."procrastinate_jobs"' in text, name
             continue
         text = composed[name]
         assert isinstance(text, bytes)

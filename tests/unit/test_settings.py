@@ -22,7 +22,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 # -- check_schema_name --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["conveyor", "_private", "a", "jobs_2024", "t_0123abcd", "a" * 63, "_" * 63])
+@pytest.mark.parametrize("name", ["conveyor", "_private", "a", "jobs_2024", "t_0123abcd", "a" * 62, "_" * 62])
 def test_good_schema_names(name: str) -> None:
     assert check_schema_name(name) == name
 
@@ -40,8 +40,13 @@ def test_good_schema_names(name: str) -> None:
         'quo"te',
         "semi;colon",
         "émile",
+        "a" * 63,  # its control channel would be its job channel (settings._SCHEMA_NAME)
         "a" * 64,
         " conveyor",
+        "pg_temp",
+        "pg_catalog",
+        "pg_conveyor",
+        'x"; drop table y; --',
     ],
 )
 def test_bad_schema_names(name: str) -> None:
@@ -49,7 +54,7 @@ def test_bad_schema_names(name: str) -> None:
         check_schema_name(name)
     assert str(info.value) == (
         f"schema name {name!r} is not allowed: use lowercase letters, digits and _ "
-        "(at most 63, not starting with a digit)"
+        "(at most 62, not starting with a digit nor with pg_)"
     )
 
 
@@ -125,6 +130,12 @@ def test_schema_precedence(env: pytest.MonkeyPatch) -> None:
     env.setenv("CONVEYOR_SCHEMA", "jobs_env")
     assert Settings.from_env().schema == "jobs_env"
     assert Settings.from_env(schema="jobs_explicit").schema == "jobs_explicit"
+    # An empty variable is no setting (as for DATABASE_URL, and as the CLI reads it); an
+    # empty schema given explicitly is refused, not taken for the default.
+    env.setenv("CONVEYOR_SCHEMA", "")
+    assert Settings.from_env().schema == "conveyor"
+    with pytest.raises(ConfigurationError, match=r"^schema name '' is not allowed"):
+        Settings.from_env(schema="")
 
 
 def test_bad_schema_from_the_environment_is_refused(env: pytest.MonkeyPatch) -> None:

@@ -1,10 +1,12 @@
-"""Timeouts from the environment, and how they reach psycopg's connect."""
+"""Timeouts from the environment, how they reach psycopg's connect, and which errors they end in."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from conveyor.db.connections import DEADLINE_MARGIN, connect_kwargs, deadline_of
+from conveyor.db.errors import is_transient
 from conveyor.errors import ConfigurationError
 from conveyor.settings import Settings, Timeouts
 
@@ -60,7 +62,10 @@ def test_server_timeouts_go_in_startup_options_after_the_urls_own(env: pytest.Mo
         Timeouts(statement=3, lock=0.25, connect=1),
         conninfo="postgresql://h/db?options=-c%20search_path%3Dapp",
     )
-    assert kwargs["options"] == "-c search_path=app -c statement_timeout=3000 -c lock_timeout=250"
+    assert kwargs["options"] == (
+        "-c search_path=app -c statement_timeout=3000 -c lock_timeout=250"
+        " -c idle_in_transaction_session_timeout=3000"
+    )
     assert kwargs["connect_timeout"] == 2  # libpq takes whole seconds, at least 2
     assert kwargs["autocommit"] is True
     assert "prepare_threshold" not in kwargs
@@ -81,3 +86,13 @@ def test_the_client_side_deadline_outlasts_the_servers_timeout() -> None:
     assert deadline_of(Timeouts(statement=4)) == 4 + DEADLINE_MARGIN
     assert deadline_of(Timeouts(statement=0)) is None
     assert deadline_of(None) is None
+
+
+def test_a_session_the_server_ended_for_idling_in_a_transaction_is_worth_retrying() -> None:
+    # A process paused mid-transaction finds its session ended when it resumes: its next try,
+    # on a new connection, may well succeed (a scheduler must not stop the schedule for it).
+    assert is_transient(
+        psycopg.errors.lookup("25P03")("terminating connection due to idle-in-transaction timeout")
+    )
+    assert is_transient(psycopg.errors.lookup("25P04")("terminating connection due to transaction timeout"))
+    assert not is_transient(psycopg.errors.lookup("25P02")("current transaction is aborted"))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,6 +38,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..dashboard import routes as dashboard_routes
+from ..dashboard.jobs_view import redact_fields
 from ..errors import ConfigurationError
 from ..ops.failed_attempts import FailedAttempts
 from ..ops.health import DOWN
@@ -97,6 +98,7 @@ def create_app(
     failed_attempts: FailedAttempts | None = None,
     client_of: ClientOf = peer_address,
     groups: Sequence[Group] = GROUPS,
+    redact: Iterable[str] | None = None,
 ) -> Starlette:
     """The API as an ASGI app; mount it with ``app.mount("/jobs", create_app(...))``.
 
@@ -107,6 +109,9 @@ def create_app(
     the rest); a client you pass keeps its own. ``body_limit``: the largest request body, in bytes.
     ``failed_attempts``: the per-client limit on failed authentications (10 a minute).
     ``client_of``: the client's identity for that limit (default: the peer's IP address).
+    ``redact``: the field names the dashboard hides in a job's arguments and result, at any
+    depth, case-insensitively (default: CONVEYOR_DASHBOARD_REDACT's, comma-separated, or
+    password, secret, token, api_key, authorization; docs/dashboard.md).
     """
     if conveyor is not None and (
         database_url is not None or schema is not None or registry is not None or timeouts is not None
@@ -168,7 +173,9 @@ def create_app(
         Route(PREFIX + "/docs", docs, methods=["GET"], include_in_schema=False),
         Route("/health", health_check, methods=["GET"], include_in_schema=False),
         Route("/metrics", prometheus, methods=["GET"], include_in_schema=False),
-        *dashboard_routes(holder.get, authenticator),
+        *dashboard_routes(
+            holder.get, authenticator, redact=None if redact is None else redact_fields(redact)
+        ),
     ]
 
     @asynccontextmanager

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from .problems import KINDS, TYPE_PREFIX
-from .routing import Endpoint, Group
+from .routing import Endpoint, FileOut, Group
 
 REF = "#/components/schemas/{model}"
 VERSION = "0.1.0"
@@ -118,7 +118,7 @@ def _schemas(endpoints: Sequence[Endpoint]) -> tuple[dict[Key, dict[str, Any]], 
         if endpoint.body_model is not None:
             keys[(endpoint.body_model, "validation")] = None
         for _, model in endpoint.responses:
-            if model is not None:
+            if model is not None and not issubclass(model, FileOut):
                 keys[(model, "serialization")] = None
     refs, top = models_json_schema(list(keys), ref_template=REF)
     return {(model, mode): ref for (model, mode), ref in refs.items() if issubclass(model, BaseModel)}, dict(
@@ -154,6 +154,14 @@ def _operation(
     for status, model in endpoint.responses:
         if model is None:
             responses[str(status)] = {"description": _STATUS_TEXT.get(status, "")}
+        elif issubclass(model, FileOut):
+            responses[str(status)] = {
+                "description": (model.__doc__ or _STATUS_TEXT.get(status, "")).strip().split("\n")[0],
+                "content": {
+                    media: {"schema": {"type": "string", "contentMediaType": media}}
+                    for media in model.media_types
+                },
+            }
         else:
             responses[str(status)] = {
                 "description": (model.__doc__ or _STATUS_TEXT.get(status, "")).strip().split("\n")[0],

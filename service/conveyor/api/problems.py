@@ -10,7 +10,9 @@ JSON pointer into the body) and ``detail``.
 :func:`problem_for` maps Conveyor's errors to statuses (the table is ``STATUSES``); bad input
 is always a 4xx. Anything unexpected is a 500 whose body says only that it failed and gives
 an ``error_id``; the exception is logged once, as one record of the ``conveyor.api`` logger
-carrying that id, the method and the path. A database that cannot be reached is a 503.
+carrying that id, the method and the path. A database that cannot be reached, or that refuses
+for now (a full disk, a serialization failure, a statement timeout: any
+``psycopg.OperationalError``), is a 503 whose detail says which, with the SQLSTATE.
 Every problem answered is counted by type (``COUNTS``, on ``/metrics``).
 """
 
@@ -31,6 +33,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.responses import Response
 
+from ..db.errors import describe
 from ..errors import (
     ArgumentsError,
     AuthenticationError,
@@ -235,19 +238,30 @@ def unexpected(exc: BaseException, *, method: str, path: str) -> Problem:
     """A failure that is not the caller's: logged once with an id the response gives."""
     error_id = uuid.uuid4().hex[:16]
     if unavailable(exc):
+        reason = describe(exc)
+        state = exc.sqlstate if isinstance(exc, psycopg.Error) else None
         log.warning(
-            "API %s %s: the database is unavailable: %s",
+            "API %s %s: the database could not serve it: %s",
             method,
             path,
-            _first_line(exc),
-            extra={"event": "api_unavailable", "error_id": error_id, "method": method, "path": path},
+            reason,
+            extra={
+                "event": "api_unavailable",
+                "error_id": error_id,
+                "method": method,
+                "path": path,
+                "sqlstate": state,
+            },
         )
-        return Problem(
-            UNAVAILABLE,
-            "the database cannot be reached now; try again shortly",
-            headers={"Retry-After": "1"},
-            extra={"error_id": error_id},
-        )
+        extra: dict[str, Any] = {"error_id": error_id}
+        if state is None or state.startswith("08"):
+            detail = "the database cannot be reached now; try again shortly"
+        else:
+            # The server answered, with a refusal that passes (a full disk, a conflict, a
+            # timeout): say which, so the caller (or its operator) knows what to wait for.
+            detail = f"the database could not carry out the request now: {reason}; try again shortly"
+            extra["sqlstate"] = state
+        return Problem(UNAVAILABLE, detail, headers={"Retry-After": "1"}, extra=extra)
     log.error(
         "API %s %s failed (error %s): %s: %s",
         method,

@@ -4,7 +4,8 @@ Contract: an endpoint is an async function decorated with ``@group.route(METHOD,
 role=..., summary=...)`` in a :class:`Group`. It takes, by parameter name, ``call`` (a
 :class:`Call`: the client and who asks), ``path``, ``query`` and ``body``, each but the first
 annotated with a pydantic model; it returns a pydantic model (its return annotation: one
-model, a union of models each with its own ``status_code``, or None for 204). The same
+model, a union of models each with its own ``status_code``, or None for 204; a
+:class:`FileOut` is a file streamed as it is, not JSON). The same
 models validate requests, serialize responses and make the OpenAPI document
 (``api.openapi``), so the document cannot drift from what is served. Handlers hold no logic:
 they turn the models into a call of a ``conveyor.ops`` operation and its result into a model.
@@ -21,15 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import types
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
@@ -60,6 +62,21 @@ class Output(BaseModel):
     endpoint's own)."""
 
     status_code: ClassVar[int | None] = None
+
+
+class FileOut(Output):
+    """Base of responses that are a file, not JSON: the file at ``path`` is streamed (with
+    Content-Length, Range requests and HEAD) as ``media_type``, as an attachment named
+    ``filename``. ``stat``: the file's stat, taken when it was checked (its size and time are
+    sent from it). ``media_types``: the media types the document says it may be."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    media_types: ClassVar[tuple[str, ...]] = ("application/octet-stream",)
+
+    path: str
+    media_type: str
+    filename: str
+    stat: os.stat_result | None = Field(default=None, exclude=True)
 
 
 @dataclass(frozen=True)
@@ -297,6 +314,15 @@ def _response(endpoint: Endpoint, result: Any) -> Response:
     if result is None:
         return Response(status_code=204)
     for status, model in endpoint.responses:
+        if model is not None and type(result) is model and isinstance(result, FileOut):
+            return FileResponse(
+                result.path,
+                status_code=status,
+                media_type=result.media_type,
+                filename=result.filename,
+                stat_result=result.stat,
+                headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+            )
         if model is not None and type(result) is model:
             return Response(
                 result.model_dump_json(),

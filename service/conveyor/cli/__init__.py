@@ -5,7 +5,10 @@ from __future__ import annotations
 from .api import api
 from .control import pause, resume, tasks
 from .dlq import dlq
+from .exports import exports
+from .grants import grant
 from .history import history
+from .imports import import_group
 from .jobs import enqueue, jobs
 from .keys import keys
 from .queues import queues
@@ -18,6 +21,7 @@ from .workers import workers
 
 for _command in (
     migrate,
+    grant,
     worker,
     scheduler,
     dev,
@@ -35,6 +39,8 @@ for _command in (
     keys,
     history,
     workers,
+    import_group,
+    exports,
 ):
     main.add_command(_command)
 

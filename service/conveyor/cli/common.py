@@ -26,11 +26,11 @@ import psycopg
 
 from ..db import embedded
 from ..durations import parse_duration
-from ..errors import ConfigurationError, ConveyorError
+from ..errors import ConfigurationError, ConveyorError, TaskImportError
 from ..logs import configure_logging
 from ..queue.client import Conveyor, sql_error_message
 from ..settings import Settings
-from ..tasks import default_registry
+from ..tasks import check_module_name, default_registry
 
 T = TypeVar("T")
 log = logging.getLogger("conveyor")
@@ -138,6 +138,11 @@ def load_tasks(modules: str | None, *, required: bool = False, warn: bool = Fals
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     names = [m.strip() for m in (modules or "").split(",") if m.strip()]
+    for name in names:  # a name that is no module name is a usage error (exit 2)
+        try:
+            check_module_name(name)
+        except TaskImportError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--tasks' / CONVEYOR_TASKS") from None
     if required and not names:
         raise ConfigurationError(
             "no task module named: pass your task modules with --tasks or CONVEYOR_TASKS (comma-separated)"
@@ -286,6 +291,8 @@ def json_object(text: str) -> dict[str, Any]:
         raise ConveyorError(
             f"--args is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:  # json reads nesting by recursion: a RecursionError is a refusal
+        raise ConveyorError("--args is nested too deeply to read as JSON") from None
     if not isinstance(value, dict):
         raise ConveyorError(
             f'--args must be a JSON object like \'{{"to": "a@b.c"}}\', got {type(value).__name__}'

@@ -43,6 +43,12 @@ def warnings(queues: list[QueueOverview], workers: Workers) -> list[str]:
     for q in queues:
         if q.waiting and q.queue not in served:
             found.append(f"Queue {q.queue!r} has {q.waiting} job(s) due and no live worker serving it.")
+    for q in queues:
+        if q.dead_last_hour:
+            found.append(
+                f"Dead letters growing: {q.dead_last_hour} job(s) of queue {q.queue!r} died in the last hour "
+                f"({q.dead} dead in all)."
+            )
     return found
 
 

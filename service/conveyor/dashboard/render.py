@@ -9,6 +9,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
+from starlette.routing import NoMatchFound
 
 from ..ops.roles import Principal, Role
 from .overview import age
@@ -36,6 +37,15 @@ def link(request: Request, name: str, /, **params: Any) -> str:
     return request.url_for(name, **params).path
 
 
+def maybe_link(request: Request, name: str, /, **params: Any) -> str | None:
+    """The path of a named route, or None if this app has no such route (a link to another
+    section is left out rather than failing the page)."""
+    try:
+        return link(request, name, **params)
+    except NoMatchFound:
+        return None
+
+
 def page(
     request: Request,
     template: str,
@@ -48,7 +58,8 @@ def page(
 ) -> HTMLResponse:
     body = environment.get_template(template).render(
         request=request,
-        url_for=lambda name, **params: link(request, name, **params),
+        url_for=lambda route, /, **params: link(request, route, **params),
+        maybe_url=lambda route, /, **params: maybe_link(request, route, **params),
         principal=principal,
         can_operate=principal is not None and principal.role >= Role.OPERATOR,
         csrf=csrf,

@@ -8,7 +8,7 @@ Contract:
   api --workers N`` serves the same session.
 - Every request of a session is authenticated again, by the API's own
   :class:`~conveyor.api.auth.Authenticator` (the same KeyCache and failed-attempt limit as a
-  ``Bearer`` header): a key revoked or expired ends its sessions at the next request, and a
+  ``Bearer`` header): a key revoked ends its sessions at the next request, and a
   cookie holding a wrong key counts as a failed attempt. A session whose key is refused is
   sent to the login page and its cookie cleared.
 - The CSRF token of a session is HMAC-SHA256 of a fixed label under the session's key:

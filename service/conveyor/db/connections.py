@@ -41,7 +41,8 @@ DEADLINE_MARGIN = 2.0
 
 def connect_kwargs(timeouts: Timeouts | None = None, *, conninfo: str = "") -> dict[str, Any]:
     """Keyword arguments for psycopg's connect: autocommit, keepalives, and with ``timeouts`` a
-    connect timeout and (if ``server_side``) statement and lock timeouts as startup options,
+    connect timeout and (if ``server_side``) statement, lock and idle-in-transaction timeouts
+    as startup options,
     appended to any ``options`` the URL carries. Startup options hold for the connection's
     whole life and cost no round trip, where a SET would cost one and be lost behind a pooler
     in transaction mode."""
@@ -54,9 +55,15 @@ def connect_kwargs(timeouts: Timeouts | None = None, *, conninfo: str = "") -> d
         kwargs["connect_timeout"] = max(2, math.ceil(timeouts.connect))  # libpq: whole seconds, >= 2
     if timeouts.server_side and (timeouts.statement or timeouts.lock):
         given = psycopg.conninfo.conninfo_to_dict(conninfo).get("options") or ""
+        statement = round(timeouts.statement * 1000)
+        # A transaction of Conveyor's own never waits on anything but its next statement: one
+        # idle for longer than a statement may run belongs to a process that stopped (SIGSTOP,
+        # a frozen VM, a debugger) and must not keep its locks (a schedule's row, jobs' rows),
+        # or it holds up every other process that would take them over.
         ours = (
-            f"-c statement_timeout={round(timeouts.statement * 1000)} "
-            f"-c lock_timeout={round(timeouts.lock * 1000)}"
+            f"-c statement_timeout={statement} "
+            f"-c lock_timeout={round(timeouts.lock * 1000)} "
+            f"-c idle_in_transaction_session_timeout={statement}"
         )
         kwargs["options"] = f"{given} {ours}".strip()
     return kwargs

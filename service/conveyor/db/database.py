@@ -525,12 +525,20 @@ class Database:
         return {r[1] for r in rows if r[0] == "released"}, {r[1] for r in rows if r[0] == "dead"}
 
     async def extend_leases(
-        self, held: Sequence[Held], *, worker_id: UUID, lease: timedelta, now: datetime | None
+        self,
+        held: Sequence[Held],
+        *,
+        worker_id: UUID,
+        lease: timedelta,
+        now: datetime | None,
+        unless_locked: bool = False,
     ) -> Extended:
+        """``unless_locked``: skip the rows another transaction has locked (for jobs whose
+        outcome this worker is writing); a job not returned is then not necessarily lost."""
         if not held:
             return Extended(set(), set())
         rows = await self.fetch(
-            "extend_leases",
+            "extend_leases_unless_locked" if unless_locked else "extend_leases",
             {
                 "jobs": by_id((h.id, str(h.claim)) for h in held),
                 "worker_id": worker_id,

@@ -80,6 +80,15 @@ class Queries:
         parts = {key: sql.Identifier(*names) for key, names in identifiers.items()}
         return sql.SQL(load()[name]).format(schema=self._identifier, **parts).as_bytes(None)
 
+    def compose_around(self, name: str, query: sql.Composable, /, **identifiers: tuple[str, ...]) -> bytes:
+        """A query whose ``{query}`` field is a whole statement, already composed by the caller:
+        the SELECT an export wraps in ``COPY``, an application's own SQL declared in its code
+        (never text from a job). It is followed by a line break: a statement that ends in a
+        ``--`` comment ends there, not with what the named query puts after it."""
+        parts = {key: sql.Identifier(*names) for key, names in identifiers.items()}
+        ended = sql.Composed([query, sql.SQL("\n")])
+        return sql.SQL(load()[name]).format(schema=self._identifier, query=ended, **parts).as_bytes(None)
+
 
 @cache
 def for_schema(schema: str) -> Queries:

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import ConveyorError, InvalidOptionError
 from ..queue.client import Conveyor
 from ..queue.pages import Page
+from .jobs import shown
 from .queues import check_queue
 from .roles import Principal, Role, require
 
@@ -29,15 +30,38 @@ async def dead_letters(client: Conveyor, principal: Principal, **filters: Any) -
     return await client.dead_letters(**filters)
 
 
+async def count_dead(
+    client: Conveyor,
+    principal: Principal,
+    *,
+    queue: str | None = None,
+    task: str | None = None,
+    died_after: datetime | None = None,
+    died_before: datetime | None = None,
+) -> int:
+    """How many dead jobs match the filters (none: every dead job): what a retry or purge
+    by those filters would take now."""
+    require(principal, Role.VIEWER, "counting dead jobs")
+    if queue is not None:
+        await check_queue(client, queue)
+    return await client.count_dead(queue=queue, task=task, died_after=died_after, died_before=died_before)
+
+
 async def get_dead(client: Conveyor, principal: Principal, job_id: int) -> dict[str, Any]:
     """One dead job with every error; NotFoundError unless it is dead."""
     require(principal, Role.VIEWER, "reading a dead job")
-    return await client.dead_job(job_id)
+    return shown(await client.dead_job(job_id))
 
 
-async def retry_dead(client: Conveyor, principal: Principal, job_id: int) -> int:
-    """Put a dead job back with a fresh attempt budget (same id)."""
+async def retry_dead(
+    client: Conveyor, principal: Principal, job_id: int, *, died_at: datetime | None = None
+) -> int:
+    """Put a dead job back with a fresh attempt budget (same id). With ``died_at``, only if
+    it is still dead of that death (ConflictError otherwise): a retry asked twice of the death
+    the asker saw runs the job once."""
     require(principal, Role.OPERATOR, "retrying a dead job")
+    if died_at is not None:
+        return await client.retry_dead_if(job_id, died_at)
     return await client.retry_dead(job_id)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from ..deep_json import clipped
 from ..errors import InvalidOptionError, JobCancelled, JobFailed
 from ..queue.client import Conveyor
 from ..queue.enqueue import JobRequest
@@ -62,11 +63,21 @@ async def clean_history(
     return await client.clean_history(older_than, queue=queue, state=state, budget=budget)
 
 
+# What a job holds from its callers: shown clipped (a value stored by SQL may be nested
+# deeper than the API's encoder, the CLI's and the dashboard's templates can recurse).
+_CALLER_VALUES = ("args", "result", "meta")
+
+
+def shown(job: dict[str, Any]) -> dict[str, Any]:
+    """A job's row as the entry points show it: its callers' values clipped (deep_json)."""
+    return {**job, **{name: clipped(job[name]) for name in _CALLER_VALUES if name in job}}
+
+
 async def get_job(client: Conveyor, principal: Principal, job_id: int) -> dict[str, Any]:
     """One job wherever it is, with its ``timeline``: (time, event) pairs in time order."""
     require(principal, Role.VIEWER, "reading a job")
     job = await client.get_job(job_id)
-    return {**job, "timeline": timeline(job)}
+    return {**shown(job), "timeline": timeline(job)}
 
 
 async def enqueue(client: Conveyor, principal: Principal, request: JobRequest) -> int:

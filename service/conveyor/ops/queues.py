@@ -6,7 +6,8 @@ need a viewer; creating a queue (as enqueueing into it does), pausing and resumi
 a task, everything) an operator; setting a queue's limits an admin (limits are
 configuration, like retention). A queue named here must
 exist: :class:`UnknownQueueError` otherwise (``set_queue_limits`` does not create queues, as
-the client's method does, so a typo cannot make one).
+the client's method does, so a typo cannot make one). ``throughput`` (a viewer's read) counts
+through ``queue.throughput``, which caches settled minutes in the process.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..limits import LimitsInUse, QueueLimits
 from ..queue.client import Conveyor
 from ..queue.control import Pauses
 from ..queue.overview import QueueOverview
+from ..queue.throughput import Throughput, read_throughput
 from ..tasks import check_queue_name
 from .roles import Principal, Role, require
 
@@ -26,6 +28,12 @@ async def list_queues(client: Conveyor, principal: Principal) -> list[QueueOverv
     """Every queue at a glance: jobs by state, oldest waiting age, throughput, pauses, limits."""
     require(principal, Role.VIEWER, "listing queues")
     return await client.queue_overview()
+
+
+async def queue_names(client: Conveyor, principal: Principal) -> list[str]:
+    """Every queue's name, in order, without their figures (cheap: a filter's choices)."""
+    require(principal, Role.VIEWER, "listing queues")
+    return await client.queue_names()
 
 
 async def get_queue(client: Conveyor, principal: Principal, name: str) -> QueueOverview:
@@ -80,6 +88,15 @@ async def set_queue_limits(
     )
     found = await client.queue_limits(name)
     return found[0] if found else None
+
+
+async def throughput(client: Conveyor, principal: Principal, queue: str | None = None) -> Throughput:
+    """Jobs completed and jobs that died per minute over the last hour, in one queue (which
+    must exist) or all (None); finished minutes are cached in the process (queue.throughput)."""
+    require(principal, Role.VIEWER, "reading throughput")
+    if queue is not None:
+        await check_queue(client, check_queue_name(queue))
+    return await read_throughput(client.db, queue=queue, now=client.clock.now())
 
 
 async def list_tasks(client: Conveyor, principal: Principal) -> list[dict[str, Any]]:

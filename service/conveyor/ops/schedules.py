@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..cron import Cron
+from ..cron import Cron, check_timezone
 from ..errors import ConveyorError, InvalidOptionError, NotFoundError
 from ..queue.client import SCHEDULE_FIELDS, Conveyor
 from ..queue.matviews import REFRESH_TASK
+from ..tasks import named_schedule
 from .roles import Principal, Role, require
 
 # What a schedule's definition holds besides its name (the fields a change may set).
@@ -69,6 +70,11 @@ async def get_schedule(client: Conveyor, principal: Principal, name: str) -> Sch
     return view(await _row(client, name))
 
 
+def _named(name: str) -> str:
+    """A name that may be a schedule's (tasks.named_schedule)."""
+    return named_schedule(name)
+
+
 async def _row(client: Conveyor, name: str) -> dict[str, Any]:
     for row in await client.schedules():
         if row["name"] == name:
@@ -104,7 +110,7 @@ async def update_schedule(
     if isinstance(changed.get("args"), Mapping):
         task = changed.get("task") or (await _row(client, name))["task"]
         changed["args"] = await _checked_args(client, task, changed["args"])
-    await client.update_schedule(name, changed)
+    await client.update_schedule(_named(name), changed)
     return view(await _row(client, name))
 
 
@@ -137,23 +143,23 @@ async def _define(client: Conveyor, name: str, definition: Mapping[str, Any], *,
 
 async def pause_schedule(client: Conveyor, principal: Principal, name: str) -> None:
     require(principal, Role.OPERATOR, "pausing a schedule")
-    await client.pause_schedule(name)
+    await client.pause_schedule(_named(name))
 
 
 async def resume_schedule(client: Conveyor, principal: Principal, name: str) -> None:
     require(principal, Role.OPERATOR, "resuming a schedule")
-    await client.resume_schedule(name)
+    await client.resume_schedule(_named(name))
 
 
 async def trigger_schedule(client: Conveyor, principal: Principal, name: str) -> int:
     """Enqueue the schedule's job now, its cadence untouched; the job's id."""
     require(principal, Role.OPERATOR, "triggering a schedule")
-    return await client.trigger_schedule(name)
+    return await client.trigger_schedule(_named(name))
 
 
 async def remove_schedule(client: Conveyor, principal: Principal, name: str) -> None:
     require(principal, Role.ADMIN, "removing a schedule")
-    await client.remove_schedule(name)
+    await client.remove_schedule(_named(name))
 
 
 async def schedule_fires(
@@ -163,3 +169,20 @@ async def schedule_fires(
     require(principal, Role.VIEWER, "reading a schedule's fires")
     await _row(client, name)
     return await client.schedule_fires(name, limit=limit)
+
+
+def preview_fires(
+    principal: Principal, cron: str, timezone: str, *, count: int = 5, after: datetime | None = None
+) -> list[datetime]:
+    """The next ``count`` fire times (UTC) of ``cron`` in ``timezone`` after ``after`` (now),
+    as the scheduler computes them; InvalidOptionError names what is wrong with either. The
+    time zone is checked first, then the expression."""
+    require(principal, Role.VIEWER, "previewing a schedule")
+    check_timezone(timezone)
+    schedule = Cron(cron, timezone)
+    fires: list[datetime] = []
+    moment = after or datetime.now(UTC)
+    for _ in range(max(0, min(count, 100))):
+        moment = schedule.next_after(moment)
+        fires.append(moment)
+    return fires

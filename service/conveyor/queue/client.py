@@ -29,9 +29,10 @@ from ..errors import (
 )
 from ..limits import LimitsInUse, QueueLimits, Rate, limits_in_use, limits_of
 from ..settings import Settings, Timeouts
-from ..tasks import Registry, check_queue_name, default_registry, unknown_task_message
+from ..tasks import Registry, check_queue_name, default_registry, named_schedule, unknown_task_message
 from . import cleaning, control, search
 from .bulk import Batch, enqueue_many, prepare_many, stream
+from .conflicts import run_again_on_conflict
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
 from .filters import ENDED_STATES, JobFilters, check_older_than
 from .filters import JOB_STATES as JOB_STATES  # re-exported: the names importers used before
@@ -220,27 +221,32 @@ class Conveyor:
             and (job.queue in self._known_queues)
         ):
             async with self._wake_ups.enqueue(job.queue) as notify:
-                return await self.db.enqueue_due_job(
-                    queue=job.queue,
-                    task=job.task,
-                    args_json=job.args_json,
-                    priority=job.priority,
-                    max_attempts=job.max_attempts,
-                    now=self.clock.now(),
-                    notify=notify,
-                    durable=self.durable_enqueue if durable is None else durable,
+                return await run_again_on_conflict(
+                    lambda: self.db.enqueue_due_job(
+                        queue=job.queue,
+                        task=job.task,
+                        args_json=job.args_json,
+                        priority=job.priority,
+                        max_attempts=job.max_attempts,
+                        now=self.clock.now(),
+                        notify=notify,
+                        durable=self.durable_enqueue if durable is None else durable,
+                    )
                 )
-        flow = enqueue_one(
-            job,
-            channel=queries.channel,
-            now=self.clock.now(),
-            known_queues=self._known_queues,
-            learn=conn is None,
-            durable=conn is not None or (self.durable_enqueue if durable is None else durable),
-        )
+
+        def flow() -> Flow[int]:
+            return enqueue_one(
+                job,
+                channel=queries.channel,
+                now=self.clock.now(),
+                known_queues=self._known_queues,
+                learn=conn is None,
+                durable=conn is not None or (self.durable_enqueue if durable is None else durable),
+            )
+
         if conn is not None:
-            return await run_async(await caller_async_connection(conn), queries, flow)
-        return await self.db.run(flow)
+            return await run_async(await caller_async_connection(conn), queries, flow())
+        return await run_again_on_conflict(lambda: self.db.run(flow()))
 
     async def enqueue_many(
         self,
@@ -279,11 +285,13 @@ class Conveyor:
                 ),
                 conn,
             )
-        rows = Batch.of(prepare_many(registry, jobs)) if conn is not None else stream(registry, jobs)
-        flow = enqueue_many(
-            rows, channel=queries.channel, jobs_table=queries.jobs_table, now=self.clock.now()
-        )
         if conn is not None:
+            flow = enqueue_many(
+                Batch.of(prepare_many(registry, jobs)),
+                channel=queries.channel,
+                jobs_table=queries.jobs_table,
+                now=self.clock.now(),
+            )
             raw = await caller_async_connection(conn)
             if not raw.autocommit:
                 # Inside the caller's transaction (its first statement starts it if need be):
@@ -291,7 +299,28 @@ class Conveyor:
                 return await run_async(raw, queries, flow)
             async with raw.transaction():
                 return await run_async(raw, queries, flow)
-        return await self.db.run(flow, atomic=True)
+        return await run_again_on_conflict(
+            lambda: self.db.run(
+                enqueue_many(
+                    stream(registry, jobs),
+                    channel=queries.channel,
+                    jobs_table=queries.jobs_table,
+                    now=self.clock.now(),
+                ),
+                atomic=True,
+            ),
+            "enqueue_many",
+        )
+
+    async def task_registry(self, names: Iterable[str], *, conn: Any = None) -> Registry:
+        """This client's registry, with those of ``names`` that it does not import taken as
+        the workers recorded them (read on ``conn`` when given); a name no one knows raises
+        UnknownTaskError. For checking requests one at a time (``queue.enqueue.prepare``)
+        before they go to :meth:`enqueue_many`, as an import does."""
+        missing = unknown_names(self.registry, names)
+        if not missing:
+            return self.registry
+        return await self._with_registered(missing, conn)
 
     def _queries(self) -> Queries:
         return for_schema(self.settings.schema)
@@ -521,6 +550,10 @@ class Conveyor:
         """Whether a queue of that name exists (InvalidOptionError for a name no queue can have)."""
         return await self._queue_exists(name)
 
+    async def queue_names(self) -> list[str]:
+        """Every queue's name, in order (reads the queues table alone: no counts)."""
+        return [row[0] for row in await self.db.fetch("queue_names")]
+
     async def _queue_exists(self, name: str) -> bool:
         return bool((await self.db.fetch("queue_exists", {"queue": check_queue_name(name)}))[0][0])
 
@@ -572,7 +605,7 @@ class Conveyor:
             raise InvalidOptionError(f"a schedule has no field {', '.join(sorted(unknown))}")
         with self._refusals():
             async with self.db.transaction() as tx:
-                rows = await tx.fetch("lock_schedule", {"name": name})
+                rows = await tx.fetch("lock_schedule", {"name": named_schedule(name)})
                 if not rows:
                     raise NotFoundError(f"no schedule named {name!r}")
                 current = dict(zip(SCHEDULE_FIELDS, rows[0], strict=True))
@@ -582,7 +615,8 @@ class Conveyor:
                     merged["cron"],
                     merged["task"],
                     merged["args"] or {},
-                    timezone=merged["timezone"] or "UTC",
+                    # A time zone given is checked as given (an empty one is refused, not UTC).
+                    timezone=changes["timezone"] if "timezone" in changes else merged["timezone"] or "UTC",
                     queue=merged["queue"],
                     priority=merged["priority"],
                     max_attempts=merged["max_attempts"],
@@ -654,20 +688,20 @@ class Conveyor:
         return f"{rows[0][1]}.{rows[0][2]}"
 
     async def pause_schedule(self, name: str) -> None:
-        await self._call("pause_schedule", {"name": name})
+        await self._call("pause_schedule", {"name": named_schedule(name)})
 
     async def resume_schedule(self, name: str) -> None:
-        await self._call("resume_schedule", {"name": name})
+        await self._call("resume_schedule", {"name": named_schedule(name)})
 
     async def trigger_schedule(self, name: str) -> int:
         """Enqueue the schedule's job now, leaving its cadence alone; returns the job id."""
-        return int((await self._call("trigger_schedule", {"name": name}))[0][0])
+        return int((await self._call("trigger_schedule", {"name": named_schedule(name)}))[0][0])
 
     async def remove_schedule(self, name: str) -> None:
-        await self._call("remove_schedule", {"name": name})
+        await self._call("remove_schedule", {"name": named_schedule(name)})
 
     async def schedule_fires(self, name: str, *, limit: int = 20) -> list[dict[str, Any]]:
-        return await self.db.fetch_dicts("schedule_fires", {"name": name, "limit": limit})
+        return await self.db.fetch_dicts("schedule_fires", {"name": named_schedule(name), "limit": limit})
 
     # -- retention ---------------------------------------------------------------------
 
@@ -794,6 +828,28 @@ class Conveyor:
         """Put a dead job back with a fresh attempt budget."""
         return int((await self._call("retry_dead_job", {"id": control.check_job_id(job_id)}))[0][0])
 
+    async def retry_dead_if(self, job_id: int, died_at: datetime) -> int:
+        """Put a dead job back as :meth:`retry_dead` does, only if it is still dead of the death
+        at ``died_at`` (the one its asker saw): a second retry of the same death (a double
+        click, a second tab) finds it retried, or dead again of a later death, and is refused
+        with ConflictError, so the job does not run once more than was asked."""
+        params = {
+            "id": control.check_job_id(job_id),
+            "queue": None,
+            "task": None,
+            "died_after": died_at,
+            # The death at died_at to the microsecond; the last instant Python has has no next.
+            "died_before": died_at + timedelta(microseconds=1)
+            if died_at.replace(tzinfo=None) < datetime.max
+            else None,
+        }
+        rows = await self._call("retry_dead_job_matching", params)
+        if not rows:
+            raise ConflictError(
+                f"job {job_id} is not dead of the death shown (it was retried or purged since): nothing was done"
+            )
+        return int(rows[0][0])
+
     async def retry_dead_matching(
         self,
         *,
@@ -827,6 +883,29 @@ class Conveyor:
             return int(rows[0][0]) if rows else None
 
         return await cleaning.retry_dead_matching(self.db, filters, retry, limit=limit)
+
+    async def count_dead(
+        self,
+        *,
+        queue: str | None = None,
+        task: str | None = None,
+        died_after: datetime | None = None,
+        died_before: datetime | None = None,
+    ) -> int:
+        """How many dead jobs match every filter given (queue, task, died in
+        ``[died_after, died_before)``; none: every dead job), as
+        :meth:`retry_dead_matching` and :meth:`purge_dead` would choose them now."""
+        filters = JobFilters.of(
+            queue=queue, task=task, finished_after=died_after, finished_before=died_before, finished="died"
+        )
+        params = {
+            "queue": filters.queue,
+            "task": filters.task,
+            "died_after": filters.finished_after,
+            "died_before": filters.finished_before,
+        }
+        rows = await self.db.fetch_planned("count_dead_matching", params)
+        return int(rows[0]["matching"])
 
     async def purge_dead(
         self,

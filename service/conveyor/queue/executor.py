@@ -26,7 +26,7 @@ from uuid import UUID
 
 from .. import jsonb
 from ..clock import Clock
-from ..errors import ArgumentsError, Discard
+from ..errors import ArgumentsError, Discard, RetryIn
 from ..jobs import ClaimedJob, Held
 from ..settings import MAX_ARGS_BYTES
 from ..tasks import Registry, Task, unknown_task_message
@@ -152,6 +152,8 @@ class Executor:
                 return Aborted(job)
             message = f"discarded: {describe(exc)}"
             return Bury(job, self._error(job, message, exc), message, exc)
+        except RetryIn as exc:
+            return self._failed(job, task, describe(exc), exc, at_least=exc.seconds)
         except BaseException as exc:  # a task must not be able to stop the worker
             return self._failed(job, task, describe(exc), exc)
         if ctx is None:
@@ -223,13 +225,18 @@ class Executor:
         message = f"{known}; tried again in {delay:g} s (load the module that defines it with --tasks)"
         return Retry(job, delay, self._error(job, message), message)
 
-    def _failed(self, job: ClaimedJob, task: Task, message: str, exc: BaseException | None) -> Outcome:
+    def _failed(
+        self, job: ClaimedJob, task: Task, message: str, exc: BaseException | None, at_least: float = 0.0
+    ) -> Outcome:
+        """Retried after the task's backoff (or ``at_least`` seconds, when longer: RetryIn), or
+        buried when its attempts are used up."""
         if Held.of(job) in self._aborted:
             return Aborted(job)  # stopped by its abort: not retried
         error = self._error(job, message, exc)
         if job.attempt >= job.max_attempts:
             return Bury(job, error, message, exc)
-        return Retry(job, task.backoff.delay(job.attempt, self._rand), error, message, exc)
+        delay = max(task.backoff.delay(job.attempt, self._rand), at_least)
+        return Retry(job, delay, error, message, exc)
 
     def _error(self, job: ClaimedJob, message: str, exc: BaseException | None = None) -> str:
         return error_entry(job, self._worker_id, self._clock, message, exc)

@@ -16,7 +16,13 @@ Invariants
    is written (not only while it runs: a finished job whose write waits must not be
    rescued), the worker's heartbeat (every ``lease / 3``) pushes the lease back for jobs
    claimed a while ago; jobs recorded within one heartbeat are never touched, so short jobs
-   cost nothing. A sync task past its timeout keeps its lease until its thread returns.
+   cost nothing. A write of outcomes locks its jobs' rows while it runs, so an extension
+   naming them would wait behind it (and fail at the lock timeout, with every other job's
+   extension in the same statement): the heartbeat extends the jobs whose write is in flight
+   in a statement of their own that skips locked rows (a write still waiting for a lock on
+   job_history holds none), and the completer extends them itself between two attempts
+   (``LeaseKeeper.extend_these``), when the rows are free. A sync task past its timeout
+   keeps its lease until its thread returns.
 4. ``rescue_expired_jobs`` (run by every worker's maintenance loop, safe to run
    concurrently: rows are taken with SKIP LOCKED) returns a job whose lease passed to
    ``available`` if attempts remain, else to the dead-letter table, with an error saying
@@ -52,6 +58,7 @@ import psycopg
 
 from ..clock import Clock
 from ..db.database import Database, WorkerRow
+from ..db.errors import describe
 from ..jobs import Held
 
 log = logging.getLogger("conveyor.worker")
@@ -70,6 +77,7 @@ class LeaseKeeper:
         lease: float,
         running: Callable[[], Sequence[tuple[Held, float]]],
         on_lost: Callable[[Held], None],
+        writing: Callable[[], frozenset[Held]] = frozenset,
         on_abort: Callable[[Held], None] | None = None,
     ) -> None:
         self._db = db
@@ -78,6 +86,7 @@ class LeaseKeeper:
         self._lease = timedelta(seconds=lease)
         self.interval = lease / 3
         self._running = running
+        self._writing = writing
         self._on_lost = on_lost
         self._on_abort = on_abort
         self._row: WorkerRow | None = None
@@ -122,6 +131,21 @@ class LeaseKeeper:
         due = [held for held, started in self._running() if started <= cutoff]
         if not due:
             return
+        writing = self._writing()
+        if writing:
+            # Their write may hold their rows: extended in a statement of their own that skips
+            # locked rows, so that waiting behind the write fails none of the others.
+            in_flight = [held for held in due if held in writing]
+            due = [held for held in due if held not in writing]
+            await self._db.extend_leases(
+                in_flight,
+                worker_id=self._worker_id,
+                lease=self._lease,
+                now=self._clock.now(),
+                unless_locked=True,
+            )
+        if not due:
+            return
         extended = await self._db.extend_leases(
             due, worker_id=self._worker_id, lease=self._lease, now=self._clock.now()
         )
@@ -131,11 +155,30 @@ class LeaseKeeper:
             elif held.id in extended.aborted and self._on_abort is not None:
                 self._on_abort(held)
 
+    async def extend_these(self, held: Sequence[Held]) -> None:
+        """Push back the leases of ``held`` now, whenever they were claimed: for the completer,
+        right after a write of their outcomes failed, when its transaction has rolled back and
+        their rows are free (while the write ran, the heartbeat skipped them if it had locked
+        them). Rows still locked are skipped here too: a write dropped at its client-side
+        deadline may run on the server a moment longer. A job no longer held changes nothing
+        (the write is fenced anyway). Never raises: a failure is logged."""
+        await _logged(
+            lambda: self._db.extend_leases(
+                held, worker_id=self._worker_id, lease=self._lease, now=self._clock.now(), unless_locked=True
+            ),
+            "extending the leases of outcomes waiting to be written",
+        )
 
-async def _logged(step: Callable[[], Awaitable[None]], what: str) -> None:
+
+async def _logged(step: Callable[[], Awaitable[object]], what: str) -> None:
     try:
         await step()
     except psycopg.Error as exc:
-        log.warning("%s failed: %s", what, exc, extra={"event": "heartbeat_error", "error": str(exc)})
+        log.warning(
+            "%s failed: %s",
+            what,
+            describe(exc),
+            extra={"event": "heartbeat_error", "error": str(exc), "sqlstate": exc.sqlstate},
+        )
     except Exception:
         log.exception("%s failed", what)

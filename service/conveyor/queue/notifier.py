@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import psycopg
 
 from ..db.connections import connect_kwargs, deadline_of, drop
-from ..db.errors import DeadlineExceeded
+from ..db.errors import DeadlineExceeded, describe
 from ..db.queries import Queries
 from ..settings import Timeouts
 
@@ -59,6 +60,7 @@ class Notifier:
         self._keepalive = self._timeouts.listen_check
         self._deadline = deadline_of(self._timeouts) or self._timeouts.listen_check
         self.connects = 0
+        self._lost_at: float | None = None  # when LISTEN was lost, until it is set up again
         self.listening = asyncio.Event()
         self.connection: psycopg.AsyncConnection[object] | None = None
 
@@ -74,7 +76,14 @@ class Notifier:
             try:
                 await self._listen()
             except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
-                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
+                if self.listening.is_set() or self._lost_at is None:
+                    self._lost_at = time.monotonic()
+                log.warning(
+                    "LISTEN connection lost (%s); reconnecting in %.1fs",
+                    describe(exc),
+                    delay,
+                    extra={"event": "listen_lost", "error": str(exc)},
+                )
             except Exception:
                 log.exception("LISTEN failed; reconnecting in %.1fs", delay)
             if self.listening.is_set():
@@ -95,6 +104,14 @@ class Notifier:
                 )
             self.connects += 1
             self.listening.set()
+            if self._lost_at is not None:
+                down = time.monotonic() - self._lost_at
+                self._lost_at = None
+                log.info(
+                    "LISTEN set up again after %.1fs without it",
+                    down,
+                    extra={"event": "listen_restored", "seconds_without": round(down, 3)},
+                )
             if self._on_connect is not None:
                 # Anything enqueued while we were not listening was not announced to us.
                 self._on_connect()

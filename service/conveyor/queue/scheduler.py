@@ -11,7 +11,8 @@ removing none unless told to prune). The leader, every tick:
 - in a task of its own, so that firing and lease renewal never wait on it: promotes due
   delayed jobs and rescues expired leases (workers do this too; both are idempotent), and
   now and then applies retention and creates partitions ahead, within a time budget, and
-  every ``metrics_interval`` runs the metrics' counting step (``counting``).
+  every ``metrics_interval`` runs the metrics' counting step (``counting``) and counts the
+  rollup behind ``queue_stats`` (so the overview reads at most a few minutes of job_history).
 
 Fire times owed are handled like this. A fire at most ``on_time_window`` late (a leader
 hand-over, a slow tick) fires on its own, marked late if it is. Fires older than that were
@@ -41,11 +42,10 @@ from ..db.errors import is_transient
 from ..errors import ConfigurationError, ConveyorError
 from ..settings import Settings
 from ..tasks import Registry, default_registry
-from .counting import count_metrics
 from .leader import Elector
 from .maintenance import Maintenance
 from .notifier import Notifier
-from .retention import apply_retention
+from .retention import apply_retention, count_before_removing
 from .stopping import cancel_and_wait
 
 log = logging.getLogger("conveyor.scheduler")
@@ -71,6 +71,9 @@ class SchedulerConfig:
             raise ConfigurationError("the scheduler's lease must last longer than two ticks")
         if not self.on_time_window >= 0:
             raise ConfigurationError("on_time_window must not be negative")
+        for name in ("retention_interval", "retention_budget", "metrics_interval", "upkeep_interval"):
+            if not getattr(self, name) > 0:  # NaN too: a housekeeping step would never run again
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
 
 
 @dataclass(frozen=True)
@@ -349,7 +352,9 @@ class Scheduler:
             await self.apply_retention()
         elif moment >= self._next_count:  # retention counts first anyway
             self._next_count = moment + self.config.metrics_interval
-            await count_metrics(self.db, budget=self.config.retention_budget)
+            await count_before_removing(
+                self.db, now=self.clock.now(), deadline=time.monotonic() + self.config.retention_budget
+            )
 
     async def apply_retention(self) -> dict[str, int]:
         return await apply_retention(self.db, now=self.clock.now(), budget=self.config.retention_budget)

@@ -31,6 +31,7 @@ from ..settings import Settings
 from ..tasks import Registry, default_registry
 from .bulk import Batch, enqueue_many, prepare_many
 from .client import Conveyor, sql_error_message
+from .conflicts import run_again_on_conflict_sync
 from .enqueue import JobRequest, TaskRef, enqueue_one, prepare
 from .flows import (
     LINK_ATTEMPTS,
@@ -266,17 +267,24 @@ class SyncConveyor:
                 ),
                 conn,
             )[0]
-        flow = enqueue_one(
-            job,
-            channel=self.queries.channel,
-            now=self.clock.now(),
-            known_queues=self._known_queues,
-            learn=conn is None,
-        )
+
+        def flow() -> Flow[int]:
+            return enqueue_one(
+                job,
+                channel=self.queries.channel,
+                now=self.clock.now(),
+                known_queues=self._known_queues,
+                learn=conn is None,
+            )
+
         if conn is not None:
-            return run_sync(caller_sync_connection(conn), self.queries, flow)
-        with self._connection() as own:
-            return run_sync(own, self.queries, flow)
+            return run_sync(caller_sync_connection(conn), self.queries, flow())
+
+        def on_own_connection() -> int:
+            with self._connection() as own:
+                return run_sync(own, self.queries, flow())
+
+        return run_again_on_conflict_sync(on_own_connection)
 
     def enqueue_many(
         self,
@@ -434,6 +442,7 @@ class SyncConveyor:
     queue_stats = blocking(Conveyor.queue_stats)
     scheduler_status = blocking(Conveyor.scheduler_status)
     queue_exists = blocking(Conveyor.queue_exists)
+    queue_names = blocking(Conveyor.queue_names)
     create_queue = blocking(Conveyor.create_queue)
     pause_queue = blocking(Conveyor.pause_queue)
     resume_queue = blocking(Conveyor.resume_queue)
@@ -467,14 +476,17 @@ class SyncConveyor:
     dead_jobs = blocking(Conveyor.dead_jobs)
     dead_job = blocking(Conveyor.dead_job)
     retry_dead = blocking(Conveyor.retry_dead)
+    retry_dead_if = blocking(Conveyor.retry_dead_if)
     retry_dead_matching = blocking(Conveyor.retry_dead_matching)
     purge_dead = blocking(Conveyor.purge_dead)
     search_jobs = blocking(Conveyor.search_jobs)
     history = blocking(Conveyor.history)
     dead_letters = blocking(Conveyor.dead_letters)
+    count_dead = blocking(Conveyor.count_dead)
     clean_history = blocking(Conveyor.clean_history)
     workers = blocking(Conveyor.workers)
     queue_overview = blocking(Conveyor.queue_overview)
+    task_registry = blocking(Conveyor.task_registry)
     result = blocking(Conveyor.result)
     get_batch = blocking(Conveyor.get_batch)
 

@@ -30,7 +30,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -103,6 +103,10 @@ class WorkerConfig:
             raise ConfigurationError("poll_interval and stage_interval must be positive")
         if self.max_batch < 1:
             raise ConfigurationError("max_batch must be at least 1")
+        if isinstance(self.queues, str):  # would serve one queue per character
+            raise ConfigurationError(
+                f"queues must be a list of queue names: [{self.queues!r}], not {self.queues!r}"
+            )
         for queue in self.queues or ():
             check_queue_name(queue)
 
@@ -125,10 +129,12 @@ class Worker:
         clock: Clock | None = None,
         on_failure: Hook | None = None,
         on_dead: Hook | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> None:
         """``on_failure(job, failure)`` is called for every failed attempt this worker records
         or rescues, ``on_dead(job, failure)`` for every job it moves to the dead-letter table
-        (see queue.reports)."""
+        (see queue.reports), ``on_start(job_id)`` as each claimed job starts (conveyor.testing
+        collects what a drain ran with it)."""
         settings = Settings.from_env(database_url, schema)
         if settings.database_url is None:
             raise ConfigurationError("no database: set DATABASE_URL or pass database_url")
@@ -183,6 +189,7 @@ class Worker:
         self.started = asyncio.Event()
         self.stats = WorkerStats()
         self._reports = Reporter(self.stats, on_failure=on_failure, on_dead=on_dead)
+        self._on_start = on_start
         self.completer = Completer(
             self.db,
             self.id,
@@ -190,6 +197,7 @@ class Worker:
             max_batch=self.config.max_batch,
             on_settled=self._on_settled,
             stats=self.stats,
+            keep_leased=lambda held: self._leases.extend_these(held),
         )
         self.maintenance = Maintenance(
             self.db,
@@ -223,6 +231,7 @@ class Worker:
             self.clock,
             lease=self.config.lease,
             running=self._held_with_start,
+            writing=lambda: self.completer.writing,
             on_lost=self._on_lease_lost,
             on_abort=self._abort,
         )
@@ -258,6 +267,11 @@ class Worker:
     @property
     def running_jobs(self) -> list[int]:
         return [held.id for held in self._running]
+
+    @property
+    def idle(self) -> bool:
+        """No job runs here and every outcome is recorded."""
+        return not self._running and not self._unwritten and not self.completer.pending
 
     @property
     def busy_threads(self) -> int:
@@ -504,6 +518,8 @@ class Worker:
         # arguments (held) say which job it runs.
         task = asyncio.create_task(self._run_job(held, job))
         self._running[held] = _Running(job, task, now)
+        if self._on_start is not None:
+            self._on_start(job.id)
         if self._pending_aborts and self._pending_aborts.pop(job.id, None) is not None:
             self._confirm_aborts([held])
 

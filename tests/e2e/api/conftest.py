@@ -14,12 +14,9 @@ import pytest
 from starlette.types import ASGIApp
 
 from conveyor.api import create_app
-from conveyor.db.database import Database
-from conveyor.ops.keys import create_key, revoke_key
-from conveyor.ops.roles import LOCAL_ADMIN
 
 from .. import api_tasks
-from .support import ROLES, Keys, Server, Workers, bearer
+from .support import Keys, Server, Workers, bearer, make_keys
 
 
 @pytest.fixture
@@ -45,18 +42,8 @@ def api_url(database_url: str, schema: str, serve: Callable[[ASGIApp], Server]) 
 
 
 @pytest.fixture
-async def keys(database_url: str, schema: str) -> AsyncIterator[Keys]:
-    database = Database(database_url, schema)
-    await database.open()
-    try:
-        tokens = {}
-        for role in ROLES:
-            _, tokens[role] = await create_key(database, LOCAL_ADMIN, f"test-{role}", role)
-        info, tokens["revoked"] = await create_key(database, LOCAL_ADMIN, "test-revoked", "admin")
-        await revoke_key(database, LOCAL_ADMIN, info.id)
-        yield Keys(**tokens)
-    finally:
-        await database.close()
+async def keys(database_url: str, schema: str) -> Keys:
+    return await make_keys(database_url, schema)
 
 
 @pytest.fixture

@@ -13,6 +13,10 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from conveyor.db.database import Database
+from conveyor.ops.keys import create_key, revoke_key
+from conveyor.ops.roles import LOCAL_ADMIN
+
 from ...helpers import DB, REPO, subprocess_env, wait_until_sync
 from .. import api_tasks
 
@@ -55,6 +59,21 @@ class Keys:
 
     def __getitem__(self, role: str) -> str:
         return str(getattr(self, role))
+
+
+async def make_keys(database_url: str, schema: str, label: str = "test") -> Keys:
+    """A key of each role and a revoked admin key, made through the one service layer."""
+    database = Database(database_url, schema)
+    await database.open()
+    try:
+        tokens = {}
+        for role in ROLES:
+            _, tokens[role] = await create_key(database, LOCAL_ADMIN, f"{label}-{role}", role)
+        info, tokens["revoked"] = await create_key(database, LOCAL_ADMIN, f"{label}-revoked", "admin")
+        await revoke_key(database, LOCAL_ADMIN, info.id)
+        return Keys(**tokens)
+    finally:
+        await database.close()
 
 
 def bearer(token: str) -> dict[str, str]:

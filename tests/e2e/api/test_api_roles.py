@@ -68,6 +68,8 @@ SAMPLES: dict[str, tuple[dict[str, Any], Any]] = {
     "list_workers": ({}, None),
     "list_history": ({}, None),
     "clean_history": ({}, {"older_than": "30d", "budget": 1}),
+    "list_exports": ({}, None),
+    "download_export": ({"file": "report.csv"}, None),
 }
 
 WRONG_KEYS = {

@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from starlette.types import ASGIApp
 
 from conveyor.api import create_app
+from conveyor.dashboard.session import SESSION_COOKIE, csrf_token
 from conveyor.db.database import Database
 from conveyor.ops.keys import create_key, revoke_key
 from conveyor.ops.roles import LOCAL_ADMIN
@@ -110,6 +111,38 @@ def enqueue(base_url: str, keys: Keys, count: int = 1) -> None:
         for i in range(count):
             response = http.post("/api/v1/jobs", json={"task": "api_add", "args": {"a": i, "b": 1}})
             assert response.status_code == 201, response.text
+
+
+def enqueue_job(base_url: str, keys: Keys, task: str, args: dict[str, Any], **options: Any) -> int:
+    """Enqueue one job through the API as an admin; its id."""
+    with httpx.Client(base_url=base_url, headers=bearer(keys.admin)) as http:
+        response = http.post("/api/v1/jobs", json={"task": task, "args": args, **options})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def make_schedule(app_url: str, keys: Keys, name: str = "nightly", **fields: Any) -> None:
+    """Create a schedule through the API (a daily api_add in Europe/Paris unless ``fields`` say)."""
+    definition = {"name": name, "cron": "0 9 * * *", "timezone": "Europe/Paris", "task": "api_add"}
+    definition |= {"args": {"a": 2, "b": 3}} | fields
+    with httpx.Client(base_url=app_url, headers=bearer(keys.admin)) as http:
+        made = http.post("/api/v1/schedules", json=definition)
+    assert made.status_code == 201, made.text
+
+
+def session(base_url: str, key: str) -> tuple[httpx.Client, str]:
+    """An HTTP client holding a dashboard session of ``key`` (its cookie), and the session's
+    CSRF token, for posting forms as a signed-in browser would."""
+    http = httpx.Client(base_url=base_url, cookies={SESSION_COOKIE: key}, follow_redirects=False, timeout=30)
+    return http, csrf_token(key)
+
+
+def browser_session(page: Page, base_url: str) -> tuple[httpx.Client, str]:
+    """An HTTP client carrying the browser's cookies (its session), and the page's CSRF token."""
+    token = page.locator('input[name="csrf"]').first.get_attribute("value")
+    assert token
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    return httpx.Client(base_url=base_url, cookies=cookies, follow_redirects=False), token
 
 
 T = TypeVar("T")

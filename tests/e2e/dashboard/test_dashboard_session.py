@@ -146,6 +146,10 @@ async def test_failed_logins_count_against_the_apis_limit(
         assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
         api = await http.get("/api/v1/queues", headers=bearer(keys.admin))
         assert api.status_code == 429  # one limit for the API and the dashboard
+        http.cookies.set(SESSION_COOKIE, keys.admin)  # a session's page, locked out alike
+        page = await http.get("/")
+        assert page.status_code == 429
+        assert int(page.headers["retry-after"]) >= 1
 
 
 async def test_the_dashboard_mounted_under_a_prefix(
@@ -177,3 +181,23 @@ async def test_the_dashboard_mounted_under_a_prefix(
         assert done.status_code == 303
         assert done.headers["location"] == "/jobs/"
         assert paused(db)
+
+
+async def test_a_database_that_cannot_answer_gives_a_503_page_and_keeps_the_connection(
+    serve: Callable[[ASGIApp], Server], schema: str
+) -> None:
+    """A page whose database work fails (here: nothing listens at the database's port) is an
+    error page with 503 and Retry-After, counted and logged, not an exception: uvicorn would
+    close the keep-alive connection under the next request."""
+    from conveyor.api.problems import COUNTS, UNAVAILABLE
+
+    before = COUNTS.count(UNAVAILABLE)
+    url = serve(create_app(database_url="postgresql://postgres@127.0.0.1:9/none", schema=schema)).url
+    async with httpx.AsyncClient(base_url=url, follow_redirects=False, timeout=60) as http:
+        for _ in range(2):  # the second on the same connection
+            answer = await log_in(http, "cvk_whatever")
+            assert answer.status_code == 503, answer.text
+            assert "the database cannot be reached now" in answer.text
+            assert answer.headers["retry-after"] == "1"
+            assert answer.headers["content-type"].startswith("text/html")
+    assert COUNTS.count(UNAVAILABLE) == before + 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..routing import Group
-from . import dead_jobs, jobs, queues, retention, schedules, status
+from . import dead_jobs, exports, jobs, queues, retention, schedules, status
 
 GROUPS: tuple[Group, ...] = (
     queues.group,
@@ -12,4 +12,5 @@ GROUPS: tuple[Group, ...] = (
     schedules.group,
     retention.group,
     status.group,
+    exports.group,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -52,6 +53,7 @@ class Workers:
             text=True,
         )
         self.processes.append(process)
+        _REGISTERS_IN[process.pid] = DB(self.database_url, self.schema)
         return process
 
     def stop_all(self) -> None:
@@ -76,7 +78,24 @@ async def enqueue_many(database_url: str, schema: str, jobs: list[JobRequest]) -
         return await client.enqueue_many(jobs)
 
 
+# Where each worker started by `Workers` registers: `finish` waits for that.
+_REGISTERS_IN: dict[int, DB] = {}
+
+
 def finish(process: subprocess.Popen[str], *, within: float = 30) -> tuple[int, str]:
+    """SIGTERM a worker and reap it: (exit code, output). A worker started by `Workers` is
+    first given until it has registered (or exited): before that, still importing, it has no
+    handler for the signal and dies of it, holding nothing, which a test stopping it after
+    the others drained the work would take for a failed stop."""
+    db = _REGISTERS_IN.pop(process.pid, None)
+    if db is not None:
+        registered = "select exists (select from {schema}.workers where pid = %s)"
+        with contextlib.suppress(AssertionError):  # never registered: it is stopped all the same
+            wait_until_sync(
+                lambda: process.poll() is not None or db.one(registered, [process.pid]),
+                within=within,
+                interval=0.05,
+            )
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=within)
     return process.returncode, output

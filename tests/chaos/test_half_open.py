@@ -175,7 +175,9 @@ async def test_scheduler_behind_a_link_that_froze_and_healed_leads_again_and_sto
     running = asyncio.create_task(scheduler.run())
     try:
         await asyncio.wait_for(scheduler.started.wait(), 10)
-        await wait_until(lambda: scheduler.elector.is_leader)
+        # Leading and listening: on a busy machine LISTEN may not be set up yet when the
+        # scheduler has started, and a LISTEN frozen before it was answered is no connect.
+        await wait_until(lambda: scheduler.elector.is_leader and scheduler.notifier.listening.is_set())
         proxy.freeze()
         await wait_until(lambda: proxy.held_back > 0)
         await wait_until(lambda: not scheduler.elector.is_leader)  # its trust window ran out

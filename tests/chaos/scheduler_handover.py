@@ -36,6 +36,8 @@ from ..helpers import DB, subprocess_env, wait_until_sync
 from .processes import Process
 
 LEASE, TICK = 3.0, 0.5  # the shortest lease `conveyor scheduler --lease` takes
+# What a scheduler logs once it runs (its signal handlers are set by then).
+STARTED = "schedules declared in code"
 SCHEDULE = "every-second"
 
 
@@ -123,7 +125,11 @@ class Schedulers:
         return "\n".join(str(p) for p in self.processes)
 
     def stop_all(self) -> list[int | None]:
-        return [p.stop() for p in self.processes if p.popen.returncode is None]
+        """SIGTERM to each live one, once each has started: one still importing has no handler
+        for the signal yet and would die of it (the last replacement may be that young)."""
+        live = [p for p in self.processes if p.popen.returncode is None]
+        wait_until_sync(lambda: all(STARTED in p.output() or not p.alive() for p in live), within=60)
+        return [p.stop() for p in live]
 
     def kill_all(self) -> None:
         for process in self.processes:

@@ -98,7 +98,13 @@ class Completer:
         self.recorded = 0
         self.stats = stats if stats is not None else WorkerStats()
         self._keep_leased = keep_leased
-        self.writing: frozenset[Held] = frozenset()  # the claims of the statement in flight
+        self._in_write: Sequence[Outcome] = ()  # the batch of the statement in flight
+
+    @property
+    def writing(self) -> frozenset[Held]:
+        """The claims of the statement in flight (made when asked: the heartbeat asks once a
+        round, while every batch would pay for making them on each write)."""
+        return frozenset(Held.of(outcome.job) for outcome in self._in_write)
 
     @property
     def pending(self) -> int:
@@ -248,11 +254,11 @@ class Completer:
     async def _write_marked(self, batch: Sequence[Outcome]) -> Recorded:
         """:meth:`_write`, with ``writing`` naming its claims while it is in flight (the
         heartbeat extends them in a statement that skips the rows the write has locked)."""
-        self.writing = frozenset(Held.of(outcome.job) for outcome in batch)
+        self._in_write = batch
         try:
             return await self._write(batch)
         finally:
-            self.writing = frozenset()
+            self._in_write = ()
 
     async def _keep_leased_after_failure(self, batch: Sequence[Outcome]) -> None:
         """Right after a failed write, when its rows are free again: extend the leases the
